@@ -1,0 +1,151 @@
+"""The ``deepwell`` command: parse, call the library, print. No logic of its own.
+
+Errors deepwell raises on purpose (bad spec, data, checkpoint) print one line on stderr and
+exit with code 2; a run whose loss diverged exits with code 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from deepwell.errors import DeepwellError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Build, train and diagnose deep networks; see each lecture idea happen.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override a spec key: section.key=value (repeatable)")]
+
+
+@app.command("train")
+def train_command(
+    spec: Annotated[Optional[Path], typer.Argument(help="YAML spec file (default: built-in defaults)")] = None,
+    set_: SetOption = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue a killed run from its last checkpoint")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    progress: Annotated[str, typer.Option(help="auto, bar, lines or none")] = "auto",
+) -> None:
+    """Train a network and write its run folder."""
+    from deepwell.run import train
+
+    run = train(spec, overrides=set_ or [], resume=resume, progress="none" if quiet else progress)
+    summary = run.summary
+    test = summary["test"]
+    accuracy = f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test else f"test loss {test['test/loss']:.4g}"
+    if summary["status"] == "non_finite":
+        err.print(f"[red]Training diverged:[/red] {summary['message']}")
+        out.print(f"Run folder (last good weights): {run.path}")
+        raise typer.Exit(1)
+    out.print(f"{summary['message']} {accuracy} ({summary['epochs_run']} epochs, {summary['train_seconds']:.1f} s).")
+    out.print(f"Run folder: {run.path}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="run folder")],
+    data: Annotated[Optional[str], typer.Option(help="dataset option to evaluate on instead, e.g. 'csv:path=new.csv,target=y'")] = None,
+) -> None:
+    """Evaluate a trained run on its test split (or on other data)."""
+    from deepwell.run import Run
+
+    for key, value in Run.load(run).evaluate(data).items():
+        out.print(f"{key}\t{value:.6g}")
+
+
+@app.command("predict")
+def predict_command(
+    run: Annotated[Path, typer.Argument(help="run folder")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV (numeric columns) or NPZ (key x) of inputs")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="CSV to write (default: stdout)")] = None,
+) -> None:
+    """Predict with a trained run: one row per input, the class (and probabilities) or values."""
+    from deepwell.data import load_array_file
+    from deepwell.run import Run
+
+    loaded = Run.load(run)
+    x = load_array_file(input)
+    if loaded.meta["task"] == "classification":
+        probabilities = loaded.predict_proba(x)
+        names = loaded.meta.get("class_names") or [str(i) for i in range(probabilities.shape[1])]
+        header = ["prediction"] + [f"p_{name}" for name in names]
+        rows = [[names[int(p.argmax())]] + [f"{v:.6g}" for v in p.tolist()] for p in probabilities]
+    else:
+        values = loaded.predict(x)
+        header = [f"prediction_{i}" for i in range(values.shape[1])]
+        rows = [[f"{v:.6g}" for v in row] for row in values.tolist()]
+    if output is None:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(header)
+        writer.writerows(rows)
+    else:
+        from deepwell.training.checkpoint import atomic_write_text
+
+        atomic_write_text(output, "\n".join(",".join(map(str, r)) for r in [header, *rows]) + "\n")
+        out.print(f"Wrote {len(rows)} predictions to {output}")
+
+
+@app.command("runs")
+def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder holding run folders")] = Path("runs")) -> None:
+    """List the runs in a folder: status, epochs, test metrics."""
+    import json
+
+    table = Table("run", "status", "epochs", "test acc", "test loss", "seconds")
+    for path in sorted(p for p in directory.glob("*") if (p / "config.yaml").is_file()):
+        summary_path = path / "summary.json"
+        if not summary_path.is_file():
+            table.add_row(path.name, "unfinished", "", "", "", "")
+            continue
+        summary = json.loads(summary_path.read_text())
+        test = summary.get("test", {})
+        acc = f"{test['test/acc']:.2%}" if "test/acc" in test else ""
+        table.add_row(path.name, summary["status"], str(summary["epochs_run"]), acc, f"{test.get('test/loss', float('nan')):.4g}",
+                      f"{summary['train_seconds']:.1f}")
+    out.print(table)
+
+
+@app.command("options")
+def options_command(kind: Annotated[Optional[str], typer.Argument(help="activation, initializer, optimizer, ...")] = None) -> None:
+    """List the named options of each kind, with their parameters."""
+    from deepwell.config import _REGISTRIES, registry
+    from deepwell.errors import unknown_name
+
+    kinds = list(_REGISTRIES) if kind is None else [kind]
+    for name in kinds:
+        if name not in _REGISTRIES:
+            raise unknown_name("option kind", name, _REGISTRIES)
+        out.print(f"[bold]{name}[/bold]")
+        entries = registry(name)
+        for entry in entries.names():
+            out.print(f"  {entries.describe(entry)}", highlight=False)
+
+
+@app.command("spec")
+def spec_command(spec: Annotated[Optional[Path], typer.Argument(help="YAML spec file")] = None, set_: SetOption = None) -> None:
+    """Print the resolved spec (defaults, file and overrides applied) as YAML."""
+    from deepwell.config import load_spec
+
+    out.print(load_spec(spec, set_ or []).to_yaml(), highlight=False, markup=False)
+
+
+def main() -> None:
+    """Entry point: run the app, turning deepwell's own errors into one line and exit code 2."""
+    try:
+        app()
+    except DeepwellError as error:
+        err.print(f"error: {error}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("Interrupted. Resume a training run with `deepwell train --resume RUN_FOLDER`.")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""Validated run specifications: RunSpec = data + model + train + output.
+
+A spec comes from a YAML file, ``--set key=value`` overrides, or Python, and is validated once
+here. Option strings (``leaky_relu:0.1``, ``he:mode=fan_out``) become typed
+:class:`~deepwell.registry.Option` objects; ``spec.to_dict()`` writes them back canonically, so a
+resolved spec saved in a run folder loads back to an equal spec.
+
+Example::
+
+    spec = load_spec("examples/mnist1d_cnn.yaml", overrides=["train.epochs=5", "model.activation=gelu"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, PlainSerializer, WithJsonSchema
+
+from deepwell.errors import ConfigError, did_you_mean
+from deepwell.registry import Option, Registry
+
+__all__ = [
+    "DataSpec",
+    "EarlyStoppingSpec",
+    "ModelSpec",
+    "OutputSpec",
+    "RunSpec",
+    "TrainSpec",
+    "load_spec",
+    "apply_overrides",
+]
+
+# Where each registry lives; imported lazily so config stays at the bottom of the import graph.
+_REGISTRIES = {
+    "activation": "deepwell.models.activations:ACTIVATIONS",
+    "initializer": "deepwell.models.init:INITIALIZERS",
+    "normalization": "deepwell.models.layers:NORMALIZATIONS",
+    "dropout": "deepwell.models.layers:DROPOUTS",
+    "dataset": "deepwell.data.sources:DATASETS",
+    "preprocessing": "deepwell.data.preprocess:PREPROCESSORS",
+    "optimizer": "deepwell.training.optim:OPTIMIZERS",
+    "schedule": "deepwell.training.optim:SCHEDULES",
+    "penalty": "deepwell.training.penalties:PENALTIES",
+}
+
+
+def registry(kind: str) -> Registry[Any]:
+    """The registry of one kind of option (``"activation"``, ``"optimizer"``, ...)."""
+    module, _, attr = _REGISTRIES[kind].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _option(kind: str) -> Any:
+    """A spec field holding an Option of ``kind``: accepts a string or mapping, serialises to the canonical string."""
+    return Annotated[
+        InstanceOf[Option],
+        BeforeValidator(lambda value: registry(kind).parse(value)),
+        PlainSerializer(str, return_type=str),
+        WithJsonSchema({"type": "string", "description": f"a {kind} option string, e.g. 'name:arg,key=value'"}),
+    ]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+class DataSpec(_Spec):
+    """Where the data comes from and how it is split, corrupted and preprocessed."""
+
+    source: _option("dataset") = Field("mnist1d", description="dataset option, e.g. mnist1d, digits, csv:path=f.csv,target=y")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the training split held out for validation")
+    n_train: int | None = Field(None, ge=1, description="keep only this many training examples (after the validation split)")
+    label_noise: float = Field(0.0, ge=0.0, le=1.0, description="fraction of training labels replaced")
+    label_noise_mode: Literal["incorrect", "uniform"] = Field(
+        "incorrect", description="incorrect: a random wrong label (Nakkiran et al.); uniform: any label (MNIST-1D notebook)"
+    )
+    preprocess: _option("preprocessing") = Field("none", description="fitted on the training split only")
+
+
+class ModelSpec(_Spec):
+    """The network: architecture, activation, initialisation, normalisation, dropout."""
+
+    arch: Literal["mlp", "cnn1d", "cnn2d"] = "mlp"
+    depth: int = Field(2, ge=0, le=1000, description="number of hidden layers (MLP), when 'hidden' is not given")
+    width: int = Field(128, ge=1, description="units per hidden layer (MLP), when 'hidden' is not given")
+    hidden: list[Annotated[int, Field(ge=1)]] | None = Field(None, description="explicit hidden widths; overrides depth/width")
+    channels: list[int | Literal["pool"]] = Field(
+        [32, 32, "pool", 64, 64, "pool", 64], description="CNN conv blocks: an int is a conv block's channels, 'pool' halves the length"
+    )
+    kernel_size: int = Field(5, ge=1, description="CNN kernel size (odd keeps the length)")
+    global_pool: bool = Field(True, description="CNN: average over positions before the head (else flatten)")
+    activation: _option("activation") = "relu"
+    init: _option("initializer") = Field("he", description="weight initialiser; its gain follows the activation")
+    bias_init: _option("initializer") = "zeros"
+    norm: _option("normalization") = "none"
+    norm_position: Literal["before", "after"] = Field("before", description="normalisation before or after the activation")
+    dropout: _option("dropout") = Field("none", description="dropout:0.5[,mode=classic] or dropconnect:0.3[,sample=batch]")
+    residual: bool = Field(False, description="skip connections around equal-width hidden layers / conv blocks")
+
+
+class EarlyStoppingSpec(_Spec):
+    """Stop when the monitored metric stops improving (and optionally restore the best weights)."""
+
+    monitor: str = "val/loss"
+    mode: Literal["min", "max", "auto"] = "auto"
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class TrainSpec(_Spec):
+    """The optimisation: epochs, batches, optimiser, schedule, penalty, early stopping."""
+
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: _option("optimizer") = "adam"
+    lr: float = Field(1e-3, gt=0.0, description="peak learning rate")
+    schedule: _option("schedule") = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over this many epochs")
+    clip_grad_norm: float | None = Field(None, gt=0.0)
+    penalty: _option("penalty") = "none"
+    early_stopping: EarlyStoppingSpec | None = None
+    loss: Literal["auto", "cross_entropy", "mse"] = "auto"
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints (resume points)")
+    eval_every: int = Field(1, ge=1, description="epochs between validation / clean-train evaluations")
+
+
+class OutputSpec(_Spec):
+    """Where the run folder goes."""
+
+    dir: Path = Path("runs")
+    name: str | None = Field(None, description="run folder name; default: <dataset>-<arch>-<timestamp>")
+
+
+class RunSpec(_Spec):
+    """Everything that defines a run. Validated once; ``to_dict()`` is canonical and round-trips."""
+
+    seed: int = 0
+    device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    data: DataSpec = Field(default_factory=DataSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunSpec:
+        """Validate a plain mapping (from YAML or JSON) into a RunSpec, raising ConfigError."""
+        try:
+            return cls.model_validate(dict(values))
+        except pydantic.ValidationError as error:
+            raise config_error(error, cls) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, canonical mapping (option strings, no Python objects)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def config_error(error: pydantic.ValidationError, model: type[BaseModel]) -> ConfigError:
+    """Turn pydantic's report into one ConfigError naming each bad key, with did-you-mean."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            section = _model_at(model, item["loc"][:-1])
+            known = list(section.model_fields) if section else []
+            key = str(item["loc"][-1])
+            lines.append(f"Unknown key '{location}'.{did_you_mean(key, known)} Known keys here: {', '.join(known)}.")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{location}: {message} (got {item.get('input')!r})")
+    return ConfigError("Invalid spec: " + " | ".join(lines) if len(lines) > 1 else "Invalid spec: " + lines[0])
+
+
+def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | None:
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (dotted keys, YAML values) to a nested mapping, in place.
+
+    A key without a section (``lr=0.01``) is resolved when exactly one section has that field.
+    """
+    for text in overrides:
+        key, eq, raw = text.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"Override '{text}' is not key=value; write e.g. --set train.lr=0.01.")
+        path = _resolve_key(key.strip())
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"Override '{text}': value is not valid YAML ({error}).") from None
+        target = values
+        for part in path[:-1]:
+            node = target.get(part)
+            if node is None:
+                node = target[part] = {}
+            if not isinstance(node, dict):
+                raise ConfigError(f"Override '{text}': '{part}' is not a section.")
+            target = node
+        target[path[-1]] = value
+    return values
+
+
+def _resolve_key(key: str) -> list[str]:
+    path = key.split(".")
+    if len(path) > 1 or key in RunSpec.model_fields:
+        return path
+    sections = [name for name, f in RunSpec.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
+    owners = [s for s in sections if key in RunSpec.model_fields[s].annotation.model_fields]
+    if len(owners) == 1:
+        return [owners[0], key]
+    if len(owners) > 1:
+        raise ConfigError(f"Key '{key}' is ambiguous: write one of {', '.join(f'{o}.{key}' for o in owners)}.")
+    every = [f"{s}.{k}" for s in sections for k in RunSpec.model_fields[s].annotation.model_fields]
+    every += [k for k in RunSpec.model_fields if k not in sections]
+    leaves = [k.split(".")[-1] for k in every]
+    hint = did_you_mean(key, leaves)
+    raise ConfigError(f"Unknown key '{key}'.{hint} Known keys: {', '.join(every)}.")
+
+
+def load_spec(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunSpec:
+    """Read a YAML spec (or start from defaults), apply overrides, validate.
+
+    Raises:
+        ConfigError: missing or unparsable file, unknown key, invalid value.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Spec file '{path}' not found. Give the path of a YAML file (see examples/).")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as error:
+            raise ConfigError(f"Spec file '{path}' is not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"Spec file '{path}' must hold a mapping (data:, model:, train:), not {type(loaded).__name__}.")
+        values = loaded or {}
+    apply_overrides(values, overrides)
+    return RunSpec.from_dict(values)

@@ -1,0 +1,40 @@
+"""Errors users see: each says what happened, what was expected, and how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = ["DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "did_you_mean"]
+
+
+class DeepwellError(Exception):
+    """Base of every error deepwell raises on purpose (the CLI turns these into exit code 2)."""
+
+
+class ConfigError(DeepwellError, ValueError):
+    """A spec, option string or argument is invalid."""
+
+
+class DataError(DeepwellError, ValueError):
+    """Data is missing, unreadable or inconsistent (NaN, shapes, labels out of range, ...)."""
+
+
+class CheckpointError(DeepwellError, ValueError):
+    """A run folder or checkpoint is missing, corrupt or does not match the model."""
+
+
+class TrainingError(DeepwellError, RuntimeError):
+    """Training cannot go on (for example the loss became non-finite)."""
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """Return ' Did you mean 'x'?' for the closest known name, or '' when none is close."""
+    matches = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" Did you mean '{matches[0]}'?" if matches else ""
+
+
+def unknown_name(kind: str, word: str, known: Iterable[str]) -> ConfigError:
+    """The one 'unknown X' error: names the closest match and every known choice."""
+    known = sorted(known)
+    return ConfigError(f"Unknown {kind} '{word}'.{did_you_mean(word, known)} Known: {', '.join(known)}.")

@@ -1,0 +1,184 @@
+"""The network family: MLPs and 1-D/2-D CNNs built from one kind of block.
+
+A block is ``transform -> norm -> activation -> dropout`` (or ``activation -> norm`` with
+``norm_position="after"``), optionally wrapped in a skip connection ``x + block(x)`` when its
+input and output shapes agree. An MLP is blocks of dense transforms; a CNN is blocks of
+same-padding convolutions with 2x max-pooling between groups, then global average pooling
+(or flattening), optional dense blocks, and a linear head.
+
+Example::
+
+    model = build_model(ModelSpec(arch="mlp", depth=3, width=64), input_shape=(40,), num_outputs=10)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepwell.config import ModelSpec
+from deepwell.errors import ConfigError
+from deepwell.models.activations import ACTIVATIONS, activation_gain
+from deepwell.models.init import INITIALIZERS
+from deepwell.models.layers import DROPOUTS, NORMALIZATIONS, DropSpec
+
+__all__ = ["Block", "Network", "build_model", "init_weights_"]
+
+
+class Block(nn.Module):
+    """One hidden layer: transform, normalisation, activation, dropout; optional skip connection."""
+
+    def __init__(self, transform: nn.Module, norm: nn.Module | None, activation: nn.Module,
+                 dropout: nn.Module | None, norm_position: str = "before", residual: bool = False) -> None:
+        super().__init__()
+        self.transform = transform
+        self.norm = norm if norm is not None else nn.Identity()
+        self.activation = activation
+        self.dropout = dropout if dropout is not None else nn.Identity()
+        self.norm_first = norm_position == "before"
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.transform(x)
+        h = self.activation(self.norm(h)) if self.norm_first else self.norm(self.activation(h))
+        h = self.dropout(h)
+        return x + h if self.residual else h
+
+
+class Network(nn.Module):
+    """input reshape -> blocks (and pools) -> global pool / flatten -> dense blocks -> head."""
+
+    def __init__(self, reshape: nn.Module, features: nn.Sequential, pool: nn.Module,
+                 dense: nn.Sequential, head: nn.Linear, input_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.reshape = reshape
+        self.features = features
+        self.pool = pool
+        self.dense = dense
+        self.head = head
+        self.input_shape = tuple(input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.reshape(x)       # (B, *input_shape) -> (B, C, L) / (B, C, H, W) / (B, F)
+        x = self.features(x)      # conv blocks: (B, C', L') ; MLP: empty
+        x = self.pool(x)          # (B, F)
+        x = self.dense(x)         # (B, hidden)
+        return self.head(x)       # (B, num_outputs)
+
+    def hidden_blocks(self) -> list[tuple[str, Block]]:
+        """Every hidden Block with its qualified name, input to output."""
+        return [(name, module) for name, module in self.named_modules() if isinstance(module, Block)]
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """What every block of one network shares, resolved once from the spec."""
+
+    spec: ModelSpec
+    drop: DropSpec
+
+    def block(self, transform: nn.Module, features: int, dims: int, residual: bool) -> Block:
+        norm = NORMALIZATIONS.build(self.spec.norm, num_features=features, dims=dims)
+        return Block(transform, norm, ACTIVATIONS.build(self.spec.activation), self.drop.dropout_module(),
+                     self.spec.norm_position, residual)
+
+    def bias(self) -> bool:
+        # A bias right before batchnorm is cancelled by its mean subtraction.
+        return not (self.spec.norm.name == "batchnorm" and self.spec.norm_position == "before")
+
+
+def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
+                generator: torch.Generator | None = None) -> Network:
+    """Build and initialise the network that ``spec`` describes for inputs of ``input_shape``.
+
+    Args:
+        spec: the model section of a RunSpec.
+        input_shape: one example's shape, e.g. (1, 40) or (1, 8, 8) or (30,).
+        num_outputs: classes (classification) or targets (regression).
+        generator: RNG for the initial weights (default: torch's global RNG).
+
+    Raises:
+        ConfigError: the architecture cannot take this input shape.
+    """
+    parts = _Parts(spec, DROPOUTS.build(spec.dropout))
+    input_shape = tuple(int(s) for s in input_shape)
+    if spec.arch == "mlp":
+        reshape, features, shape = nn.Flatten(), nn.Sequential(), (math.prod(input_shape),)
+    else:
+        reshape, features, shape = _conv_features(spec, parts, input_shape)
+    if spec.arch != "mlp" and spec.global_pool:
+        spatial_dims = len(shape) - 1
+        pool = nn.Sequential(nn.AdaptiveAvgPool1d(1) if spatial_dims == 1 else nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        width = shape[0]
+    else:
+        pool, width = nn.Flatten(), math.prod(shape)
+    hidden = spec.hidden if spec.hidden is not None else ([spec.width] * spec.depth if spec.arch == "mlp" else [])
+    dense = nn.Sequential()
+    for units in hidden:
+        dense.append(parts.block(parts.drop.linear(width, units, parts.bias()), units, 0, spec.residual and units == width))
+        width = units
+    head_input = parts.drop.dropout_module() if spec.arch != "mlp" and not hidden else None
+    head = nn.Linear(width, num_outputs)
+    model = Network(reshape, features, pool, dense, head, input_shape)
+    if head_input is not None:  # CNN without dense blocks: dropout on the pooled features
+        model.pool.append(head_input)
+    model.init_gains = init_weights_(model, spec, generator)  # recorded in the run's meta.json
+    return model
+
+
+def _conv_features(spec: ModelSpec, parts: _Parts, input_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Sequential, tuple[int, ...]]:
+    dims = 1 if spec.arch == "cnn1d" else 2
+    if len(input_shape) == dims:  # no channel axis: add one
+        reshape: nn.Module = nn.Unflatten(1, (1, *input_shape))
+        input_shape = (1, *input_shape)
+    elif len(input_shape) == dims + 1:
+        reshape = nn.Identity()
+    else:
+        expected = "(C, L) or (L,)" if dims == 1 else "(C, H, W) or (H, W)"
+        raise ConfigError(
+            f"model.arch={spec.arch} needs inputs shaped {expected}; the data has examples of shape {input_shape}. "
+            f"Use arch=mlp for this data{', or cnn1d' if dims == 2 else ', or cnn2d for images'}."
+        )
+    conv = nn.Conv1d if dims == 1 else nn.Conv2d
+    pool = nn.MaxPool1d if dims == 1 else nn.MaxPool2d
+    if spec.kernel_size % 2 == 0:
+        raise ConfigError(f"model.kernel_size must be odd so convolutions keep the length; got {spec.kernel_size}.")
+    channels, spatial = input_shape[0], list(input_shape[1:])
+    features = nn.Sequential()
+    for entry in spec.channels:
+        if entry == "pool":
+            if min(spatial) < 2:
+                raise ConfigError(f"Too many 'pool' entries in model.channels for inputs of shape {input_shape}.")
+            features.append(pool(2))
+            spatial = [s // 2 for s in spatial]
+            continue
+        transform = conv(channels, entry, spec.kernel_size, padding=spec.kernel_size // 2, bias=parts.bias())
+        features.append(parts.block(transform, entry, dims, spec.residual and entry == channels))
+        channels = entry
+    return reshape, features, (channels, *spatial)
+
+
+@torch.no_grad()
+def init_weights_(model: Network, spec: ModelSpec, generator: torch.Generator | None = None) -> dict[str, float]:
+    """Initialise every dense/conv weight and bias of ``model`` in place; return the gains used.
+
+    Hidden layers take the gain of ``spec.activation``; the head is linear (gain 1).
+    """
+    weight_init = INITIALIZERS.build(spec.init)
+    bias_init = INITIALIZERS.build(spec.bias_init)
+    if bias_init.needs_fans:
+        raise ConfigError(f"model.bias_init='{spec.bias_init}' needs a weight matrix; use zeros, constant, normal or uniform.")
+    hidden_gain = activation_gain(spec.activation)
+    gains = {}
+    layers = [(name, block.transform, hidden_gain) for name, block in model.hidden_blocks()]
+    layers.append(("head", model.head, 1.0))
+    for name, layer, gain in layers:
+        weight_init(layer.weight, gain, generator)
+        if layer.bias is not None:
+            bias_init(layer.bias, gain, generator)
+        gains[name] = gain if weight_init.uses_gain else 1.0
+    return gains

@@ -1,0 +1,255 @@
+"""Runs: ``train(spec)`` makes a run folder; ``Run.load(path)`` reads one back.
+
+A run folder holds everything needed to inspect, resume and use a trained model, and nothing
+that needs pickle::
+
+    runs/<name>/
+      config.yaml        the resolved, canonical spec (loads back to an equal RunSpec)
+      meta.json          data shapes, classes, parameter counts, init gains, versions, device
+      metrics.jsonl      one line of metrics per epoch
+      checkpoints/last.safetensors   full training state (weights, optimiser, RNG, callbacks)
+      model.safetensors  final weights and the fitted preprocessing
+      summary.json       how training ended, final and test metrics
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepwell.config import DataSpec, RunSpec
+from deepwell.data import PREPROCESSORS, Splits, prepare_data
+from deepwell.errors import CheckpointError, ConfigError, DataError
+from deepwell.models import build_model
+from deepwell.runtime import resolve_device
+from deepwell.training.callbacks import Callback, MetricsWriter
+from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
+from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit
+from deepwell.training.progress import ProgressReporter
+
+__all__ = ["Run", "train"]
+
+_WEIGHTS, _CHECKPOINT = "model.safetensors", "checkpoints/last.safetensors"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def _run_dir(spec: RunSpec) -> Path:
+    name = spec.output.name or f"{spec.data.source.name}-{spec.model.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    path, suffix = spec.output.dir / name, 1
+    while spec.output.name is None and path.exists():  # two runs in one second: don't mix their files
+        suffix += 1
+        path = spec.output.dir / f"{name}-{suffix}"
+    return path
+
+
+def _meta(spec: RunSpec, splits: Splits, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
+    import deepwell
+
+    return {
+        "task": splits.task, "dataset": splits.name, "num_classes": splits.num_classes, "output_size": splits.output_size,
+        "input_shape": list(splits.input_shape), "raw_input_shape": list(splits.raw_input_shape),
+        "class_names": splits.class_names, "feature_names": splits.feature_names,
+        "n_train": len(splits.x_train), "n_val": 0 if splits.x_val is None else len(splits.x_val), "n_test": len(splits.x_test),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "init_gains": model.init_gains, "device": str(device),
+        "versions": {"deepwell": deepwell.__version__, "torch": torch.__version__, "python": platform.python_version()},
+    }
+
+
+def train(
+    spec: RunSpec | str | Path | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    resume: str | Path | None = None,
+    progress: str = "auto",
+    callbacks: Sequence[Callback] = (),
+) -> Run:
+    """Train the network a spec describes and write its run folder.
+
+    Args:
+        spec: a RunSpec, a YAML path, or None for the defaults.
+        overrides: ``key=value`` strings applied on top (as ``--set`` does).
+        resume: a run folder to continue from its last checkpoint (its saved spec is used).
+        progress: ``auto`` (bar on a terminal, lines otherwise), ``bar``, ``lines`` or ``none``.
+        callbacks: extra callbacks for the training loop.
+
+    Returns:
+        the finished :class:`Run`.
+
+    Raises:
+        ConfigError / DataError / CheckpointError: bad spec, data, or resume folder.
+    """
+    from deepwell.config import load_spec
+
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise CheckpointError(f"Cannot resume '{run_dir}': it has no config.yaml. Give a run folder made by `deepwell train`.")
+        spec = load_spec(run_dir / "config.yaml", overrides)
+        checkpoint = run_dir / _CHECKPOINT
+        if not checkpoint.is_file():
+            raise CheckpointError(f"Cannot resume '{run_dir}': no checkpoint at {checkpoint} (it was killed before its first one).")
+    else:
+        if not isinstance(spec, RunSpec):
+            spec = load_spec(spec, overrides)
+        elif overrides:
+            from deepwell.config import apply_overrides
+
+            spec = RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides))
+        run_dir, checkpoint = _run_dir(spec), None
+
+    device = resolve_device(spec.device)
+    splits = prepare_data(spec.data, seed=spec.seed)
+    model = build_model(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed))
+    model.to(device)
+    data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", spec.to_yaml())
+    _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
+    saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
+    all_callbacks = [MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
+    started = time.perf_counter()
+    result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks, resume_from=checkpoint)
+    seconds = time.perf_counter() - started
+
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
+    save_tensors(run_dir / _WEIGHTS, state, metadata={"format": "deepwell-model", "version": "1"})
+    test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
+    _write_json(run_dir / "summary.json", _summary(result, test, seconds))
+    return Run(run_dir)
+
+
+def _summary(result: FitResult, test: dict[str, float], seconds: float) -> dict[str, Any]:
+    final = {k: v for k, v in result.history[-1].items()} if result.history else {}
+    return {
+        "status": result.stop_reason.value, "message": result.stop_message, "epochs_run": result.epochs_run,
+        "steps": result.steps, "train_seconds": round(seconds, 3), "final": final,
+        "test": {f"test/{k}": v for k, v in test.items()}, "early_stopping": result.early_stopping,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+class Run:
+    """A run folder: its spec, metrics, summary, and the trained model for prediction.
+
+    Example::
+
+        run = Run.load("runs/mnist1d-cnn1d-20261127-101500")
+        labels = run.predict(x)          # class indices (classification) or values (regression)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / "config.yaml").is_file():
+            raise CheckpointError(f"'{self.path}' is not a run folder (no config.yaml). List runs with `deepwell runs`.")
+        from deepwell.config import load_spec
+
+        self.spec = load_spec(self.path / "config.yaml")
+        self.meta: dict[str, Any] = self._json("meta.json")
+        self._model: torch.nn.Module | None = None
+        self._preprocessor = None
+
+    load = classmethod(lambda cls, path: cls(path))
+
+    def _json(self, name: str) -> dict[str, Any]:
+        path = self.path / name
+        if not path.is_file():
+            raise CheckpointError(f"Run folder '{self.path}' has no {name}; the run did not finish writing. Resume it with "
+                                  f"`deepwell train --resume {self.path}`.")
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"'{path}' is corrupt ({error}).") from None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self._json("summary.json")
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        path = self.path / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The trained network (CPU, eval mode), loaded from model.safetensors."""
+        if self._model is None:
+            self._load()
+        return self._model
+
+    def _load(self) -> None:
+        tensors, _ = load_tensors(self.path / _WEIGHTS)
+        model = build_model(self.spec.model, self.meta["input_shape"], self.meta["output_size"])
+        weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+        missing, unexpected = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
+        if missing or unexpected:
+            raise CheckpointError(f"'{self.path / _WEIGHTS}' does not match the run's model: missing {sorted(missing)[:5]}, "
+                                  f"unexpected {sorted(unexpected)[:5]}. The file belongs to another run or was edited.")
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as error:
+            raise CheckpointError(f"'{self.path / _WEIGHTS}' does not match the run's model: {error}") from None
+        preprocess = PREPROCESSORS.build(self.spec.data.preprocess)
+        preprocess.load_state_tensors({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
+        self._model, self._preprocessor = model.eval(), preprocess
+
+    def _inputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
+        expected = tuple(self.meta["raw_input_shape"])
+        size = int(np.prod(expected))
+        if x.ndim >= 1 and tuple(x.shape[1:]) != expected:
+            if x.ndim >= 2 and int(np.prod(x.shape[1:])) == size:
+                x = x.reshape(len(x), *expected)
+            else:
+                got = tuple(x.shape[1:]) if x.ndim >= 2 else tuple(x.shape)
+                raise DataError(
+                    f"This run's model takes examples of shape {expected} ({size} values each); got examples of shape {got} "
+                    f"({int(np.prod(got))} values). Give inputs with the same features as the training data."
+                )
+        if not torch.isfinite(x).all():
+            raise DataError("The inputs contain NaN or infinite values; clean or impute them before predicting.")
+        return x
+
+    @torch.no_grad()
+    def outputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Raw model outputs (logits or regression values) for raw inputs ``x``."""
+        model = self.model
+        return model(self._preprocessor(self._inputs(x)))
+
+    def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Class indices (classification) or predicted values (regression) for raw inputs ``x``."""
+        out = self.outputs(x)
+        return out.argmax(1) if self.meta["task"] == "classification" else out
+
+    def predict_proba(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Class probabilities (softmax of the logits)."""
+        if self.meta["task"] != "classification":
+            raise ConfigError("predict_proba needs a classification run; this run is regression. Use predict.")
+        return self.outputs(x).softmax(1)
+
+    def evaluate(self, data: DataSpec | str | None = None) -> dict[str, float]:
+        """Loss and accuracy on the test split of the run's data, or of ``data`` (a DataSpec or dataset option)."""
+        if data is None:
+            spec = self.spec.data
+        elif isinstance(data, DataSpec):
+            spec = data
+        else:
+            spec = self.spec.data.model_copy(update={"source": DataSpec(source=data).source})
+        splits = prepare_data(spec.model_copy(update={"preprocess": "none", "label_noise": 0.0}), seed=self.spec.seed)
+        model = self.model  # loads the preprocessor too
+        x = self._preprocessor(self._inputs(splits.x_test))
+        return {f"test/{k}": v for k, v in evaluate(model, x, splits.y_test, self.meta["task"]).items()}

@@ -1,0 +1,57 @@
+"""Where and how computation runs: device choice, CPU threads, denormals."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from deepwell.errors import ConfigError
+
+__all__ = ["resolve_device", "configure_cpu"]
+
+_configured = False
+
+
+def configure_cpu() -> None:
+    """Flush denormals to zero and use one thread per physical core (once per process).
+
+    Once training loss is near zero, float32 values underflow to denormals, which x86 CPUs
+    handle ~100x slower; a small model then runs 10-100x slower (measured 176 s vs 10 s).
+    ``DEEPWELL_THREADS`` overrides the thread count.
+    """
+    global _configured
+    if _configured:
+        return
+    torch.set_flush_denormal(True)
+    threads = os.environ.get("DEEPWELL_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    else:
+        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, available))
+    _configured = True
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> the first CUDA GPU when present (then Apple MPS), else the CPU.
+
+    Raises:
+        ConfigError: unknown device name, or a GPU asked for where none is present.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        configure_cpu()
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"Unknown device '{name}'. Use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} asks for a CUDA GPU but none is available here. Use device=auto or cpu.")
+    if device.type == "cpu":
+        configure_cpu()
+    return device

@@ -1,0 +1,124 @@
+"""Checkpoints: one safetensors file per save, written atomically, nothing pickled.
+
+A training state is any nest of dicts/lists of tensors, numbers, strings and None (model and
+optimiser ``state_dict()``s, RNG states, callback states). :func:`save_state` splits it into
+tensors (stored as safetensors) and a JSON skeleton (stored in the file's metadata), so one file
+holds everything and a rename makes the write atomic: a killed process leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+
+from deepwell.errors import CheckpointError
+
+__all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "load_tensors"]
+
+_TENSOR = "__tensor__"
+_TUPLE = "__tuple__"
+_META_KEY = "deepwell_state"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename (never a half-written file)."""
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(tree, torch.Tensor):
+        tensors[path] = tree.detach().cpu().contiguous()
+        return {_TENSOR: path}
+    if isinstance(tree, dict):
+        return {str(k): _split(v, tensors, f"{path}/{k}") for k, v in tree.items()} | (
+            {"__int_keys__": True} if tree and all(isinstance(k, int) for k in tree) else {}
+        )
+    if isinstance(tree, (list, tuple)):
+        items = [_split(v, tensors, f"{path}/{i}") for i, v in enumerate(tree)]
+        return {_TUPLE: items} if isinstance(tree, tuple) else items
+    if tree is None or isinstance(tree, (bool, int, float, str)):
+        return tree
+    raise TypeError(f"cannot checkpoint a {type(tree).__name__} at '{path}'")
+
+
+def _join(tree: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(tree, dict):
+        if _TENSOR in tree:
+            return tensors[tree[_TENSOR]]
+        if _TUPLE in tree:
+            return tuple(_join(v, tensors) for v in tree[_TUPLE])
+        int_keys = tree.get("__int_keys__", False)
+        return {(int(k) if int_keys else k): _join(v, tensors) for k, v in tree.items() if k != "__int_keys__"}
+    if isinstance(tree, list):
+        return [_join(v, tensors) for v in tree]
+    return tree
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Save a nested training state to one safetensors file, atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split(state, tensors, "")
+    # safetensors refuses tensors that share memory; copies are cheap at these sizes.
+    tensors = {k: v.clone() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(skeleton)}))
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """Load what :func:`save_state` wrote.
+
+    Raises:
+        CheckpointError: missing, corrupt, or not a deepwell checkpoint.
+    """
+    path = Path(path)
+    tensors, metadata = _read(path)
+    if _META_KEY not in metadata:
+        raise CheckpointError(f"'{path}' is a safetensors file but not a deepwell training checkpoint (no state metadata).")
+    return _join(json.loads(metadata[_META_KEY]), tensors)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Save flat tensors (e.g. final model weights) atomically."""
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load flat tensors and the file's metadata. Raises CheckpointError when missing or corrupt."""
+    return _read(Path(path))
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint '{path}' not found. Check the run folder path (see `deepwell runs`).")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"Checkpoint '{path}' is corrupt or not a safetensors file ({error}). "
+            "Delete it to train again from the start, or use another run folder."
+        ) from None

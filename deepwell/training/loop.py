@@ -1,0 +1,282 @@
+"""``fit``: the one training loop. Studies, the CLI and tests all train through it.
+
+Data lives on the device as tensors and batches are index slices of a shuffled permutation (no
+DataLoader: for in-memory data it only adds overhead). The per-step work is exactly that of a
+hand-written loop — forward, loss, backward, step — plus one in-place write of the detached loss;
+everything else (metrics, checks, callbacks that are not per-batch) runs once per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepwell.config import TrainSpec
+from deepwell.errors import ConfigError
+from deepwell.training.callbacks import Callback, EarlyStopping, FitState, StopReason, overrides
+from deepwell.training.checkpoint import load_state, save_state
+from deepwell.training.optim import OPTIMIZERS, build_schedule
+from deepwell.training.penalties import PENALTIES
+
+__all__ = ["fit", "evaluate", "FitResult", "TensorData", "CheckpointSaver"]
+
+Task = Literal["classification", "regression"]
+EVAL_BATCH = 4096  # examples per forward pass when evaluating (bounds memory, not results)
+
+
+@dataclass
+class TensorData:
+    """The minimum ``fit`` needs: training tensors and optional validation tensors."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+
+
+@dataclass
+class FitResult:
+    """What a fit produced: per-epoch history and how it ended."""
+
+    history: list[dict[str, float]]
+    stop_reason: StopReason
+    stop_message: str
+    epochs_run: int
+    steps: int
+    early_stopping: dict[str, Any] | None = None
+
+
+def loss_function(task: Task, spec: TrainSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy for classification, mean squared error for regression (or as the spec says)."""
+    name = spec.loss if spec.loss != "auto" else ("cross_entropy" if task == "classification" else "mse")
+    if name == "cross_entropy" and task != "classification":
+        raise ConfigError("train.loss=cross_entropy needs a classification task; this data is regression. Use mse.")
+    return F.cross_entropy if name == "cross_entropy" else F.mse_loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+    """Loss (and accuracy for classification) of ``model`` on (x, y) in eval mode; restores the mode after."""
+    loss_fn = loss_fn or (F.cross_entropy if task == "classification" else F.mse_loss)
+    was_training = model.training
+    model.eval()
+    total, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+    for start in range(0, len(x), EVAL_BATCH):
+        out = model(x[start:start + EVAL_BATCH])
+        target = y[start:start + EVAL_BATCH]
+        total += loss_fn(out, target, reduction="sum") / (out.shape[1] if task == "regression" else 1)
+        if task == "classification":
+            correct += (out.argmax(1) == target).sum()
+    model.train(was_training)
+    result = {"loss": (total / len(x)).item()}
+    if task == "classification":
+        result["acc"] = (correct / len(x)).item()
+    return result
+
+
+class CheckpointSaver(Callback):
+    """Saves the whole training state every ``every`` epochs and at the end (atomic; resumable)."""
+
+    def __init__(self, path: Path, every: int = 1) -> None:
+        self.path, self.every = Path(path), every
+        self.snapshot: Callable[[], dict[str, Any]] | None = None
+
+    def on_epoch_end(self, state: FitState) -> None:
+        last = state.epoch + 1 == state.epochs or state.stop_reason is not None
+        if state.stop_reason is StopReason.NON_FINITE:
+            return  # keep the last good checkpoint
+        if self.snapshot is not None and ((state.epoch + 1) % self.every == 0 or last):
+            save_state(self.path, self.snapshot())
+
+
+def _metric_names(task: Task, has_val: bool, penalty: bool) -> list[str]:
+    names = ["train/loss", "train/loss_clean", "lr", "time/epoch_s"]
+    if task == "classification":
+        names.append("train/acc_clean")
+    if penalty:
+        names.append("train/penalty")
+    if has_val:
+        names += ["val/loss"] + (["val/acc"] if task == "classification" else [])
+    return names
+
+
+def fit(
+    model: nn.Module,
+    data: TensorData,
+    spec: TrainSpec,
+    *,
+    task: Task = "classification",
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    resume_from: str | Path | None = None,
+    batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data`` as ``spec`` says; the only training loop in deepwell.
+
+    Args:
+        model: any ``nn.Module``, already on the device of ``data``; trained in place.
+        data: training (and optional validation) tensors on one device.
+        spec: optimiser, schedule, penalty, epochs, batch size, early stopping, ...
+        task: ``classification`` (integer labels) or ``regression`` (float targets).
+        seed: seeds batch order and dropout masks; the same seed gives the same run.
+        callbacks: extra callbacks (probes, progress, checkpoints, metrics writers).
+        resume_from: a checkpoint written by :class:`CheckpointSaver`; training continues from it
+            and ends where the uninterrupted run would have.
+        batch_transform: applied to each training batch only (augmentation).
+
+    Returns:
+        FitResult with the per-epoch history and the stop reason.
+    """
+    device = data.x_train.device
+    n = len(data.x_train)
+    has_val = data.x_val is not None and len(data.x_val) > 0
+    steps_per_epoch = n // spec.batch_size + (1 if n % spec.batch_size > 1 else 0)  # a lone last example would break BatchNorm
+    if steps_per_epoch == 0:
+        raise ConfigError(f"train.batch_size={spec.batch_size} leaves no batch for {n} training example(s); lower it.")
+    total_steps = steps_per_epoch * spec.epochs
+    loss_fn = loss_function(task, spec)
+    penalty = PENALTIES.build(spec.penalty)
+    penalized = penalty.parameters(model) if penalty.active else []
+    optimizer = OPTIMIZERS.build(spec.optimizer, params=model.parameters(), lr=spec.lr)
+    warmup_steps = round(spec.warmup_epochs * steps_per_epoch)
+    scheduler = None
+    if spec.schedule.name != "constant" or warmup_steps:
+        scheduler = build_schedule(spec.schedule, optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                                   warmup_steps=warmup_steps)
+    callbacks = list(callbacks)
+    early = EarlyStopping(spec.early_stopping) if spec.early_stopping is not None else None
+    if early is not None:
+        callbacks.append(early)
+    state = FitState(model, optimizer, spec.epochs, steps_per_epoch, _metric_names(task, has_val, penalty.active))
+    shuffle = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout / DropConnect masks come from the global generator
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "epoch": state.epoch, "step": state.step, "history": state.history,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(callbacks)},
+        }
+
+    for callback in callbacks:
+        if isinstance(callback, CheckpointSaver):
+            callback.snapshot = snapshot
+    start_epoch = 0
+    if resume_from is not None:
+        start_epoch = _restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
+    after_backward = [cb for cb in callbacks if overrides(cb, "after_backward")]
+    on_batch_end = [cb for cb in callbacks if overrides(cb, "on_batch_end")]
+    sizes = torch.full((steps_per_epoch,), float(spec.batch_size), device=device)
+    sizes[-1] = n - spec.batch_size * (steps_per_epoch - 1) if n % spec.batch_size > 1 else spec.batch_size
+    last_good = copy.deepcopy(model.state_dict())
+    for callback in callbacks:
+        callback.on_fit_start(state)
+
+    for epoch in range(start_epoch, spec.epochs):
+        state.epoch = epoch
+        for callback in callbacks:
+            callback.on_epoch_start(state)
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=shuffle).to(device)
+        step_losses = torch.zeros(steps_per_epoch, device=device)
+        penalty_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            index = order[i * spec.batch_size:(i + 1) * spec.batch_size]
+            x, y = data.x_train[index], data.y_train[index]
+            if batch_transform is not None:
+                x, y = batch_transform(x, y)
+            loss = loss_fn(model(x), y)
+            total = loss
+            if penalized:
+                term = penalty(model, penalized)
+                penalty_sum += term.detach()
+                total = loss + term
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            state.loss = loss
+            for callback in after_backward:
+                callback.after_backward(state)
+            if spec.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.clip_grad_norm)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step_losses[i] = loss.detach()
+            state.step += 1
+            for callback in on_batch_end:
+                callback.on_batch_end(state)
+
+        metrics = {"epoch": epoch + 1, "step": state.step}
+        train_loss = ((step_losses * sizes).sum() / sizes.sum()).item()
+        metrics["train/loss"] = train_loss
+        if not math.isfinite(train_loss):
+            bad = int(torch.nonzero(~torch.isfinite(step_losses))[0])
+            model.load_state_dict(last_good)
+            state.request_stop(StopReason.NON_FINITE, (
+                f"The training loss became non-finite at epoch {epoch + 1}, step {bad + 1} of {steps_per_epoch} "
+                f"(global step {epoch * steps_per_epoch + bad + 1}). The weights of the last good epoch were kept. "
+                "Usual causes: a learning rate too high (try train.lr 10x lower), exploding gradients "
+                "(try train.clip_grad_norm=1.0 or a smaller init), or NaN/Inf in the data."
+            ))
+        else:
+            metrics["lr"] = optimizer.param_groups[0]["lr"]
+            if penalized:
+                metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
+            if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
+                clean = evaluate(model, data.x_train, data.y_train, task, loss_fn)
+                metrics.update({f"train/{k}_clean": v for k, v in clean.items()})
+                if has_val:
+                    metrics.update({f"val/{k}": v for k, v in evaluate(model, data.x_val, data.y_val, task, loss_fn).items()})
+            last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        metrics["time/epoch_s"] = time.perf_counter() - started
+        state.metrics = metrics
+        state.history.append(metrics)
+        for callback in callbacks:
+            callback.on_epoch_end(state)
+        if state.stop_reason is not None:
+            break
+
+    for callback in callbacks:
+        callback.on_fit_end(state)
+    return FitResult(
+        history=state.history,
+        stop_reason=state.stop_reason or StopReason.COMPLETED,
+        stop_message=state.stop_message or f"Trained all {spec.epochs} epochs.",
+        epochs_run=len(state.history),
+        steps=state.step,
+        early_stopping=early.summary() if early is not None else None,
+    )
+
+
+def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,
+             callbacks: Sequence[Callback], device: torch.device) -> int:
+    """Load a snapshot into the live objects; return the epoch to start from."""
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved["scheduler"] is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    shuffle.set_state(saved["rng"]["shuffle"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if saved["rng"]["cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
+    for i, callback in enumerate(callbacks):
+        key = f"{i}:{type(callback).__name__}"
+        if key in saved["callbacks"]:
+            callback.load_state_dict(saved["callbacks"][key])
+    state.step, state.epoch = saved["step"], saved["epoch"]
+    state.history = list(saved["history"])
+    return saved["epoch"] + 1

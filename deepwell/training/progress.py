@@ -1,0 +1,50 @@
+"""Progress output: a rich bar on a terminal, one plain line per epoch otherwise, nothing when quiet."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from deepwell.training.callbacks import Callback, FitState
+
+__all__ = ["ProgressReporter"]
+
+_SHOWN = ("train/loss", "val/loss", "val/acc", "train/acc_clean")
+
+
+def _line(metrics: dict[str, float]) -> str:
+    return "  ".join(f"{key} {metrics[key]:.4f}" for key in _SHOWN if key in metrics)
+
+
+class ProgressReporter(Callback):
+    """Shows epochs and the latest metrics. ``mode``: ``auto`` (bar if a terminal), ``bar``, ``lines``, ``none``."""
+
+    def __init__(self, mode: str = "auto", console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        if mode == "auto":
+            mode = "bar" if self.console.is_terminal and sys.stderr.isatty() else "lines"
+        self.mode = mode
+        self.progress: Progress | None = None
+        self.task = None
+
+    def on_fit_start(self, state: FitState) -> None:
+        if self.mode != "bar":
+            return
+        self.progress = Progress(
+            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[metrics]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.epochs, completed=len(state.history), metrics="")
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if self.mode == "bar" and self.progress is not None:
+            self.progress.update(self.task, completed=state.epoch + 1, metrics=_line(state.metrics))
+        elif self.mode == "lines":
+            self.console.print(f"epoch {state.epoch + 1}/{state.epochs}  {_line(state.metrics)}", highlight=False)
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.progress is not None:
+            self.progress.stop()
