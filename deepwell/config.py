@@ -85,7 +85,9 @@ class DataSpec(_Spec):
 class ModelSpec(_Spec):
     """The network: architecture, activation, initialisation, normalisation, dropout."""
 
-    arch: Literal["mlp", "cnn1d", "cnn2d"] = "mlp"
+    arch: Literal["auto", "mlp", "cnn1d", "cnn2d"] = Field(
+        "auto", description="auto: cnn1d for signals (C, L), cnn2d for images (C, H, W), mlp for feature vectors"
+    )
     depth: int = Field(2, ge=0, le=1000, description="number of hidden layers (MLP), when 'hidden' is not given")
     width: int = Field(128, ge=1, description="units per hidden layer (MLP), when 'hidden' is not given")
     hidden: list[Annotated[int, Field(ge=1)]] | None = Field(None, description="explicit hidden widths; overrides depth/width")
@@ -97,7 +99,7 @@ class ModelSpec(_Spec):
     activation: _option("activation") = "relu"
     init: _option("initializer") = Field("he", description="weight initialiser; its gain follows the activation")
     bias_init: _option("initializer") = "zeros"
-    norm: _option("normalization") = "none"
+    norm: _option("normalization") = Field("batchnorm", description="none, batchnorm[:momentum=0.1], layernorm")
     norm_position: Literal["before", "after"] = Field("before", description="normalisation before or after the activation")
     dropout: _option("dropout") = Field("none", description="dropout:0.5[,mode=classic] or dropconnect:0.3[,sample=batch]")
     residual: bool = Field(False, description="skip connections around equal-width hidden layers / conv blocks")
@@ -116,11 +118,11 @@ class EarlyStoppingSpec(_Spec):
 class TrainSpec(_Spec):
     """The optimisation: epochs, batches, optimiser, schedule, penalty, early stopping."""
 
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(25, ge=1)
     batch_size: int = Field(64, ge=1)
-    optimizer: _option("optimizer") = "adam"
-    lr: float = Field(1e-3, gt=0.0, description="peak learning rate")
-    schedule: _option("schedule") = "constant"
+    optimizer: _option("optimizer") = Field("adamw", description="sgd[:momentum,nesterov], adam, adamw[:weight_decay], rmsprop")
+    lr: float = Field(3e-3, gt=0.0, description="peak learning rate")
+    schedule: _option("schedule") = Field("onecycle", description="constant, step:every,gamma, cosine, onecycle[:pct_start]")
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over this many epochs")
     clip_grad_norm: float | None = Field(None, gt=0.0)
     penalty: _option("penalty") = "none"

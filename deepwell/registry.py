@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import pydantic
 
-from deepwell.errors import ConfigError, did_you_mean, unknown_name
+from deepwell.errors import ConfigError, DeepwellError, did_you_mean, unknown_name
 
 __all__ = ["Option", "Registry"]
 
@@ -238,7 +238,7 @@ class Registry(Generic[T]):
         try:
             return entry.factory(**option.params, **context)
         except (ValueError, TypeError) as error:
-            if isinstance(error, ConfigError):
+            if isinstance(error, DeepwellError):  # already says what happened (ConfigError, DataError, ...)
                 raise
             raise ConfigError(f"Cannot build {self.kind} '{option}': {error}") from error
 

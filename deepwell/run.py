@@ -29,6 +29,7 @@ from deepwell.config import DataSpec, RunSpec
 from deepwell.data import PREPROCESSORS, Splits, prepare_data
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models import build_model
+from deepwell.models.network import resolve_arch
 from deepwell.runtime import resolve_device
 from deepwell.training.callbacks import Callback, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
@@ -108,10 +109,13 @@ def train(
             from deepwell.config import apply_overrides
 
             spec = RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides))
-        run_dir, checkpoint = _run_dir(spec), None
+        run_dir, checkpoint = None, None
 
     device = resolve_device(spec.device)
     splits = prepare_data(spec.data, seed=spec.seed)
+    spec = spec.model_copy(deep=True)
+    spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape)  # the saved spec names the real architecture
+    run_dir = run_dir or _run_dir(spec)
     model = build_model(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed))
     model.to(device)
     data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))

@@ -254,8 +254,9 @@ def test_standardize_keeps_constant_features_finite():
 
 def test_whitening_gives_identity_covariance_and_zca_stays_closest():
     x = correlated(3000, 0)
-    zca = PREPROCESSORS.build("zca_whiten").fit(x)(x)
-    pca = PREPROCESSORS.build("pca_whiten").fit(x)(x)
+    # A tiny eps so the smallest-variance direction is not visibly shrunk by lambda / (lambda + eps).
+    zca = PREPROCESSORS.build("zca_whiten:eps=1e-10").fit(x)(x)
+    pca = PREPROCESSORS.build("pca_whiten:eps=1e-10").fit(x)(x)
     for whitened in (zca, pca):
         torch.testing.assert_close(covariance(whitened), torch.eye(4, dtype=torch.float64), atol=1e-3, rtol=0)
     centred = x - x.mean(dim=0)
@@ -385,20 +386,23 @@ def test_bad_npz_raises_data_error(tmp_path):
 
 
 def test_image_folder_reads_resizes_and_labels(tmp_path):
-    from torchvision.io import write_png
+    from PIL import Image
 
     colours = {"blue": (0, 0, 255), "red": (255, 0, 0)}
     for name, colour in colours.items():
         (tmp_path / name).mkdir()
         for index in range(3):
-            image = torch.tensor(colour, dtype=torch.uint8).view(3, 1, 1).expand(3, 10, 12).contiguous()
-            write_png(image, str(tmp_path / name / f"{index}.png"))
+            Image.new("RGB", (12, 10), colour).save(tmp_path / name / f"{index}.png")
     dataset = build_dataset(f"images:path={tmp_path},size=8,test_fraction=0.34", seed=0)
     assert dataset.class_names == ["blue", "red"] and dataset.x_train.shape == (4, 3, 8, 8) and len(dataset.x_test) == 2
     images, labels = torch.cat([dataset.x_train, dataset.x_test]), torch.cat([dataset.y_train, dataset.y_test])
     assert torch.equal(images[labels == 1][:, 0], torch.ones(3, 8, 8)) and float(images[labels == 1][:, 2].max()) == 0.0
     gray = build_dataset(f"images:path={tmp_path},size=4,grayscale=true,test_fraction=0.34", seed=0)
     assert gray.input_shape == (1, 4, 4)
+    write(tmp_path / "red" / "broken.png", "not an image")
+    with pytest.raises(DataError, match="Cannot read image .*broken.png"):
+        build_dataset(f"images:path={tmp_path}", seed=0)
+    (tmp_path / "red" / "broken.png").unlink()
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="has no images"):
         build_dataset(f"images:path={tmp_path}", seed=0)

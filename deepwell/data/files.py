@@ -20,7 +20,7 @@ from deepwell.errors import DataError, did_you_mean
 
 __all__ = ["CsvTable", "read_csv_table", "read_npz", "read_image_folder", "load_array_file", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Cells read as missing values; they become NaN so validation reports them with the others.
 _MISSING = {"", "na", "nan", "null", "none", "?"}
 
@@ -178,16 +178,18 @@ def read_image_folder(path: str | Path, size: int, grayscale: bool) -> tuple[Ten
     Raises:
         DataError: missing folder, no class sub-folders, a class without images, an unreadable image.
     """
-    from torchvision.io import ImageReadMode, decode_image
-    from torchvision.transforms.v2 import functional as transforms
-
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"Image folder '{root}' not found. Give a folder with one sub-folder of images per class.")
     class_dirs = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
     if not class_dirs:
         raise DataError(f"Image folder '{root}' has no sub-folders; put each class's images in its own sub-folder (e.g. cats/, dogs/).")
-    mode = ImageReadMode.GRAY if grayscale else ImageReadMode.RGB
+    # Imported here, after the cheap checks: torchvision takes a second to import.
+    # Pillow decodes; torchvision.io's decoders are deprecated since torchvision 0.29.
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2 import functional as transforms
+
+    mode = "L" if grayscale else "RGB"
     images, labels = [], []
     for label, class_dir in enumerate(class_dirs):
         files = sorted(f for f in class_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
@@ -197,9 +199,11 @@ def read_image_folder(path: str | Path, size: int, grayscale: bool) -> tuple[Ten
             )
         for file in files:
             try:
-                image = decode_image(str(file), mode=mode)  # (C, H, W) uint8
-            except (RuntimeError, ValueError) as error:
+                with Image.open(file) as opened:
+                    pixels = np.asarray(opened.convert(mode), dtype=np.uint8)  # (H, W) or (H, W, 3)
+            except (OSError, ValueError, UnidentifiedImageError) as error:
                 raise DataError(f"Cannot read image '{file}': {error}. Remove or replace the file.") from None
+            image = torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)  # (C, H, W)
             image = transforms.resize(image, [size, size], antialias=True)
             images.append(image.float() / 255.0)
             labels.append(label)

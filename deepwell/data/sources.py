@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from deepwell.data.dataset import Dataset, Task, encode_class_labels, infer_task, validate_dataset
+from deepwell.data.dataset import Dataset, encode_class_labels, infer_task, validate_dataset
 from deepwell.data.files import read_csv_table, read_image_folder, read_npz
 from deepwell.data.splits import split_indices
 from deepwell.errors import ConfigError, DataError

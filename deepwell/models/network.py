@@ -26,7 +26,7 @@ from deepwell.models.activations import ACTIVATIONS, activation_gain
 from deepwell.models.init import INITIALIZERS
 from deepwell.models.layers import DROPOUTS, NORMALIZATIONS, DropSpec
 
-__all__ = ["Block", "Network", "build_model", "init_weights_"]
+__all__ = ["Block", "Network", "build_model", "init_weights_", "resolve_arch"]
 
 
 class Block(nn.Module):
@@ -74,6 +74,13 @@ class Network(nn.Module):
         return [(name, module) for name, module in self.named_modules() if isinstance(module, Block)]
 
 
+def resolve_arch(arch: str, input_shape: Sequence[int]) -> str:
+    """``auto`` -> cnn1d for (C, L) signals, cnn2d for (C, H, W) images, mlp for flat features."""
+    if arch != "auto":
+        return arch
+    return {2: "cnn1d", 3: "cnn2d"}.get(len(input_shape), "mlp")
+
+
 @dataclass(frozen=True)
 class _Parts:
     """What every block of one network shares, resolved once from the spec."""
@@ -104,8 +111,9 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
     Raises:
         ConfigError: the architecture cannot take this input shape.
     """
-    parts = _Parts(spec, DROPOUTS.build(spec.dropout))
     input_shape = tuple(int(s) for s in input_shape)
+    spec = spec.model_copy(update={"arch": resolve_arch(spec.arch, input_shape)})
+    parts = _Parts(spec, DROPOUTS.build(spec.dropout))
     if spec.arch == "mlp":
         reshape, features, shape = nn.Flatten(), nn.Sequential(), (math.prod(input_shape),)
     else:
