@@ -66,7 +66,8 @@ def _option(kind: str) -> Any:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+    # coerce_numbers_to_str: '--set output.name=2024' reads 2024 as a YAML int; a text field takes it as text.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True, coerce_numbers_to_str=True)
 
 
 class DataSpec(_Spec):
@@ -144,6 +145,7 @@ class RunSpec(_Spec):
 
     seed: int = 0
     device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    deterministic: bool = Field(False, description="bitwise-reproducible GPU kernels (slower); CPU runs always are")
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)

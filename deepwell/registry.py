@@ -30,6 +30,13 @@ __all__ = ["Option", "Registry"]
 
 T = TypeVar("T")
 
+_FINITE = pydantic.ConfigDict(allow_inf_nan=False)
+
+
+def _article(noun: str) -> str:
+    """'an activation', 'a dropout': the noun with its indefinite article, for messages."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
 
 def _format_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -129,7 +136,8 @@ class Registry(Generic[T]):
                 parameters=[p for p in full.parameters.values() if p.kind is not inspect.Parameter.KEYWORD_ONLY]
             )
             hints = _resolved_hints(factory)
-            adapters = {p: pydantic.TypeAdapter(hints.get(p, Any)) for p in signature.parameters}
+            # Option values must be finite: 'normal:std=inf' would fill a weight with inf.
+            adapters = {p: pydantic.TypeAdapter(hints.get(p, Any), config=_FINITE) for p in signature.parameters}
             doc = (inspect.getdoc(factory) or "").split("\n")[0]
             self._entries[name] = _Entry(name, factory, signature, adapters, doc)
             for alias in aliases:
@@ -170,12 +178,14 @@ class Registry(Generic[T]):
         """
         if isinstance(value, Option):
             if value.kind != self.kind:
-                raise ConfigError(f"Expected a {self.kind} option, got a {value.kind} option '{value}'.")
+                raise ConfigError(f"Expected {_article(self.kind)} option, got {_article(value.kind)} option '{value}'.")
             return value
         if isinstance(value, Mapping):
             raw = dict(value)
             if "name" not in raw:
-                raise ConfigError(f"A {self.kind} given as a mapping needs a 'name' key; got keys {sorted(raw)}.")
+                raise ConfigError(
+                    f"{_article(self.kind).capitalize()} given as a mapping needs a 'name' key; got keys {sorted(raw)}."
+                )
             name, positional, keywords = str(raw.pop("name")), [], raw
         elif isinstance(value, str):
             name, _, rest = value.strip().partition(":")
@@ -189,7 +199,10 @@ class Registry(Generic[T]):
                 else:
                     positional.append(_parse_raw(part))
         else:
-            raise ConfigError(f"A {self.kind} must be a string like 'name:arg,key=value'; got {type(value).__name__} {value!r}.")
+            raise ConfigError(
+                f"{_article(self.kind).capitalize()} must be a string like 'name:arg,key=value'; "
+                f"got {type(value).__name__} {value!r}."
+            )
         entry = self._entry(name.strip())
         return self._bind(entry, positional, keywords, str(value))
 

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepwell.config import DataSpec, RunSpec
+from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
 from deepwell.data import PREPROCESSORS, Splits, prepare_data
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models import build_model
 from deepwell.models.network import resolve_arch
-from deepwell.runtime import resolve_device
+from deepwell.runtime import resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
 from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit
@@ -92,26 +92,9 @@ def train(
     Raises:
         ConfigError / DataError / CheckpointError: bad spec, data, or resume folder.
     """
-    from deepwell.config import load_spec
-
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise CheckpointError(f"Cannot resume '{run_dir}': it has no config.yaml. Give a run folder made by `deepwell train`.")
-        spec = load_spec(run_dir / "config.yaml", overrides)
-        checkpoint = run_dir / _CHECKPOINT
-        if not checkpoint.is_file():
-            raise CheckpointError(f"Cannot resume '{run_dir}': no checkpoint at {checkpoint} (it was killed before its first one).")
-    else:
-        if not isinstance(spec, RunSpec):
-            spec = load_spec(spec, overrides)
-        elif overrides:
-            from deepwell.config import apply_overrides
-
-            spec = RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides))
-        run_dir, checkpoint = None, None
-
+    spec, run_dir, checkpoint = _resolve(spec, overrides, resume)
     device = resolve_device(spec.device)
+    set_deterministic(spec.deterministic)
     splits = prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape)  # the saved spec names the real architecture
@@ -137,6 +120,22 @@ def train(
     return Run(run_dir)
 
 
+def _resolve(spec: RunSpec | str | Path | None, overrides: Sequence[str],
+             resume: str | Path | None) -> tuple[RunSpec, Path | None, Path | None]:
+    """The spec to run, plus the run folder and checkpoint when resuming."""
+    if resume is None:
+        if isinstance(spec, RunSpec):
+            return (RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides)) if overrides else spec), None, None
+        return load_spec(spec, overrides), None, None
+    run_dir = Path(resume)
+    if not (run_dir / "config.yaml").is_file():
+        raise CheckpointError(f"Cannot resume '{run_dir}': it has no config.yaml. Give a run folder made by `deepwell train`.")
+    checkpoint = run_dir / _CHECKPOINT
+    if not checkpoint.is_file():
+        raise CheckpointError(f"Cannot resume '{run_dir}': no checkpoint at {checkpoint} (it was killed before its first one).")
+    return load_spec(run_dir / "config.yaml", overrides), run_dir, checkpoint
+
+
 def _summary(result: FitResult, test: dict[str, float], seconds: float) -> dict[str, Any]:
     final = {k: v for k, v in result.history[-1].items()} if result.history else {}
     return {
@@ -160,8 +159,6 @@ class Run:
         self.path = Path(path)
         if not (self.path / "config.yaml").is_file():
             raise CheckpointError(f"'{self.path}' is not a run folder (no config.yaml). List runs with `deepwell runs`.")
-        from deepwell.config import load_spec
-
         self.spec = load_spec(self.path / "config.yaml")
         self.meta: dict[str, Any] = self._json("meta.json")
         self._model: torch.nn.Module | None = None

@@ -8,7 +8,7 @@ import torch
 
 from deepwell.errors import ConfigError
 
-__all__ = ["resolve_device", "configure_cpu"]
+__all__ = ["resolve_device", "configure_cpu", "set_deterministic"]
 
 _configured = False
 
@@ -55,3 +55,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cpu":
         configure_cpu()
     return device
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Ask torch for bitwise-reproducible kernels (slower on GPUs; CPU kernels already are).
+
+    cuDNN convolutions and cuBLAS pick non-deterministic algorithms by default, so two CUDA runs
+    with one seed can drift apart; with this on they match exactly (Lightning's
+    ``deterministic=True`` does the same).
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by cuBLAS for determinism
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = False

@@ -25,7 +25,7 @@ from pydantic import Field
 from deepwell.data.dataset import Dataset, encode_class_labels, infer_task, validate_dataset
 from deepwell.data.files import read_csv_table, read_image_folder, read_npz
 from deepwell.data.splits import split_indices
-from deepwell.errors import ConfigError, DataError
+from deepwell.errors import DataError
 from deepwell.registry import Option, Registry
 
 __all__ = ["DATASETS", "build_dataset", "dataset_from_arrays"]
@@ -49,14 +49,7 @@ def build_dataset(option: str | Option, *, seed: int) -> Dataset:
         ConfigError: unknown dataset or invalid parameter.
         DataError: the data is missing, unreadable or inconsistent (see :func:`validate_dataset`).
     """
-    try:
-        dataset = DATASETS.build(option, seed=seed)
-    except ConfigError as error:
-        # Registry.build wraps every ValueError as a ConfigError; a data problem should stay a DataError.
-        if isinstance(error.__cause__, DataError):
-            raise error.__cause__ from None
-        raise
-    return validate_dataset(dataset)
+    return validate_dataset(DATASETS.build(option, seed=seed))
 
 
 def _generator(seed: int) -> torch.Generator:

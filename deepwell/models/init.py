@@ -40,12 +40,14 @@ def fans(shape: torch.Size) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Initializer:
-    """Fills a tensor in place. ``needs_fans``: only defined for weights (2+ dims), not biases."""
+    """Fills a tensor in place. ``needs_fans``: only defined for weights (2+ dims), not biases.
+    ``uses_gain``: takes the gain passed in (the activation's); ``fixed_gain``: a gain it uses instead."""
 
     name: str
     fill: object  # (tensor, gain, generator) -> None
     needs_fans: bool = False
     uses_gain: bool = False
+    fixed_gain: float | None = None
 
     @torch.no_grad()
     def __call__(self, tensor: torch.Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> None:
@@ -70,7 +72,7 @@ def _variance_scaling(name: str, scale: float, mode: Mode, distribution: Distrib
             torch.nn.init.trunc_normal_(tensor, 0.0, std / 0.87962566103423978, -2 * std / 0.87962566103423978,
                                         2 * std / 0.87962566103423978, generator=generator)
 
-    return Initializer(name, fill, needs_fans=True, uses_gain=gain is None)
+    return Initializer(name, fill, needs_fans=True, uses_gain=gain is None, fixed_gain=gain)
 
 
 @INITIALIZERS.register("variance_scaling")
@@ -107,6 +109,7 @@ def orthogonal(gain: Gain = None) -> Initializer:
         lambda t, g, gen: torch.nn.init.orthogonal_(t, gain=g if gain is None else gain, generator=gen),
         needs_fans=True,
         uses_gain=gain is None,
+        fixed_gain=gain,
     )
 
 

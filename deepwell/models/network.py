@@ -129,6 +129,11 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
     for units in hidden:
         dense.append(parts.block(parts.drop.linear(width, units, parts.bias()), units, 0, spec.residual and units == width))
         width = units
+    if parts.drop.dense_p > 0 and not hidden:  # DropConnect acts on hidden dense layers only: never silently drop nothing
+        raise ConfigError(
+            f"model.dropout='{spec.dropout}' drops weights of hidden dense layers, and this {spec.arch} has none. "
+            f"Add some with model.hidden=[128] (or model.depth for an MLP), or use dropout:P to drop units instead."
+        )
     head_input = parts.drop.dropout_module() if spec.arch != "mlp" and not hidden else None
     head = nn.Linear(width, num_outputs)
     model = Network(reshape, features, pool, dense, head, input_shape)
@@ -188,5 +193,6 @@ def init_weights_(model: Network, spec: ModelSpec, generator: torch.Generator | 
         weight_init(layer.weight, gain, generator)
         if layer.bias is not None:
             bias_init(layer.bias, gain, generator)
-        gains[name] = gain if weight_init.uses_gain else 1.0
+        # Record the gain the weights were drawn with: an explicit one (he:gain=0.5, lecun's 1) wins.
+        gains[name] = gain if weight_init.uses_gain else (weight_init.fixed_gain or 1.0)
     return gains

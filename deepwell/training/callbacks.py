@@ -122,7 +122,8 @@ class EarlyStopping(Callback):
             raise ConfigError(
                 f"early_stopping.monitor '{self.spec.monitor}' is not a metric of this run."
                 f"{did_you_mean(self.spec.monitor, state.metric_names)} Known: {', '.join(state.metric_names)}."
-                + (" (val/* needs data.val_fraction > 0.)" if self.spec.monitor.startswith("val/") else "")
+                + (" (val/* needs data.val_fraction > 0.)"
+                   if self.spec.monitor.startswith("val/") and not any(n.startswith("val/") for n in state.metric_names) else "")
             )
 
     def on_epoch_end(self, state: FitState) -> None:

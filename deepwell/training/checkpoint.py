@@ -27,6 +27,7 @@ __all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "loa
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
 _META_KEY = "deepwell_state"
+_RESERVED = {_TENSOR, _TUPLE, "__int_keys__"}  # markers in the JSON skeleton
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -50,11 +51,16 @@ def _atomic(path: Path, write) -> None:
 
 def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
     if isinstance(tree, torch.Tensor):
-        tensors[path] = tree.detach().cpu().contiguous()
-        return {_TENSOR: path}
+        # Named by position, not by key path: paths collide ({"a/b": x} vs {"a": {"b": y}}).
+        name = str(len(tensors))
+        tensors[name] = tree.detach().cpu().contiguous()
+        return {_TENSOR: name}
     if isinstance(tree, dict):
+        int_keys = bool(tree) and all(isinstance(k, int) and not isinstance(k, bool) for k in tree)
+        if not int_keys and not all(isinstance(k, str) and k not in _RESERVED for k in tree):
+            raise TypeError(f"cannot checkpoint a dict at '{path}' whose keys are not all str or all int: {list(tree)}")
         return {str(k): _split(v, tensors, f"{path}/{k}") for k, v in tree.items()} | (
-            {"__int_keys__": True} if tree and all(isinstance(k, int) for k in tree) else {}
+            {"__int_keys__": True} if int_keys else {}
         )
     if isinstance(tree, (list, tuple)):
         items = [_split(v, tensors, f"{path}/{i}") for i, v in enumerate(tree)]

@@ -153,10 +153,11 @@ def fit(
     if spec.schedule.name != "constant" or warmup_steps:
         scheduler = build_schedule(spec.schedule, optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                                    warmup_steps=warmup_steps)
-    callbacks = list(callbacks)
     early = EarlyStopping(spec.early_stopping) if spec.early_stopping is not None else None
-    if early is not None:
-        callbacks.append(early)
+    # Checkpoints run last so that they capture this epoch's decisions of every other callback
+    # (early stopping's count, a stop request): a resumed run then continues exactly.
+    callbacks = ([cb for cb in callbacks if not isinstance(cb, CheckpointSaver)] + ([early] if early is not None else [])
+                 + [cb for cb in callbacks if isinstance(cb, CheckpointSaver)])
     state = FitState(model, optimizer, spec.epochs, steps_per_epoch, _metric_names(task, has_val, penalty.active))
     shuffle = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # dropout / DropConnect masks come from the global generator
@@ -168,7 +169,7 @@ def fit(
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "callbacks": {f"{i}:{type(cb).__name__}": cb.state_dict() for i, cb in enumerate(callbacks)},
+            "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(callbacks)},
         }
 
     for callback in callbacks:
@@ -273,10 +274,24 @@ def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.G
     torch.set_rng_state(saved["rng"]["torch"])
     if saved["rng"]["cuda"] is not None and device.type == "cuda":
         torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
-    for i, callback in enumerate(callbacks):
-        key = f"{i}:{type(callback).__name__}"
+    for key, callback in _callback_keys(callbacks):
         if key in saved["callbacks"]:
             callback.load_state_dict(saved["callbacks"][key])
     state.step, state.epoch = saved["step"], saved["epoch"]
     state.history = list(saved["history"])
     return saved["epoch"] + 1
+
+
+def _callback_keys(callbacks: Sequence[Callback]) -> list[tuple[str, Callback]]:
+    """Stable checkpoint keys: class name and its count among callbacks of that class ("EarlyStopping:0").
+
+    Not the position in the list, which shifts when a resumed run is given other callbacks
+    (a progress bar, a probe) and would silently drop, say, early stopping's state.
+    """
+    seen: dict[str, int] = {}
+    keys = []
+    for callback in callbacks:
+        name = type(callback).__name__
+        keys.append((f"{name}:{seen.get(name, 0)}", callback))
+        seen[name] = seen.get(name, 0) + 1
+    return keys
