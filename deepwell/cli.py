@@ -135,6 +135,40 @@ def spec_command(spec: Annotated[Optional[Path], typer.Argument(help="YAML spec 
     out.print(load_spec(spec, set_ or []).to_yaml(), highlight=False, markup=False)
 
 
+@app.command("diagnose")
+def diagnose_command(run: Annotated[Path, typer.Argument(help="run folder")]) -> None:
+    """Say what is wrong with a trained network, with the evidence and what to try."""
+    from deepwell.diagnostics.doctor import diagnose, print_findings
+
+    print_findings(diagnose(run), out)
+
+
+@app.command("report")
+def report_command(
+    path: Annotated[Path, typer.Argument(help="run folder or study folder")],
+) -> None:
+    """Write one self-contained report.html from a run (or study) folder alone."""
+    from deepwell.reporting import write_report
+
+    out.print(f"Report: {write_report(path)}")
+
+
+@app.command("study")
+def study_command(
+    name: Annotated[str, typer.Argument(help="init, activations, dead-relu, ...")],
+    full: Annotated[bool, typer.Option("--full", help="the reference settings (slow) instead of quick mode")] = False,
+    output: Annotated[Path, typer.Option("--out", help="folder for the study's results")] = Path("studies"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Run one of the lecture's experiments: figures, a tidy table and a verdict per claim."""
+    from deepwell.studies import run_study
+
+    result = run_study(name, quick=not full, output=output, seed=seed)
+    for verdict in result.verdicts:
+        out.print(f"[bold]{verdict.claim}[/bold]: {verdict.status} - {verdict.evidence}")
+    out.print(f"Study folder: {result.path}")
+
+
 def main() -> None:
     """Entry point: run the app, turning deepwell's own errors into one line and exit code 2."""
     try:

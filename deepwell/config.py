@@ -26,6 +26,7 @@ from deepwell.registry import Option, Registry
 
 __all__ = [
     "DataSpec",
+    "DiagnosticsSpec",
     "EarlyStoppingSpec",
     "ModelSpec",
     "OutputSpec",
@@ -133,6 +134,14 @@ class TrainSpec(_Spec):
     eval_every: int = Field(1, ge=1, description="epochs between validation / clean-train evaluations")
 
 
+class DiagnosticsSpec(_Spec):
+    """Probes that watch each layer while training (see deepwell.diagnostics.probes)."""
+
+    probes: bool = Field(True, description="record per-layer health to probes.jsonl")
+    every: int = Field(10, ge=1, description="steps between probe samples")
+    probe_examples: int = Field(256, ge=1, description="size of the fixed probe batch (from the training split)")
+
+
 class OutputSpec(_Spec):
     """Where the run folder goes."""
 
@@ -149,6 +158,7 @@ class RunSpec(_Spec):
     data: DataSpec = Field(default_factory=DataSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    diagnostics: DiagnosticsSpec = Field(default_factory=DiagnosticsSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     @classmethod

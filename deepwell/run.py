@@ -33,7 +33,8 @@ from deepwell.models.network import resolve_arch
 from deepwell.runtime import resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
-from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit
+from deepwell.diagnostics.probes import Probes
+from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit, loss_function
 from deepwell.training.progress import ProgressReporter
 
 __all__ = ["Run", "train"]
@@ -108,6 +109,10 @@ def train(
     _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
     saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
     all_callbacks = [MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
+    if spec.diagnostics.probes:
+        count = spec.diagnostics.probe_examples
+        all_callbacks.insert(0, Probes(run_dir / "probes.jsonl", data.x_train[:count], data.y_train[:count],
+                                       loss_function(splits.task, spec.train), every=spec.diagnostics.every))
     started = time.perf_counter()
     result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks, resume_from=checkpoint)
     seconds = time.perf_counter() - started

@@ -43,7 +43,8 @@ STATES = {
     },
     "special floats": {"best": math.inf, "worst": -math.inf, "missing": math.nan, "tiny": 5e-324},
     "dtypes and shapes": {"scalar": torch.tensor(2.5, dtype=torch.float64), "ints": torch.arange(5),
-                          "mask": torch.tensor([True, False]), "empty": torch.zeros(0, 3), "half": torch.ones(2, dtype=torch.float16)},
+                          "mask": torch.tensor([True, False]), "empty": torch.zeros(0, 3),
+                          "half": torch.ones(2, dtype=torch.float16)},
     # tensor names built from key paths must not collide: "a/b" as one key vs "a" -> "b"
     "keys with slashes": {"a/b": torch.zeros(2), "a": {"b": torch.ones(2)}, "val/loss": 0.5},
     "shared storage": {"w": (base := torch.randn(4)), "view": base[:2], "same": base},

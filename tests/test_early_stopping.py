@@ -61,7 +61,8 @@ CASES = {
     "min_delta: small gains do not count": ([1.0, 0.95, 0.92], dict(patience=1, min_delta=0.1), 3, "early_stopping", 1),
     "min_delta: exactly min_delta does not count": ([1.0, 0.5], dict(patience=0, min_delta=0.5), 2, "early_stopping", 1),
     "min_delta: more than min_delta counts": ([1.0, 0.85, 0.7], dict(patience=0, min_delta=0.1), None, None, 3),
-    "mode max for accuracy": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", mode="max", patience=1), 4, "early_stopping", 2),
+    "mode max for accuracy": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", mode="max", patience=1), 4,
+                              "early_stopping", 2),
     "auto picks max for *acc*": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", patience=1), 4, "early_stopping", 2),
     "auto picks min for loss": ([0.5, 0.6], dict(monitor="val/loss", patience=0), 2, "early_stopping", 1),
     "explicit min overrides the name": ([0.5, 0.6, 0.4], dict(monitor="val/acc", mode="min", patience=0), 2, "early_stopping", 1),
@@ -164,7 +165,8 @@ def test_fit_restores_the_best_epoch_even_when_patience_never_ran_out() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
     script = ScriptedMetric("val/loss", [0.9, 0.5, 0.7, 0.6, 0.8])
-    spec = TrainSpec(epochs=5, batch_size=16, lr=0.05, early_stopping=EarlyStoppingSpec(patience=10, restore_best=True))
+    spec = TrainSpec(epochs=5, batch_size=16, optimizer="adam", lr=0.05, schedule="constant",
+                     early_stopping=EarlyStoppingSpec(patience=10, restore_best=True))
     result = fit(model, blobs(), spec, callbacks=[script])
     assert result.stop_reason is StopReason.COMPLETED and result.epochs_run == 5
     assert result.early_stopping["best_epoch"] == 2 and result.early_stopping["restored_best"]
@@ -177,7 +179,8 @@ def test_fit_stops_early_on_a_scripted_metric() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
     script = ScriptedMetric("val/acc", [0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
-    spec = TrainSpec(epochs=6, batch_size=16, early_stopping=EarlyStoppingSpec(monitor="val/acc", patience=1))
+    spec = TrainSpec(epochs=6, batch_size=16, optimizer="adam", lr=0.01, schedule="constant",
+                     early_stopping=EarlyStoppingSpec(monitor="val/acc", patience=1))
     result = fit(model, blobs(), spec, callbacks=[script])
     assert result.stop_reason is StopReason.EARLY_STOPPING and result.epochs_run == 4
     assert "val/acc did not improve for 2 evaluation(s)" in result.stop_message
@@ -185,7 +188,8 @@ def test_fit_stops_early_on_a_scripted_metric() -> None:
 
 
 @pytest.mark.parametrize(("monitor", "data", "expected"), [
-    ("val/lss", blobs(), r"'val/lss' is not a metric of this run\. Did you mean 'val/loss'\? Known: train/loss, .*val/loss, val/acc"),
+    ("val/lss", blobs(),
+     r"'val/lss' is not a metric of this run\. Did you mean 'val/loss'\? Known: train/loss, .*val/loss, val/acc"),
     ("val/loss", TensorData(blobs().x_train, blobs().y_train), r"Known: train/loss, .*train/acc_clean\..*val_fraction"),
     ("val/acc", TensorData(torch.randn(8, 2), torch.randn(8, 1), torch.randn(4, 2), torch.randn(4, 1)),
      r"Known: train/loss, train/loss_clean, lr, time/epoch_s, val/loss\.$"),  # no val_fraction hint: there is val data

@@ -32,6 +32,11 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
+def train_spec(**changes) -> TrainSpec:
+    """A small, fast spec that states what the tests rely on instead of inheriting the library's defaults."""
+    return TrainSpec(**{"epochs": 2, "batch_size": 16, "optimizer": "adam", "lr": 0.01, "schedule": "constant"} | changes)
+
+
 def blobs(n: int = 48, n_val: int = 16, features: int = 6, classes: int = 3) -> TensorData:
     """Linearly separable-ish classes from a random projection."""
     generator = torch.Generator().manual_seed(0)
@@ -116,25 +121,25 @@ def dropconnect_bn_model() -> nn.Module:
 RESUME_CASES = {
     "dropout, nesterov momentum, cosine": (
         lambda: mlp(dropout=0.5),
-        TrainSpec(epochs=5, batch_size=16, optimizer="sgd:0.9,nesterov=true", lr=0.05, schedule="cosine:min_factor=0.1"),
+        train_spec(epochs=5, batch_size=16, optimizer="sgd:0.9,nesterov=true", lr=0.05, schedule="cosine:min_factor=0.1"),
         11,
     ),
     "adam, onecycle, early stopping mid-count": (
         lambda: mlp(dropout=0.2),
         # min_delta so large that only the first epoch improves: stops at epoch 4, restores epoch 1
-        TrainSpec(epochs=8, batch_size=16, optimizer="adam", lr=0.01, schedule="onecycle",
+        train_spec(epochs=8, batch_size=16, optimizer="adam", lr=0.01, schedule="onecycle",
                   early_stopping=EarlyStoppingSpec(monitor="val/loss", patience=2, min_delta=100.0)),
         8,
     ),
     "adamw, warmup + step, l2, checkpoint every 2": (
         lambda: mlp(dropout=0.3),
-        TrainSpec(epochs=5, batch_size=16, optimizer="adamw", lr=0.01, schedule="step:every=2,gamma=0.5", warmup_epochs=1,
+        train_spec(epochs=5, batch_size=16, optimizer="adamw", lr=0.01, schedule="step:every=2,gamma=0.5", warmup_epochs=1,
                   penalty="l2:1e-3", checkpoint_every=2),
         11,  # in epoch 4: resumes from the checkpoint of epoch 2 and redoes epoch 3
     ),
     "dropconnect, batchnorm, rmsprop, early stopping on val/acc": (
         dropconnect_bn_model,
-        TrainSpec(epochs=4, batch_size=16, optimizer="rmsprop:momentum=0.5", lr=0.005,
+        train_spec(epochs=4, batch_size=16, optimizer="rmsprop:momentum=0.5", lr=0.005,
                   early_stopping=EarlyStoppingSpec(monitor="val/acc", patience=10)),
         5,
     ),
@@ -145,7 +150,8 @@ RESUME_CASES = {
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, make_model, spec, kill_step) -> None:
     data = blobs()
     whole_model = make_model()
-    whole = fit(whole_model, data, spec, seed=3, callbacks=[CheckpointSaver(tmp_path / "whole.safetensors", spec.checkpoint_every)])
+    whole_saver = CheckpointSaver(tmp_path / "whole.safetensors", spec.checkpoint_every)
+    whole = fit(whole_model, data, spec, seed=3, callbacks=[whole_saver])
 
     checkpoint = tmp_path / "killed.safetensors"
     with pytest.raises(KeyboardInterrupt):
@@ -176,8 +182,19 @@ def test_early_stopping_case_really_stops_and_restores() -> None:
     assert result.early_stopping["restored_best"] and result.early_stopping["best_epoch"] == 1
 
 
+def test_checkpoint_is_written_at_an_early_stop_with_the_final_decision(tmp_path) -> None:
+    """Savers run after early stopping: the stop epoch counts as the last one and its decision is saved."""
+    spec = train_spec(epochs=8, early_stopping=EarlyStoppingSpec(patience=1, min_delta=100.0, restore_best=False))
+    result = fit(mlp(), blobs(), spec, callbacks=[CheckpointSaver(tmp_path / "c.safetensors", every=10)])
+    assert result.stop_reason is StopReason.EARLY_STOPPING and result.epochs_run == 3
+    saved = load_state(tmp_path / "c.safetensors")
+    assert saved["epoch"] == 2
+    assert saved["callbacks"]["EarlyStopping:0"] | {"best": None} == {
+        "best": None, "best_epoch": 0, "wait": 2, "best_weights": None, "stopped_epoch": 2}
+
+
 def test_resume_of_a_finished_run_changes_nothing(tmp_path) -> None:
-    spec = TrainSpec(epochs=2, batch_size=16, optimizer="sgd:0.9", lr=0.05)
+    spec = train_spec(epochs=2, batch_size=16, optimizer="sgd:0.9", lr=0.05)
     model = mlp()
     first = fit(model, blobs(), spec, callbacks=[CheckpointSaver(tmp_path / "c.safetensors")])
     again_model = mlp(seed=5)
@@ -189,7 +206,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path) -> None:
 # --- reproducibility -------------------------------------------------------------------------------
 
 def test_same_seed_same_run_other_seed_other_run() -> None:
-    spec = TrainSpec(epochs=2, batch_size=16, optimizer="sgd:0.9", lr=0.05)
+    spec = train_spec(epochs=2, batch_size=16, optimizer="sgd:0.9", lr=0.05)
     initial = mlp(dropout=0.5)
     runs = {}
     for name, seed in [("a", 7), ("b", 7), ("c", 8)]:
@@ -203,7 +220,7 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
 
 def test_dropout_masks_follow_the_seed() -> None:
     """Full-batch, so batch order cannot differ: a different seed changes only the dropout masks."""
-    spec = TrainSpec(epochs=1, batch_size=48, optimizer="sgd", lr=0.1)
+    spec = train_spec(epochs=1, batch_size=48, optimizer="sgd", lr=0.1)
     initial = mlp(dropout=0.5)
     a, b, c = copy.deepcopy(initial), copy.deepcopy(initial), copy.deepcopy(initial)
     fit(a, blobs(), spec, seed=1), fit(b, blobs(), spec, seed=1), fit(c, blobs(), spec, seed=2)
@@ -227,7 +244,7 @@ def test_non_finite_loss_stops_keeps_last_good_weights_and_checkpoint(tmp_path) 
     data = linear_targets()
     record = Record()
     model = mlp(outputs=2)
-    spec = TrainSpec(epochs=6, batch_size=16, optimizer="sgd", lr=0.01)
+    spec = train_spec(epochs=6, batch_size=16, optimizer="sgd", lr=0.01)
     result = fit(model, data, spec, task="regression",
                  callbacks=[PoisonTargets(data, epoch=2), record, CheckpointSaver(tmp_path / "last.safetensors")])
 
@@ -245,7 +262,7 @@ def test_non_finite_loss_stops_keeps_last_good_weights_and_checkpoint(tmp_path) 
 def test_huge_learning_rate_diverges_to_non_finite_and_keeps_finite_weights() -> None:
     model = mlp(outputs=2)
     initial = copy.deepcopy(model.state_dict())
-    result = fit(model, linear_targets(), TrainSpec(epochs=3, batch_size=16, optimizer="sgd", lr=1e6), task="regression")
+    result = fit(model, linear_targets(), train_spec(epochs=3, batch_size=16, optimizer="sgd", lr=1e6), task="regression")
     assert result.stop_reason is StopReason.NON_FINITE and result.epochs_run == 1
     assert "epoch 1, step" in result.stop_message
     assert_same_weights(model, initial)  # diverged in the first epoch: the initial weights are the last good ones
@@ -316,15 +333,32 @@ def test_onecycle_peaks_at_lr_after_pct_start() -> None:
     assert lrs == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize(("optimizer", "key", "first", "peak"), [
+    ("sgd", "momentum", 0.0, 0.0),               # no momentum asked for: none switched on
+    ("rmsprop", "momentum", 0.0, 0.0),
+    ("sgd:0.9", "momentum", 0.95, 0.85),         # Smith & Topin: momentum falls while the lr rises
+    ("adam", "betas", (0.95, 0.999), (0.85, 0.999)),
+])
+def test_onecycle_cycles_momentum_only_where_there_is_some(optimizer, key, first, peak) -> None:
+    built = OPTIMIZERS.build(optimizer, params=[nn.Parameter(torch.zeros(1))], lr=PEAK)
+    scheduler = build_schedule("onecycle", built, total_steps=TOTAL, steps_per_epoch=PER_EPOCH, warmup_steps=0)
+    values = []
+    for _ in range(TOTAL):
+        values.append(built.param_groups[0][key])
+        built.step()
+        scheduler.step()
+    assert values[0] == pytest.approx(first) and values[round(0.25 * TOTAL) - 1] == pytest.approx(peak)
+
+
 def test_onecycle_refuses_an_extra_warmup() -> None:
     with pytest.raises(ConfigError, match="warmup_epochs=0"):
-        fit(mlp(), blobs(), TrainSpec(epochs=2, batch_size=16, schedule="onecycle", warmup_epochs=1))
+        fit(mlp(), blobs(), train_spec(epochs=2, batch_size=16, schedule="onecycle", warmup_epochs=1))
 
 
 def test_fit_uses_the_schedule_per_step_with_warmup_in_epochs() -> None:
     """3 steps per epoch, 6 epochs, 1 warm-up epoch: the loop's learning rates follow the closed form."""
     record = Record()
-    spec = TrainSpec(epochs=6, batch_size=16, optimizer="sgd:0.9", lr=0.05, schedule="cosine", warmup_epochs=1)
+    spec = train_spec(epochs=6, batch_size=16, optimizer="sgd:0.9", lr=0.05, schedule="cosine", warmup_epochs=1)
     result = fit(mlp(), blobs(), spec, callbacks=[record])
     total = 18
     # on_batch_end sees the lr after the scheduler stepped: the one step s + 1 will use
@@ -341,7 +375,8 @@ OPTIMIZER_CASES = {
     "sgd:0.9": (torch.optim.SGD, dict(momentum=0.9, nesterov=False)),
     "sgd:0.8,nesterov=true,weight_decay=0.01": (torch.optim.SGD, dict(momentum=0.8, nesterov=True, weight_decay=0.01)),
     "adam": (torch.optim.Adam, dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)),
-    "adam:beta1=0.5,beta2=0.9,eps=1e-6,weight_decay=0.001": (torch.optim.Adam, dict(betas=(0.5, 0.9), eps=1e-6, weight_decay=0.001)),
+    "adam:beta1=0.5,beta2=0.9,eps=1e-6,weight_decay=0.001": (torch.optim.Adam,
+                                                              dict(betas=(0.5, 0.9), eps=1e-6, weight_decay=0.001)),
     "adamw": (torch.optim.AdamW, dict(betas=(0.9, 0.999), weight_decay=0.01)),
     "adamw:0.8,weight_decay=0.1": (torch.optim.AdamW, dict(betas=(0.8, 0.999), weight_decay=0.1)),
     "rmsprop": (torch.optim.RMSprop, dict(alpha=0.99, momentum=0.0, eps=1e-8)),
@@ -380,7 +415,7 @@ def test_train_loss_with_dropout_exceeds_clean_train_loss() -> None:
     A tiny learning rate keeps the weights almost still within an epoch, so the gap is dropout's alone;
     the same net without dropout is the control.
     """
-    spec = TrainSpec(epochs=6, batch_size=16, lr=1e-4)
+    spec = train_spec(epochs=6, batch_size=16, lr=1e-4)
     gaps = {}
     for p in (0.7, 0.0):
         result = fit(mlp(dropout=p, width=64), blobs(), spec)
@@ -410,7 +445,7 @@ def test_evaluate_regression_is_the_mean_squared_error() -> None:
 
 def test_fit_regression_with_mse() -> None:
     model, data = mlp(outputs=2), linear_targets()
-    result = fit(model, data, TrainSpec(epochs=10, batch_size=16, lr=0.05), task="regression")
+    result = fit(model, data, train_spec(epochs=10, batch_size=16, lr=0.05), task="regression")
     first, last = result.history[0], result.history[-1]
     assert set(last) == {"epoch", "step", "train/loss", "train/loss_clean", "lr", "val/loss", "time/epoch_s"}
     assert last["val/loss"] < 0.5 * first["val/loss"]
@@ -419,14 +454,14 @@ def test_fit_regression_with_mse() -> None:
 
 
 def test_classification_history_has_accuracies() -> None:
-    result = fit(mlp(), blobs(), TrainSpec(epochs=2, batch_size=16))
+    result = fit(mlp(), blobs(), train_spec(epochs=2, batch_size=16))
     assert set(result.history[-1]) == {"epoch", "step", "train/loss", "train/loss_clean", "train/acc_clean", "lr",
                                        "val/loss", "val/acc", "time/epoch_s"}
 
 
 def test_cross_entropy_on_regression_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cross_entropy needs a classification task.*Use mse"):
-        fit(mlp(outputs=2), linear_targets(), TrainSpec(epochs=1, loss="cross_entropy"), task="regression")
+        fit(mlp(outputs=2), linear_targets(), train_spec(epochs=1, loss="cross_entropy"), task="regression")
 
 
 @pytest.mark.parametrize(("n", "batch_size", "steps"), [(48, 16, 3), (49, 16, 3), (50, 16, 4), (5, 64, 1)])
@@ -439,10 +474,10 @@ def test_steps_per_epoch_never_leave_a_lone_example(n, batch_size, steps) -> Non
             seen.append(state.step)
 
     data = blobs(n=n)
-    result = fit(mlp(), data, TrainSpec(epochs=2, batch_size=batch_size), callbacks=[Sizes()])
+    result = fit(mlp(), data, train_spec(epochs=2, batch_size=batch_size), callbacks=[Sizes()])
     assert result.steps == 2 * steps == len(seen)
 
 
 def test_batch_size_larger_than_a_single_example_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="leaves no batch for 1 training example"):
-        fit(mlp(), blobs(n=1), TrainSpec(epochs=1, batch_size=4))
+        fit(mlp(), blobs(n=1), train_spec(epochs=1, batch_size=4))

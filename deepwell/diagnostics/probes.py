@@ -1,0 +1,345 @@
+"""Probes: per-layer health measurements taken while a network trains, cheaply.
+
+Every ``every`` optimisation steps (and once at initialisation, before the first step) the
+:class:`Probes` callback records, for each hidden block of a :class:`~deepwell.models.Network`:
+
+================  ==========================================================================
+act_mean/act_std  mean and std of the block's activations on a fixed probe batch (eval mode)
+saturated         fraction of sigmoid/tanh outputs within ``SATURATION`` of an asymptote
+linear            fraction of sigmoid/tanh units in the linear region (derivative >= ``LINEAR``
+                  of its maximum), where the network is close to a linear model
+dead              fraction of ReLU units that output 0 for every example of the probe batch
+grad_norm         L2 norm of the gradient of the block's weights (the training step's own)
+signal_grad_norm  L2 norm of dL/d(block output), the back-propagated signal, per example
+weight_norm       L2 norm of the block's weights
+update_ratio      ||W_after - W_before|| / ||W_before|| of that optimisation step
+================  ==========================================================================
+
+and once per epoch ``dead_epoch``: the fraction of ReLU units that never fired (output > 0) on
+any training example during the epoch. Histograms of the activations are kept at initialisation
+and at the first sample of each epoch.
+
+Everything is reduced on the device and kept there until the epoch ends; then one transfer
+writes the epoch's rows to ``probes.jsonl`` (schema below), so no ``.item()`` runs per layer per
+step. The gradient quantities come from the training step itself; only the activation statistics
+cost an extra forward pass of the probe batch.
+
+probes.jsonl rows::
+
+    {"kind": "sample", "step": 120, "epoch": 2, "layers": ["features.0", ...],
+     "act_mean": [...], "act_std": [...], "saturated": [...], "linear": [...], "dead": [...],
+     "grad_norm": [...], "signal_grad_norm": [...], "weight_norm": [...], "update_ratio": [...],
+     "hist": {"edges": [[...] per layer], "counts": [[...] per layer]}}     # hist: some samples only
+    {"kind": "epoch", "epoch": 2, "step": 171, "layers": [...], "dead_epoch": [...]}
+
+``step`` is the number of optimisation steps taken; the initial sample has step 0 and epoch -1
+and ``update_ratio`` null.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deepwell.models.network import Block, Network
+from deepwell.training.callbacks import Callback, FitState
+
+__all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "load_probes"]
+
+SATURATION = 0.01      # sigmoid output within 0.01 of 0 or 1; tanh output within 0.01 of -1 or 1
+LINEAR = 0.8           # derivative >= 80% of its maximum: tanh |y| <= 0.447, sigmoid y in [0.28, 0.72]
+HISTOGRAM_BINS = 50
+QUANTITIES = ("act_mean", "act_std", "saturated", "linear", "dead", "grad_norm", "signal_grad_norm", "weight_norm",
+              "update_ratio")
+
+
+def _kind(activation: nn.Module) -> str:
+    if isinstance(activation, nn.Sigmoid):
+        return "sigmoid"
+    if isinstance(activation, nn.Tanh):
+        return "tanh"
+    if isinstance(activation, nn.ReLU):
+        return "relu"
+    return "other"
+
+
+def _units(post: torch.Tensor) -> torch.Tensor:
+    """(B, C, *spatial) or (B, F) -> (C or F, B * spatial): one row per unit (channel for convs)."""
+    return post.transpose(0, 1).reshape(post.shape[1], -1)
+
+
+def _activation_stats(post: torch.Tensor, kind: str) -> torch.Tensor:
+    """[mean, std, saturated, linear, dead] of one layer's activations, on the device."""
+    zero = torch.zeros((), device=post.device)
+    if kind == "sigmoid":
+        saturated = ((post < SATURATION) | (post > 1 - SATURATION)).float().mean()
+        linear = (post * (1 - post) >= LINEAR * 0.25).float().mean()
+    elif kind == "tanh":
+        saturated = (post.abs() > 1 - SATURATION).float().mean()
+        linear = (1 - post.square() >= LINEAR).float().mean()
+    else:
+        saturated, linear = zero, zero
+    dead = (_units(post) <= 0).all(1).float().mean() if kind == "relu" else zero
+    return torch.stack([post.mean(), post.std(), saturated, linear, dead])
+
+
+def _histogram_range(kind: str, post: torch.Tensor) -> tuple[float, float] | torch.Tensor:
+    return {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}.get(kind) or post.abs().max()
+
+
+@dataclass
+class _Layer:
+    name: str
+    block: Block
+    kind: str
+
+
+def _layers(model: nn.Module) -> list[_Layer]:
+    if not isinstance(model, Network):
+        raise TypeError("Probes need a deepwell Network (built by build_model); got " + type(model).__name__)
+    return [_Layer(name, block, _kind(block.activation)) for name, block in model.hidden_blocks()]
+
+
+@torch.no_grad()
+def measure_activations(model: nn.Module, x: torch.Tensor, histograms: bool = False) -> dict[str, Any]:
+    """Per-layer activation statistics of ``model`` on ``x`` in eval mode (the mode is restored).
+
+    Returns a dict with ``layers`` (names) and, per quantity, a list aligned with it: act_mean,
+    act_std, saturated, linear, dead; with ``histograms`` also ``hist`` (edges, counts).
+    """
+    layers = _layers(model)
+    captured: dict[str, torch.Tensor] = {}
+    handles = [layer.block.activation.register_forward_hook(
+        lambda module, inputs, output, name=layer.name: captured.__setitem__(name, output)) for layer in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    stats = torch.stack([_activation_stats(captured[layer.name], layer.kind) for layer in layers]).tolist() if layers else []
+    result: dict[str, Any] = {"layers": [layer.name for layer in layers]}
+    for i, key in enumerate(("act_mean", "act_std", "saturated", "linear", "dead")):
+        result[key] = [row[i] for row in stats]
+    if histograms:
+        result["hist"] = _histograms(layers, captured)
+    return result
+
+
+def _histograms(layers: list[_Layer], captured: dict[str, torch.Tensor]) -> dict[str, list]:
+    ranges = [_histogram_range(layer.kind, captured[layer.name]) for layer in layers]
+    dynamic = [r for r in ranges if isinstance(r, torch.Tensor)]
+    maxima = iter(torch.stack(dynamic).tolist()) if dynamic else iter(())  # one sync for all layers
+    edges, counts = [], []
+    for layer, bounds in zip(layers, ranges):
+        if isinstance(bounds, torch.Tensor):
+            top = max(next(maxima), 1e-12)
+            bounds = (-top, top) if layer.kind != "relu" else (0.0, top)
+        post = captured[layer.name].float()
+        counts.append(torch.histc(post, HISTOGRAM_BINS, *bounds).tolist())
+        step = (bounds[1] - bounds[0]) / HISTOGRAM_BINS
+        edges.append([bounds[0] + i * step for i in range(HISTOGRAM_BINS + 1)])
+    return {"edges": edges, "counts": counts}
+
+
+class Probes(Callback):
+    """Samples per-layer health every ``every`` steps and writes ``probes.jsonl`` (see module docstring).
+
+    Args:
+        path: the JSONL file to append to (rewritten on a fresh fit, kept up to the resume point otherwise).
+        x_probe, y_probe: the fixed probe batch (a slice of the training data), on the model's device.
+        loss_fn: the training loss, used once at initialisation to measure the initial gradients.
+        every: sampling period in optimisation steps.
+    """
+
+    def __init__(self, path: Path, x_probe: torch.Tensor, y_probe: torch.Tensor,
+                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], every: int = 10) -> None:
+        self.path, self.x_probe, self.y_probe, self.loss_fn, self.every = Path(path), x_probe, y_probe, loss_fn, every
+        self.layers: list[_Layer] = []
+        self.rows: list[dict[str, Any]] = []
+        self.pending: list[tuple[int, int, torch.Tensor, dict | None]] = []  # (step, epoch, values (L, Q) on device, hist)
+        self.sampling = False
+        self.signal: dict[str, torch.Tensor] = {}
+        self.before: list[torch.Tensor] = []
+        self.fired: list[torch.Tensor] = []
+        self.handles: list[Any] = []
+
+    # --- hooks -------------------------------------------------------------------------------
+    def _attach(self) -> None:
+        for index, layer in enumerate(self.layers):
+            self.handles.append(layer.block.register_forward_hook(self._signal_hook(layer.name)))
+            if layer.kind == "relu":
+                self.handles.append(layer.block.activation.register_forward_hook(self._fired_hook(index)))
+
+    def _signal_hook(self, name: str):
+        def hook(module, inputs, output):
+            if self.sampling and output.requires_grad:
+                output.register_hook(lambda grad: self.signal.__setitem__(name, grad.flatten(1).norm(dim=1).mean()))
+        return hook
+
+    def _fired_hook(self, index: int):
+        def hook(module, inputs, output):
+            if module.training:
+                self.fired[index] |= (_units(output) > 0).any(1)
+        return hook
+
+    def _weights(self) -> list[torch.Tensor]:
+        return [layer.block.transform.weight for layer in self.layers]
+
+    # --- events ------------------------------------------------------------------------------
+    def on_fit_start(self, state: FitState) -> None:
+        self.layers = _layers(state.model)
+        self._attach()
+        if state.history:  # resuming: keep the rows written up to the checkpoint
+            self._truncate(state.step)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("")
+            self._measure_initial(state)
+        self.sampling = state.step % self.every == 0
+
+    def _measure_initial(self, state: FitState) -> None:
+        """At initialisation: activations and gradients of the probe batch (eval mode, no update)."""
+        model = state.model
+        was_training = model.training
+        model.eval()
+        self.sampling = True
+        try:
+            self.loss_fn(model(self.x_probe), self.y_probe).backward()
+            grads = torch._foreach_norm([w.grad for w in self._weights()])
+        finally:
+            model.zero_grad(set_to_none=True)
+            model.train(was_training)
+        values, hist = self._sample_values(model, grads, update=None, histograms=True)
+        self.pending.append((0, -1, values, hist))
+        self._flush(state, epoch_row=False)
+
+    def on_epoch_start(self, state: FitState) -> None:
+        device = self.x_probe.device
+        self.fired = [torch.zeros(layer.block.transform.weight.shape[0], dtype=torch.bool, device=device) for layer in self.layers]
+        self.first_of_epoch = True
+
+    def after_backward(self, state: FitState) -> None:
+        if not self.sampling:
+            return
+        weights = self._weights()
+        self.grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in weights])
+        self.before = [w.detach().clone() for w in weights]
+
+    def on_batch_end(self, state: FitState) -> None:
+        if self.sampling:
+            weights = [w.detach() for w in self._weights()]
+            update = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self.before))) / \
+                torch.stack(torch._foreach_norm(self.before)).clamp_min(1e-30)
+            values, hist = self._sample_values(state.model, self.grads, update, histograms=self.first_of_epoch)
+            self.pending.append((state.step, state.epoch, values, hist))
+            self.first_of_epoch = False
+        self.sampling = state.step % self.every == 0
+
+    def _sample_values(self, model: nn.Module, grads: list[torch.Tensor], update: torch.Tensor | None,
+                       histograms: bool) -> tuple[torch.Tensor, dict | None]:
+        """(layers, quantities) on the device in QUANTITIES order, and histograms when asked."""
+        activations, captured = self._activation_rows(model)
+        hist = _histograms(self.layers, captured) if histograms else None  # a few per epoch: syncs are fine here
+        signal = torch.stack([self.signal.get(layer.name, torch.tensor(float("nan"), device=activations.device))
+                              for layer in self.layers])
+        weight_norm = torch.stack(torch._foreach_norm([w.detach() for w in self._weights()]))
+        if update is None:
+            update = torch.full_like(weight_norm, float("nan"))
+        self.signal = {}
+        return torch.cat([activations, torch.stack([torch.stack(grads), signal, weight_norm, update], 1)], 1), hist
+
+    @torch.no_grad()
+    def _activation_rows(self, model: nn.Module) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        captured: dict[str, torch.Tensor] = {}
+        handles = [layer.block.activation.register_forward_hook(
+            lambda module, inputs, output, name=layer.name: captured.__setitem__(name, output)) for layer in self.layers]
+        was_training = model.training
+        model.eval()
+        sampling, self.sampling = self.sampling, False
+        try:
+            model(self.x_probe)
+        finally:
+            self.sampling = sampling
+            model.train(was_training)
+            for handle in handles:
+                handle.remove()
+        return torch.stack([_activation_stats(captured[layer.name], layer.kind) for layer in self.layers]), captured
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self._flush(state, epoch_row=True)
+
+    def _flush(self, state: FitState, epoch_row: bool) -> None:
+        names = [layer.name for layer in self.layers]
+        lines = []
+        if self.pending:
+            values = torch.stack([v for _, _, v, _ in self.pending]).tolist()  # one transfer per epoch
+            for (step, epoch, _, hist), rows in zip(self.pending, values):
+                record: dict[str, Any] = {"kind": "sample", "step": step, "epoch": epoch, "layers": names}
+                for q, key in enumerate(QUANTITIES):
+                    record[key] = [_finite_or_none(row[q]) for row in rows]
+                if hist is not None:
+                    record["hist"] = hist
+                lines.append(record)
+        if epoch_row:
+            relu = [layer.kind == "relu" for layer in self.layers]
+            fired = [f.float().mean() if r else None for f, r in zip(self.fired, relu)]
+            measured = iter(torch.stack([f for f in fired if f is not None]).tolist()) if any(relu) else iter(())
+            dead = [1.0 - next(measured) if r else 0.0 for r in relu]
+            lines.append({"kind": "epoch", "epoch": state.epoch, "step": state.step, "layers": names, "dead_epoch": dead})
+        with self.path.open("a") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in lines)
+        self.pending = []
+
+    def _truncate(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in keep))
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.pending:
+            self._flush(state, epoch_row=False)
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if value == value and abs(value) != float("inf") else None
+
+
+@dataclass
+class ProbeLog:
+    """probes.jsonl read back: samples (step order) and per-epoch rows."""
+
+    samples: list[dict[str, Any]]
+    epochs: list[dict[str, Any]]
+
+    @property
+    def layers(self) -> list[str]:
+        return self.samples[0]["layers"] if self.samples else []
+
+    def initial(self) -> dict[str, Any] | None:
+        """The sample taken at initialisation, before any update."""
+        return next((s for s in self.samples if s["epoch"] == -1), None)
+
+    def series(self, quantity: str, layer: str | int) -> tuple[list[int], list[float | None]]:
+        """(steps, values) of one quantity for one layer (by name or index)."""
+        index = layer if isinstance(layer, int) else self.layers.index(layer)
+        return [s["step"] for s in self.samples], [s[quantity][index] for s in self.samples]
+
+
+def load_probes(path: str | Path) -> ProbeLog:
+    """Read a probes.jsonl file (an empty log when it does not exist)."""
+    path = Path(path)
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return ProbeLog([r for r in rows if r["kind"] == "sample"], [r for r in rows if r["kind"] == "epoch"])
