@@ -1,7 +1,7 @@
 """Tests of EarlyStopping: table-driven decisions, best-weight restoring, resumable state, loud errors.
 
-Patience counts the non-improving evaluations that are tolerated (as torch's ReduceLROnPlateau):
-patience 0 stops at the first evaluation that does not improve, patience 2 at the third in a row.
+Patience is the number of evaluations in a row without improvement at which training stops (as in
+Keras and Lightning): patience 0 and 1 stop at the first one, patience 3 at the third in a row.
 """
 
 from __future__ import annotations
@@ -53,17 +53,18 @@ def drive(early: EarlyStopping, values: list[float], model: nn.Module | None = N
 # (values, spec changes, expected stop epoch (1-based) or None, reason, best epoch (1-based))
 CASES = {
     "patience 0 stops at first non-improvement": ([1.0, 0.9, 0.95, 0.5], dict(patience=0), 3, "early_stopping", 2),
-    "patience 1 tolerates one": ([1.0, 0.9, 0.95, 0.96, 0.5], dict(patience=1), 4, "early_stopping", 2),
-    "patience 1 counter resets on improvement": ([1.0, 1.1, 0.9, 1.1, 0.8, 0.9, 0.9], dict(patience=1), 7, "early_stopping", 5),
-    "patience 2 tolerates two": ([1.0, 0.9, 0.95, 0.85, 0.9, 0.9, 0.9, 0.1], dict(patience=2), 7, "early_stopping", 4),
+    "patience 1 stops at the first miss too": ([1.0, 0.9, 0.95, 0.96, 0.5], dict(patience=1), 3, "early_stopping", 2),
+    "patience 2 stops at the second": ([1.0, 0.9, 0.95, 0.96, 0.5], dict(patience=2), 4, "early_stopping", 2),
+    "patience 2 counter resets on improvement": ([1.0, 1.1, 0.9, 1.1, 0.8, 0.9, 0.9], dict(patience=2), 7, "early_stopping", 5),
+    "patience 3 stops at the third in a row": ([1.0, 0.9, 0.95, 0.85, 0.9, 0.9, 0.9, 0.1], dict(patience=3), 7, "early_stopping", 4),
     "equal is not better": ([1.0, 1.0], dict(patience=0), 2, "early_stopping", 1),
     "always improving never stops": ([1.0, 0.9, 0.8, 0.7], dict(patience=0), None, None, 4),
-    "min_delta: small gains do not count": ([1.0, 0.95, 0.92], dict(patience=1, min_delta=0.1), 3, "early_stopping", 1),
+    "min_delta: small gains do not count": ([1.0, 0.95, 0.92], dict(patience=2, min_delta=0.1), 3, "early_stopping", 1),
     "min_delta: exactly min_delta does not count": ([1.0, 0.5], dict(patience=0, min_delta=0.5), 2, "early_stopping", 1),
     "min_delta: more than min_delta counts": ([1.0, 0.85, 0.7], dict(patience=0, min_delta=0.1), None, None, 3),
-    "mode max for accuracy": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", mode="max", patience=1), 4,
+    "mode max for accuracy": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", mode="max", patience=2), 4,
                               "early_stopping", 2),
-    "auto picks max for *acc*": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", patience=1), 4, "early_stopping", 2),
+    "auto picks max for *acc*": ([0.5, 0.6, 0.55, 0.58, 0.9], dict(monitor="val/acc", patience=2), 4, "early_stopping", 2),
     "auto picks min for loss": ([0.5, 0.6], dict(monitor="val/loss", patience=0), 2, "early_stopping", 1),
     "explicit min overrides the name": ([0.5, 0.6, 0.4], dict(monitor="val/acc", mode="min", patience=0), 2, "early_stopping", 1),
     "NaN stops at once": ([1.0, NAN, 0.5], dict(patience=5), 2, "non_finite", 1),
@@ -112,7 +113,7 @@ def test_decide_is_pure() -> None:
 ])
 def test_restore_best_puts_back_the_best_epochs_weights(values, best_epoch) -> None:
     model = nn.Linear(2, 1)
-    early = EarlyStopping(EarlyStoppingSpec(patience=3, restore_best=True))
+    early = EarlyStopping(EarlyStoppingSpec(patience=4, restore_best=True))
     drive(early, values, model)
     assert torch.equal(model.weight, torch.full_like(model.weight, best_epoch - 1))
     assert early.summary()["restored_best"] == (best_epoch != len(values))
@@ -127,11 +128,11 @@ def test_without_restore_best_the_last_weights_stay() -> None:
 def test_state_dict_continues_the_count() -> None:
     """Half the values, save, fresh callback, load, the other half: same as all at once."""
     values = [1.0, 0.9, 0.95, 0.97, 0.99]
-    whole = EarlyStopping(EarlyStoppingSpec(patience=2))
+    whole = EarlyStopping(EarlyStoppingSpec(patience=3))
     drive(whole, values)
-    first = EarlyStopping(EarlyStoppingSpec(patience=2))
+    first = EarlyStopping(EarlyStoppingSpec(patience=3))
     drive(first, values[:3])
-    second = EarlyStopping(EarlyStoppingSpec(patience=2))
+    second = EarlyStopping(EarlyStoppingSpec(patience=3))
     second.load_state_dict(first.state_dict())
     state = fake_state()
     for epoch, value in enumerate(values[3:], start=3):
@@ -180,7 +181,7 @@ def test_fit_stops_early_on_a_scripted_metric() -> None:
     model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
     script = ScriptedMetric("val/acc", [0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
     spec = TrainSpec(epochs=6, batch_size=16, optimizer="adam", lr=0.01, schedule="constant",
-                     early_stopping=EarlyStoppingSpec(monitor="val/acc", patience=1))
+                     early_stopping=EarlyStoppingSpec(monitor="val/acc", patience=2))
     result = fit(model, blobs(), spec, callbacks=[script])
     assert result.stop_reason is StopReason.EARLY_STOPPING and result.epochs_run == 4
     assert "val/acc did not improve for 2 evaluation(s)" in result.stop_message

@@ -128,7 +128,7 @@ RESUME_CASES = {
         lambda: mlp(dropout=0.2),
         # min_delta so large that only the first epoch improves: stops at epoch 4, restores epoch 1
         train_spec(epochs=8, batch_size=16, optimizer="adam", lr=0.01, schedule="onecycle",
-                  early_stopping=EarlyStoppingSpec(monitor="val/loss", patience=2, min_delta=100.0)),
+                  early_stopping=EarlyStoppingSpec(monitor="val/loss", patience=3, min_delta=100.0)),
         8,
     ),
     "adamw, warmup + step, l2, checkpoint every 2": (
@@ -184,7 +184,7 @@ def test_early_stopping_case_really_stops_and_restores() -> None:
 
 def test_checkpoint_is_written_at_an_early_stop_with_the_final_decision(tmp_path) -> None:
     """Savers run after early stopping: the stop epoch counts as the last one and its decision is saved."""
-    spec = train_spec(epochs=8, early_stopping=EarlyStoppingSpec(patience=1, min_delta=100.0, restore_best=False))
+    spec = train_spec(epochs=8, early_stopping=EarlyStoppingSpec(patience=2, min_delta=100.0, restore_best=False))
     result = fit(mlp(), blobs(), spec, callbacks=[CheckpointSaver(tmp_path / "c.safetensors", every=10)])
     assert result.stop_reason is StopReason.EARLY_STOPPING and result.epochs_run == 3
     saved = load_state(tmp_path / "c.safetensors")

@@ -86,7 +86,10 @@ class Decision:
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` evaluations.
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` evaluations in a row.
+
+    As in Keras and Lightning, training stops at the ``patience``-th evaluation without improvement
+    (patience 0 and 1 both stop at the first).
 
     With ``restore_best`` the best weights are put back at the end of training, also when
     patience never ran out (the last epoch is not always the best).
@@ -109,7 +112,7 @@ class EarlyStopping(Callback):
         delta = (self.best - value) if self.mode == "min" else (value - self.best)
         if delta > self.spec.min_delta:
             return Decision(False, True, None, f"{self.spec.monitor} improved to {value:.4g}.")
-        if self.wait + 1 > self.spec.patience:
+        if self.wait + 1 >= max(self.spec.patience, 1):  # Keras/Lightning: stop at the patience-th miss
             return Decision(
                 True, False, StopReason.EARLY_STOPPING,
                 f"{self.spec.monitor} did not improve for {self.wait + 1} evaluation(s) "

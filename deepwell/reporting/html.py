@@ -1,0 +1,239 @@
+"""HTML of run and study reports, rendered from their folders alone with one jinja2 template.
+
+:func:`render_run` reads a run folder (config.yaml, meta.json, metrics.jsonl, summary.json,
+probes.jsonl, findings.json), :func:`render_study` a study folder (study.json, its PNG figures
+and CSV tables). Both return one self-contained HTML page: figures are ``data:`` URIs, the CSS
+is inline, there are no scripts, and every piece of text is escaped (jinja2 autoescape).
+Missing files make a section say what is missing instead of failing: a report of a killed run
+is still useful.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from deepwell.diagnostics.probes import ProbeLog, load_probes
+from deepwell.errors import CheckpointError
+from deepwell.reporting import figures
+
+__all__ = ["render_run", "render_study", "TABLE_ROWS"]
+
+TABLE_ROWS = 50  # rows of a study's CSV table shown in the report
+
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.PackageLoader("deepwell.reporting", "templates"),
+    autoescape=True,  # the template is .j2, so name it explicitly: every value is escaped
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _number(value: Any) -> str:
+    """Numbers for people: 12,345 / 0.6688 / 3.2e-05; None as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+_ENVIRONMENT.filters["num"] = _number
+_ENVIRONMENT.filters["percent"] = lambda value: "—" if value is None else f"{value:.1%}"
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"'{path}' is corrupt ({error}); the report cannot be written from it.") from None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _generated() -> str:
+    return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+# --- runs -------------------------------------------------------------------------------------
+_STATUS = {"completed": "good", "early_stopping": "good", "non_finite": "bad", "requested": "warn"}
+_SEVERITY = {"error": "bad", "critical": "bad", "high": "bad", "warning": "warn", "warn": "warn", "medium": "warn"}
+
+_EXPLAIN = {
+    "curves": "Loss and accuracy after each epoch. 'As trained' is the average over the epoch's batches with dropout "
+              "and other training-only noise on; 'clean' re-measures the training set in eval mode, so it is the fair "
+              "comparison with validation. A widening gap between clean training and validation means overfitting.",
+    "health": "Measured on a fixed batch of training examples every few steps, one line per hidden layer (dark = near the "
+              "input, light = near the output). Healthy: gradient norms of similar size across layers (no layer orders of "
+              "magnitude below the others), activation spread neither collapsing to 0 nor growing layer after layer, "
+              "few dead or saturated units. Dotted grey lines mark epoch ends.",
+    "hist": "Distribution of each layer's outputs on the probe batch (area = 1). Grey: before training; red: later in "
+            "training. A spike at 0 for ReLU layers is units that are off; mass piled at ±1 (tanh) or 0/1 (sigmoid) is "
+            "saturation, where gradients vanish.",
+}
+
+
+def _architecture(model: dict[str, Any], meta: dict[str, Any]) -> str:
+    """'MLP: 2 → 16 → 16 → 2' or 'CNN1D: channels 32, 32, pool, ... → 10'."""
+    arch = str(model.get("arch", "?"))
+    inputs = "×".join(str(n) for n in meta.get("input_shape", [])) or "?"
+    outputs = meta.get("output_size", "?")
+    if arch == "mlp":
+        hidden = model.get("hidden") or [model.get("width", "?")] * int(model.get("depth") or 0)
+        return "MLP: " + " → ".join(str(n) for n in [inputs, *hidden, outputs])
+    if "channels" in model and arch.startswith("cnn"):
+        return f"{arch.upper()}: input {inputs}, channels {', '.join(str(c) for c in model['channels'])} → {outputs}"
+    return f"{arch}: input {inputs} → {outputs}"
+
+
+def _spec_rows(spec: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
+    data, model, train = spec.get("data", {}), spec.get("model", {}), spec.get("train", {})
+    rows = [
+        ("data", f"{data.get('source')} (validation fraction {data.get('val_fraction')}, label noise "
+                 f"{data.get('label_noise')}, preprocess {data.get('preprocess')})"),
+        ("network", _architecture(model, meta)),
+        ("layers", ", ".join(f"{key} {model[key]}" for key in ("activation", "init", "norm", "dropout", "residual") if key in model)),
+        ("training", ", ".join(f"{key} {train[key]}" for key in ("optimizer", "lr", "schedule", "batch_size", "epochs",
+                                                                 "penalty", "clip_grad_norm") if key in train)),
+        ("early stopping", str(train.get("early_stopping") or "off")),
+        ("seed", str(spec.get("seed"))),
+    ]
+    return [(name, value) for name, value in rows if value]
+
+
+def _layer_rows(probes: ProbeLog) -> list[dict[str, Any]]:
+    """One row per layer: gradient norm and activation std at init and last sample, dead/saturated at the end."""
+    if not probes.samples:
+        return []
+    first, last = probes.initial() or probes.samples[0], probes.samples[-1]
+    dead_epoch = probes.epochs[-1]["dead_epoch"] if probes.epochs else None
+    return [{
+        "label": figures.layer_label(i, name),
+        "grad_first": first["grad_norm"][i], "grad_last": last["grad_norm"][i],
+        "std_first": first["act_std"][i], "std_last": last["act_std"][i],
+        "dead": dead_epoch[i] if dead_epoch else last["dead"][i], "saturated": last["saturated"][i],
+    } for i, name in enumerate(probes.layers)]
+
+
+def _shown(figure: Any, alt: str, key: str, **extra: Any) -> dict[str, Any] | None:
+    return None if figure is None else {"uri": figures.png_data_uri(figure), "alt": alt, "text": _EXPLAIN[key], **extra}
+
+
+def _run_figures(history: list[dict[str, Any]], test: dict[str, float], probes: ProbeLog) -> dict[str, dict[str, Any] | None]:
+    hist, epoch = figures.histograms_figure(probes)
+    return {
+        "curves": _shown(figures.learning_curves_figure(history, test), "learning curves", "curves"),
+        "health": _shown(figures.layer_health_figure(probes), "per-layer health over training", "health"),
+        "hist": _shown(hist, "activation histograms", "hist", epoch=epoch),
+    }
+
+
+def _findings(path: Path) -> dict[str, Any] | None:
+    report = _read_json(path / "findings.json")
+    if report is None:
+        return None
+    findings = []
+    for finding in report.get("findings", []):
+        severity = str(finding.get("severity", "info"))
+        findings.append({**{key: finding.get(key) for key in ("rule", "title", "evidence", "layers", "steps", "remedies")},
+                         "severity": severity, "tone": _SEVERITY.get(severity.lower(), "info"),
+                         "numbers": finding.get("numbers") or {}})
+    return {"findings": findings, "healthy": bool(report.get("healthy")), "checked": report.get("checked", [])}
+
+
+def render_run(path: str | Path) -> str:
+    """The HTML report of a run folder (see :mod:`deepwell.run` for its files)."""
+    path = Path(path)
+    config_text = (path / "config.yaml").read_text()
+    spec = yaml.safe_load(config_text) or {}
+    meta = _read_json(path / "meta.json") or {}
+    summary = _read_json(path / "summary.json")
+    history = _read_jsonl(path / "metrics.jsonl")
+    probes = load_probes(path / "probes.jsonl")
+    test = (summary or {}).get("test", {})
+    context = {
+        "kind": "run", "title": path.name, "generated": _generated(), "path": str(path.resolve()),
+        "meta": meta, "summary": summary, "status_tone": _STATUS.get((summary or {}).get("status"), "warn"),
+        "test": test, "final": (summary or {}).get("final", {}), "epochs_planned": spec.get("train", {}).get("epochs"),
+        "spec_rows": _spec_rows(spec, meta), "config_text": config_text,
+        "figures": _run_figures(history, test, probes), "layers": _layer_rows(probes),
+        "probes_on": bool(spec.get("diagnostics", {}).get("probes", True)),
+        "diagnosis": _findings(path), "run_path": str(path),
+    }
+    return _ENVIRONMENT.get_template("report.html.j2").render(**context)
+
+
+# --- studies ----------------------------------------------------------------------------------
+_VERDICT = {"holds": "good", "does_not_hold": "bad", "inconclusive": "warn"}
+
+
+def _inside(folder: Path, relative: str) -> Path | None:
+    """``folder/relative`` if it is a file inside ``folder`` (a study.json cannot pull in other files)."""
+    candidate = (folder / relative).resolve()
+    return candidate if candidate.is_relative_to(folder.resolve()) and candidate.is_file() else None
+
+
+def _study_figure(folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    file = _inside(folder, str(entry.get("path", "")))
+    uri = None
+    if file is not None and file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
+        uri = "data:image/png;base64," + base64.b64encode(file.read_bytes()).decode("ascii")
+    return {"path": entry.get("path"), "caption": entry.get("caption", ""), "uri": uri}
+
+
+def _study_table(folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
+    file = _inside(folder, str(entry.get("path", "")))
+    table: dict[str, Any] = {"path": entry.get("path"), "caption": entry.get("caption", ""), "header": None, "rows": [],
+                             "total": 0}
+    if file is None:
+        return table
+    with file.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if rows:
+        table.update(header=rows[0], rows=[[_cell(v) for v in row] for row in rows[1:TABLE_ROWS + 1]], total=len(rows) - 1)
+    return table
+
+
+def _cell(text: str) -> str:
+    """CSV cells as people read them: long floats shortened, everything else as written."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return text if text.lstrip("-").isdigit() or len(text) <= 8 else _number(value)
+
+
+def render_study(path: str | Path) -> str:
+    """The HTML report of a study folder (study.json, its PNG figures and CSV tables)."""
+    path = Path(path)
+    study = _read_json(path / "study.json") or {}
+    verdicts = [{**{key: v.get(key) for key in ("claim", "text", "evidence")}, "status": str(v.get("status", "")),
+                 "tone": _VERDICT.get(str(v.get("status")), "warn"), "numbers": v.get("numbers") or {}}
+                for v in study.get("verdicts", [])]
+    context = {
+        "kind": "study", "title": study.get("title") or study.get("name") or path.name, "generated": _generated(),
+        "path": str(path.resolve()), "study": study, "verdicts": verdicts,
+        "counts": {status: sum(v["status"] == status for v in verdicts) for status in _VERDICT},
+        "figures": [_study_figure(path, entry) for entry in study.get("figures", [])],
+        "tables": [_study_table(path, entry) for entry in study.get("tables", [])], "table_rows": TABLE_ROWS,
+    }
+    return _ENVIRONMENT.get_template("report.html.j2").render(**context)
