@@ -178,10 +178,10 @@ def fit(
     start_epoch = 0
     if resume_from is not None:
         start_epoch = _restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
-    after_backward = [cb for cb in callbacks if overrides(cb, "after_backward")]
-    on_batch_end = [cb for cb in callbacks if overrides(cb, "on_batch_end")]
-    sizes = torch.full((steps_per_epoch,), float(spec.batch_size), device=device)
-    sizes[-1] = n - spec.batch_size * (steps_per_epoch - 1) if n % spec.batch_size > 1 else spec.batch_size
+    n_used = n - (1 if n % spec.batch_size == 1 else 0)
+    stepper = _Stepper(model, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
+                       [cb for cb in callbacks if overrides(cb, "after_backward")],
+                       [cb for cb in callbacks if overrides(cb, "on_batch_end")], steps_per_epoch)
     last_good = copy.deepcopy(model.state_dict())
     for callback in callbacks:
         callback.on_fit_start(state)
@@ -191,57 +191,20 @@ def fit(
         for callback in callbacks:
             callback.on_epoch_start(state)
         started = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=shuffle).to(device)
-        step_losses = torch.zeros(steps_per_epoch, device=device)
-        penalty_sum = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            index = order[i * spec.batch_size:(i + 1) * spec.batch_size]
-            x, y = data.x_train[index], data.y_train[index]
-            if batch_transform is not None:
-                x, y = batch_transform(x, y)
-            loss = loss_fn(model(x), y)
-            total = loss
-            if penalized:
-                term = penalty(model, penalized)
-                penalty_sum += term.detach()
-                total = loss + term
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            state.loss = loss
-            for callback in after_backward:
-                callback.after_backward(state)
-            if spec.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), spec.clip_grad_norm)
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step_losses[i] = loss.detach()
-            state.step += 1
-            for callback in on_batch_end:
-                callback.on_batch_end(state)
-
-        metrics = {"epoch": epoch + 1, "step": state.step}
-        train_loss = ((step_losses * sizes).sum() / sizes.sum()).item()
-        metrics["train/loss"] = train_loss
+        step_losses, penalty_sum = stepper.epoch(state, torch.randperm(n, generator=shuffle).to(device))
+        metrics: dict[str, float] = {"epoch": epoch + 1, "step": state.step}
+        metrics["train/loss"] = train_loss = ((step_losses * stepper.sizes).sum() / n_used).item()
         if not math.isfinite(train_loss):
-            bad = int(torch.nonzero(~torch.isfinite(step_losses))[0])
             model.load_state_dict(last_good)
-            state.request_stop(StopReason.NON_FINITE, (
-                f"The training loss became non-finite at epoch {epoch + 1}, step {bad + 1} of {steps_per_epoch} "
-                f"(global step {epoch * steps_per_epoch + bad + 1}). The weights of the last good epoch were kept. "
-                "Usual causes: a learning rate too high (try train.lr 10x lower), exploding gradients "
-                "(try train.clip_grad_norm=1.0 or a smaller init), or NaN/Inf in the data."
-            ))
+            state.request_stop(StopReason.NON_FINITE, _non_finite_message(step_losses, epoch, steps_per_epoch))
         else:
             metrics["lr"] = optimizer.param_groups[0]["lr"]
             if penalized:
                 metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
             if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
-                clean = evaluate(model, data.x_train, data.y_train, task, loss_fn)
-                metrics.update({f"train/{k}_clean": v for k, v in clean.items()})
+                metrics |= {f"train/{k}_clean": v for k, v in evaluate(model, data.x_train, data.y_train, task, loss_fn).items()}
                 if has_val:
-                    metrics.update({f"val/{k}": v for k, v in evaluate(model, data.x_val, data.y_val, task, loss_fn).items()})
+                    metrics |= {f"val/{k}": v for k, v in evaluate(model, data.x_val, data.y_val, task, loss_fn).items()}
             last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
         metrics["time/epoch_s"] = time.perf_counter() - started
         state.metrics = metrics
@@ -261,6 +224,72 @@ def fit(
         steps=state.step,
         early_stopping=early.summary() if early is not None else None,
     )
+
+
+def _non_finite_message(step_losses: torch.Tensor, epoch: int, steps_per_epoch: int) -> str:
+    bad = int(torch.nonzero(~torch.isfinite(step_losses))[0])
+    return (
+        f"The training loss became non-finite at epoch {epoch + 1}, step {bad + 1} of {steps_per_epoch} "
+        f"(global step {epoch * steps_per_epoch + bad + 1}). The weights of the last good epoch were kept. "
+        "Usual causes: a learning rate too high (try train.lr 10x lower), exploding gradients "
+        "(try train.clip_grad_norm=1.0 or a smaller init), or NaN/Inf in the data."
+    )
+
+
+@dataclass
+class _Stepper:
+    """The per-step work of one fit: exactly a hand-written loop's, plus one write of the detached loss."""
+
+    model: nn.Module
+    data: TensorData
+    spec: TrainSpec
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    penalty: Callable[..., torch.Tensor]
+    penalized: list[torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
+    after_backward: list[Callback]
+    on_batch_end: list[Callback]
+    steps: int
+
+    def __post_init__(self) -> None:
+        n, size = len(self.data.x_train), self.spec.batch_size
+        self.sizes = torch.full((self.steps,), float(size), device=self.data.x_train.device)  # examples per step
+        if n % size > 1:
+            self.sizes[-1] = n % size
+
+    def epoch(self, state: FitState, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass over the shuffled training data; returns (per-step losses, summed penalty) on the device."""
+        model, optimizer, size = self.model, self.optimizer, self.spec.batch_size
+        model.train()
+        step_losses = torch.zeros(self.steps, device=order.device)
+        penalty_sum = torch.zeros((), device=order.device)
+        for i in range(self.steps):
+            index = order[i * size:(i + 1) * size]
+            x, y = self.data.x_train[index], self.data.y_train[index]
+            if self.batch_transform is not None:
+                x, y = self.batch_transform(x, y)
+            loss = total = self.loss_fn(model(x), y)
+            if self.penalized:
+                term = self.penalty(model, self.penalized)
+                penalty_sum += term.detach()
+                total = loss + term
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            state.loss = loss
+            for callback in self.after_backward:
+                callback.after_backward(state)
+            if self.spec.clip_grad_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), self.spec.clip_grad_norm)
+            optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            step_losses[i] = loss.detach()
+            state.step += 1
+            for callback in self.on_batch_end:
+                callback.on_batch_end(state)
+        return step_losses, penalty_sum
 
 
 def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,
