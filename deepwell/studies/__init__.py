@@ -1,0 +1,53 @@
+"""Studies: the lecture's claims as measured experiments, each with figures, a tidy table and verdicts.
+
+Example::
+
+    from deepwell.studies import run_study
+    result = run_study("init", quick=True, output=Path("studies"))
+    for verdict in result.verdicts:
+        print(verdict.claim, verdict.status, verdict.evidence)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from deepwell.errors import unknown_name
+from deepwell.studies import activations, dead_relu, init
+from deepwell.studies.base import Study, StudyOutput, StudyResult, Verdict, write_study_json, write_table
+
+__all__ = ["STUDIES", "Study", "StudyOutput", "StudyResult", "Verdict", "run_study", "write_study_json", "write_table"]
+
+STUDIES: dict[str, Study] = {
+    "init": Study("init", "Weight initialisation: scale, zeros and constants", ("init-scale", "init-zero", "init-constant"),
+                  init.run),
+    "activations": Study("activations", "Activation functions: saturation, vanishing and exploding gradients, speed",
+                         ("sigmoid-grad", "exploding", "relu-faster", "early-linear"), activations.run),
+    "dead-relu": Study("dead-relu", "Dead ReLUs: dying at high learning rates, and born dead", ("dead-relu",), dead_relu.run),
+}
+
+
+def run_study(name: str, quick: bool = True, output: Path = Path("studies"), seed: int = 0) -> StudyResult:
+    """Run the study ``name`` and write its folder ``output/name/`` (figures, tables, study.json).
+
+    Args:
+        name: one of ``STUDIES`` (init, activations, dead-relu).
+        quick: small settings that finish in under a minute on 2 CPU cores; False for the reference settings.
+        output: the folder that receives the study folder.
+        seed: seeds every random draw of the study.
+
+    Raises:
+        ConfigError: unknown study name (the message lists the known ones).
+    """
+    if name not in STUDIES:
+        raise unknown_name("study", name, STUDIES)
+    study = STUDIES[name]
+    folder = Path(output) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    produced = study.run(folder, quick, seed)
+    result = StudyResult(name=name, title=study.title, path=folder, verdicts=produced.verdicts, figures=produced.figures,
+                         tables=produced.tables, seconds=time.perf_counter() - started, quick=quick, seed=seed)
+    write_study_json(result)
+    return result

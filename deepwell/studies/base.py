@@ -1,0 +1,137 @@
+"""What every study returns and writes: verdicts, figures, tidy tables and ``study.json``.
+
+A study folder (``<output>/<name>/``) holds PNG figures, tidy CSV tables (one row per
+measurement) and ``study.json``::
+
+    {"name", "title", "quick", "seed", "seconds",
+     "verdicts": [{"claim", "text", "status", "evidence", "numbers"}],
+     "figures": [{"path", "caption"}], "tables": [{"path", "caption"}]}     # paths relative to the folder
+
+A verdict is computed from measured numbers with named thresholds (see each study's module);
+it is never asserted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from deepwell.training.checkpoint import atomic_write_text
+
+__all__ = ["Status", "Verdict", "StudyResult", "StudyOutput", "Study", "write_table", "write_study_json", "status_from"]
+
+Status = Literal["holds", "does_not_hold", "inconclusive"]
+STATUSES: tuple[str, ...] = ("holds", "does_not_hold", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The measured answer to one claim of CLAIMS.md.
+
+    Args:
+        claim: the claim's id in CLAIMS.md, e.g. ``init-scale``.
+        text: the claim in words.
+        status: ``holds``, ``does_not_hold`` or ``inconclusive``.
+        evidence: one or two sentences with the measured numbers.
+        numbers: the measured numbers the status was computed from.
+    """
+
+    claim: str
+    text: str
+    status: Status
+    evidence: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"Verdict status must be one of {', '.join(STATUSES)}; got '{self.status}'.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claim": self.claim, "text": self.text, "status": self.status, "evidence": self.evidence,
+                "numbers": {k: _json_float(v) for k, v in self.numbers.items()}}
+
+
+def status_from(supported: bool, usable: bool = True) -> Status:
+    """``holds`` when the measurement supports the claim, ``does_not_hold`` when it contradicts it,
+    ``inconclusive`` when the experiment itself failed its sanity check (``usable`` False)."""
+    if not usable:
+        return "inconclusive"
+    return "holds" if supported else "does_not_hold"
+
+
+@dataclass
+class StudyOutput:
+    """What a study function produces (``run_study`` adds the name, timing and folder)."""
+
+    verdicts: list[Verdict]
+    figures: list[tuple[str, str]]   # (file name in the study folder, caption)
+    tables: list[tuple[str, str]]    # (file name in the study folder, caption)
+
+
+@dataclass
+class StudyResult:
+    """A finished study: its verdicts and the files it wrote into ``path``."""
+
+    name: str
+    title: str
+    path: Path
+    verdicts: list[Verdict]
+    figures: list[tuple[str, str]]
+    tables: list[tuple[str, str]]
+    seconds: float
+    quick: bool
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "title": self.title, "quick": self.quick, "seed": self.seed, "seconds": round(self.seconds, 3),
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "figures": [{"path": p, "caption": c} for p, c in self.figures],
+            "tables": [{"path": p, "caption": c} for p, c in self.tables],
+        }
+
+
+@dataclass(frozen=True)
+class Study:
+    """A registered study: ``run(folder, quick, seed) -> StudyOutput``."""
+
+    name: str
+    title: str
+    claims: tuple[str, ...]
+    run: Callable[[Path, bool, int], StudyOutput]
+
+
+def write_table(path: Path, rows: Iterable[Mapping[str, Any]], columns: Iterable[str]) -> Path:
+    """Write a tidy CSV (one row per measurement) atomically; missing keys are left empty."""
+    columns = list(columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="raise", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_value(row.get(key)) for key in columns})
+    atomic_write_text(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def write_study_json(result: StudyResult) -> Path:
+    """Write ``study.json`` into the study folder (atomically)."""
+    path = result.path / "study.json"
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=2) + "\n")
+    return path
+
+
+def _json_float(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
