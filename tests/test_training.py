@@ -481,3 +481,16 @@ def test_steps_per_epoch_never_leave_a_lone_example(n, batch_size, steps) -> Non
 def test_batch_size_larger_than_a_single_example_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="leaves no batch for 1 training example"):
         fit(mlp(), blobs(n=1), train_spec(epochs=1, batch_size=4))
+
+
+@pytest.mark.parametrize("total_steps", range(1, 9))
+def test_onecycle_survives_tiny_runs(total_steps) -> None:
+    """torch's OneCycleLR divides by zero when its warm-up has under 2 steps; tiny runs must still train."""
+    optimizer = torch.optim.AdamW(nn.Linear(2, 2).parameters(), lr=0.01)
+    scheduler = build_schedule("onecycle", optimizer, total_steps=total_steps, steps_per_epoch=total_steps, warmup_steps=0)
+    lrs = []
+    for _ in range(total_steps):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert all(math.isfinite(lr) and 0 < lr <= 0.01 + 1e-12 for lr in lrs)

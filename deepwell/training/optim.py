@@ -93,12 +93,16 @@ def build_schedule(option, optimizer: torch.optim.Optimizer, *, total_steps: int
     if factor is None:
         if warmup_steps:
             raise ConfigError("schedule onecycle warms up by itself (pct_start); set train.warmup_epochs=0.")
+        if total_steps < 3:  # too short to cycle: torch's phases would be empty
+            return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        # torch divides by zero when the warm-up phase is shorter than 2 steps (tiny runs)
+        pct_start = max(option.params.get("pct_start", 0.25), 2.0 / total_steps)
         peak = [group["lr"] for group in optimizer.param_groups]
         # torch cycles momentum (Adam: beta1) between 0.95 and 0.85 by default; on an optimiser run
         # without momentum (plain SGD, RMSProp) that would silently switch momentum on.
         cycle_momentum = all(group.get("momentum", 1.0) > 0 for group in optimizer.param_groups)
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=peak, total_steps=total_steps, pct_start=option.params.get("pct_start", 0.25),
+            optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct_start,
             div_factor=option.params.get("div_factor", 25.0), final_div_factor=option.params.get("final_div_factor", 1e4),
             cycle_momentum=cycle_momentum,
         )
