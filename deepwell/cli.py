@@ -45,6 +45,13 @@ def train_command(
         out.print(f"Run folder (last good weights): {run.path}")
         raise typer.Exit(1)
     out.print(f"{summary['message']} {accuracy} ({summary['epochs_run']} epochs, {summary['train_seconds']:.1f} s).")
+    findings = run.path / "findings.json"
+    if findings.is_file():
+        from deepwell.diagnostics.doctor import health_line, load_findings
+
+        out.print(health_line(load_findings(findings)))
+    if (run.path / "report.html").is_file():
+        out.print(f"Report: {run.path / 'report.html'}")
     out.print(f"Run folder: {run.path}")
 
 

@@ -147,6 +147,7 @@ class OutputSpec(_Spec):
 
     dir: Path = Path("runs")
     name: str | None = Field(None, description="run folder name; default: <dataset>-<arch>-<timestamp>")
+    report: bool = Field(True, description="diagnose the run and write report.html when training ends")
 
 
 class RunSpec(_Spec):

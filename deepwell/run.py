@@ -33,7 +33,9 @@ from deepwell.models.network import resolve_arch
 from deepwell.runtime import resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
+from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes
+from deepwell.reporting import write_report
 from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit, loss_function
 from deepwell.training.progress import ProgressReporter
 
@@ -122,6 +124,9 @@ def train(
     save_tensors(run_dir / _WEIGHTS, state, metadata={"format": "deepwell-model", "version": "1"})
     test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
     _write_json(run_dir / "summary.json", _summary(result, test, seconds))
+    if spec.output.report:
+        diagnose(run_dir)  # findings.json, read by the report and by `deepwell train`'s health line
+        write_report(run_dir)
     return Run(run_dir)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from deepwell.diagnostics.rules import RULES, SEVERITIES, Finding, RunEvidence
 from deepwell.training.checkpoint import atomic_write_text
 
-__all__ = ["Findings", "diagnose", "print_findings", "health_line", "vital_signs"]
+__all__ = ["Findings", "diagnose", "load_findings", "print_findings", "health_line", "vital_signs"]
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -64,6 +64,13 @@ def diagnose(run_path: str | Path) -> Findings:
               "findings": [f.to_dict() for f in findings]}
     atomic_write_text(evidence.path / "findings.json", json.dumps(record, indent=2, default=_jsonable) + "\n")
     return findings
+
+
+def load_findings(path: str | Path) -> Findings:
+    """Read a findings.json written by :func:`diagnose` (a run folder or the file itself)."""
+    path = Path(path)
+    record = json.loads((path / "findings.json" if path.is_dir() else path).read_text())
+    return Findings([Finding(**f) for f in record["findings"]], tuple(record["checked"]), record.get("vitals"))
 
 
 def _jsonable(value: Any) -> Any:

@@ -43,7 +43,7 @@ class ProgressReporter(Callback):
         if self.mode == "bar" and self.progress is not None:
             self.progress.update(self.task, completed=state.epoch + 1, metrics=_line(state.metrics))
         elif self.mode == "lines":
-            self.console.print(f"epoch {state.epoch + 1}/{state.epochs}  {_line(state.metrics)}", highlight=False)
+            self.console.print(f"epoch {state.epoch + 1}/{state.epochs}  {_line(state.metrics)}", highlight=False, soft_wrap=True)
 
     def on_fit_end(self, state: FitState) -> None:
         if self.progress is not None:
