@@ -25,7 +25,8 @@ HEALTHY = ["model.depth=2", "model.width=32", "model.activation=relu", "model.in
 
 
 def train(directory, *overrides: str, base=BASE):
-    return deepwell.train(overrides=[*base, *overrides, f"output.dir={directory}", "output.name=run"], progress="none")
+    return deepwell.train(overrides=[*base, *overrides, f"output.dir={directory}", "output.name=run", "output.report=false"],
+                          progress="none")
 
 
 def diagnosed(tmp_path, *overrides: str, base=BASE):

@@ -18,7 +18,7 @@ PAPER_MLP = 0.64  # the notebooks' figure (65%) less a point of seed noise
 
 
 def accuracy(tmp_path: Path, name: str) -> float:
-    run = deepwell.train(EXAMPLES / f"{name}.yaml", overrides=[f"output.dir={tmp_path}"], progress="none")
+    run = deepwell.train(EXAMPLES / f"{name}.yaml", overrides=[f"output.dir={tmp_path}", "output.report=false"], progress="none")
     return run.summary["test"]["test/acc"]
 
 

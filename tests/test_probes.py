@@ -145,7 +145,7 @@ def test_dead_over_the_epoch_counts_units_that_never_fired(tmp_path):
 
 
 def test_probes_in_a_run_folder_survive_resume(tmp_path):
-    small = ["data.source=moons:n=300", "model.hidden=[16,16]", "train.epochs=4", "diagnostics.every=3",
+    small = ["output.report=false", "data.source=moons:n=300", "model.hidden=[16,16]", "train.epochs=4", "diagnostics.every=3",
              f"output.dir={tmp_path}"]
     whole = deepwell.train(overrides=[*small, "output.name=whole"], progress="none")
 

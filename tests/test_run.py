@@ -14,7 +14,7 @@ from deepwell.config import RunSpec, load_spec
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.training.callbacks import Callback
 
-SMALL = ["data.source=moons:n=400", "model.hidden=[16,16]", "train.epochs=4", "train.batch_size=32", "train.lr=0.01"]
+SMALL = ["output.report=false", "data.source=moons:n=400", "model.hidden=[16,16]", "train.epochs=4", "train.batch_size=32", "train.lr=0.01"]
 
 
 def small_run(tmp_path: Path, *extra: str, name: str = "run") -> deepwell.Run:
@@ -124,7 +124,7 @@ def test_not_a_run_folder(tmp_path):
 
 def test_regression_run(tmp_path):
     run = deepwell.train(overrides=["data.source=polynomial:n=200", "model.hidden=[32]", "model.norm=none", "train.epochs=30",
-                                    "train.lr=0.01", f"output.dir={tmp_path}"], progress="none")
+                                    "train.lr=0.01", f"output.dir={tmp_path}", "output.report=false"], progress="none")
     assert run.meta["task"] == "regression"
     assert "test/acc" not in run.summary["test"]
     first, last = run.history[0]["train/loss_clean"], run.history[-1]["train/loss_clean"]
@@ -141,6 +141,6 @@ def test_bad_spec_values(tmp_path):
 
 def test_default_spec_reaches_the_acceptance_accuracy(tmp_path):
     """`make run`: the default network on MNIST-1D must reach >= 98% test accuracy (paper CNN: 94%, human: 96%)."""
-    run = deepwell.train(RunSpec(output={"dir": tmp_path}), progress="none")
+    run = deepwell.train(RunSpec(output={"dir": tmp_path, "report": False}), progress="none")
     assert run.meta["n_train"] == 3600 and run.meta["n_test"] == 1000
     assert run.summary["test"]["test/acc"] >= 0.98, json.dumps(run.summary["test"])
