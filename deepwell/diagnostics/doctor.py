@@ -25,7 +25,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deepwell.diagnostics.rules import RULES, SEVERITIES, Finding, RunEvidence
+from deepwell.diagnostics.evidence import SEVERITIES, Finding, RunEvidence
+from deepwell.diagnostics.rules import RULES
 from deepwell.training.checkpoint import atomic_write_text
 
 __all__ = ["Findings", "diagnose", "load_findings", "print_findings", "health_line", "vital_signs"]

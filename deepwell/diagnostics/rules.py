@@ -13,25 +13,12 @@ initialisation; see :mod:`deepwell.diagnostics.probes`) and, lazily, the final w
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
-from pathlib import Path
-from typing import Any
 
-import torch
-
-from deepwell.config import RunSpec, load_spec
-from deepwell.diagnostics.probes import ProbeLog, load_probes
-from deepwell.errors import CheckpointError
-from deepwell.training.checkpoint import load_tensors
+from deepwell.diagnostics.evidence import SEVERITIES, TINY as _TINY, Finding, RunEvidence
 
 __all__ = ["Finding", "RunEvidence", "RULES", "SEVERITIES"]
 
-SEVERITIES = ("error", "warning", "info")  # most serious first; findings are sorted this way
 
 # --- thresholds (why each value) -------------------------------------------------------------
 # Gradients at init, first hidden layer vs last, measured on the back-propagated signal dL/dh
@@ -77,110 +64,6 @@ OVERFIT_MIN_RISE = 0.02
 # Validation loss below the as-trained training loss by more than 10% is worth explaining.
 VAL_BELOW_TRAIN_MARGIN = 0.1
 _WORSE_THAN_CHANCE = 1.05  # wording only: a loss 5% above ln(C) is "worse than guessing", not "no better"
-_TINY = 1e-30  # below this a norm is zero (weights never initialised / gradients never flowed)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem the doctor found, with its evidence and what to try.
-
-    Args:
-        rule: id of the rule that found it, e.g. ``"vanishing_gradient"``.
-        severity: ``"error"`` (training cannot work), ``"warning"`` (it works badly), ``"info"``.
-        title: the problem in plain words.
-        evidence: one or two sentences with the numbers, layers and steps.
-        layers: the layers concerned (module names, as in probes.jsonl).
-        steps: the optimisation steps the evidence comes from (0 = at initialisation).
-        numbers: the key measurements, by name.
-        remedies: concrete things to try, as spec settings where possible.
-    """
-
-    rule: str
-    severity: str
-    title: str
-    evidence: str
-    layers: list[str] = field(default_factory=list)
-    steps: list[int] = field(default_factory=list)
-    numbers: dict[str, float] = field(default_factory=dict)
-    remedies: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"Finding severity must be one of {', '.join(SEVERITIES)}; got '{self.severity}'.")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class RunEvidence:
-    """What the rules read from one run folder. Missing optional files read as empty."""
-
-    path: Path
-    spec: RunSpec
-    meta: dict[str, Any]
-    summary: dict[str, Any]
-    history: list[dict[str, float]]
-    probes: ProbeLog
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunEvidence:
-        """Read a run folder. Raises CheckpointError when it is not one (no config.yaml)."""
-        path = Path(path)
-        if not (path / "config.yaml").is_file():
-            raise CheckpointError(f"'{path}' is not a run folder (no config.yaml). List runs with `deepwell runs`.")
-        metrics = path / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
-        return cls(path, load_spec(path / "config.yaml"), _read_json(path / "meta.json"), _read_json(path / "summary.json"),
-                   history, load_probes(path / "probes.jsonl"))
-
-    @cached_property
-    def weights(self) -> dict[str, torch.Tensor]:
-        """Final hidden-layer weights by layer name (``dense.0``), from model.safetensors; {} when absent."""
-        file = self.path / "model.safetensors"
-        if not file.is_file():
-            return {}
-        tensors, _ = load_tensors(file)
-        suffix = ".transform.weight"
-        found = {k.removeprefix("model.").removesuffix(suffix): v for k, v in tensors.items()
-                 if k.startswith("model.") and k.endswith(suffix)}
-        order = self.probes.layers or sorted(found, key=_natural)
-        return {name: found[name] for name in order if name in found}
-
-    def metric(self, name: str) -> list[tuple[int, float]]:
-        """(epoch, value) of one metric over the epochs that have a finite value for it."""
-        return [(int(row["epoch"]), row[name]) for row in self.history
-                if isinstance(row.get(name), (int, float)) and math.isfinite(row[name])]
-
-    @property
-    def chance_loss(self) -> float | None:
-        """Cross-entropy of guessing uniformly, ln(classes); None for regression."""
-        classes = self.meta.get("num_classes")
-        return math.log(classes) if self.meta.get("task") == "classification" and classes and classes > 1 else None
-
-    def initial(self, quantity: str) -> list[float | None] | None:
-        """One probe quantity per layer at initialisation, or None without probes."""
-        sample = self.probes.initial()
-        return sample[quantity] if sample else None
-
-    def zero_layers(self) -> list[str]:
-        """Hidden layers whose weights were all zero at initialisation."""
-        norms = self.initial("weight_norm")
-        if norms is not None:
-            return [name for name, norm in zip(self.probes.layers, norms) if norm is not None and norm <= _TINY]
-        return [name for name, w in self.weights.items() if not w.any()]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"'{path}' is corrupt ({error}).") from None
-
-
-def _natural(name: str) -> list[Any]:
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
-
 
 # --- wording helpers -----------------------------------------------------------------------------
 def _g(value: float) -> str:
