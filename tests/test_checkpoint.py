@@ -127,3 +127,14 @@ def test_atomic_write_text_replaces_whole_file(tmp_path) -> None:
     checkpoint.atomic_write_text(path, "two\n")
     assert path.read_text() == "two\n"
     assert [p.name for p in path.parent.iterdir()] == ["metrics.jsonl"]
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path) -> None:
+    import os
+
+    from deepwell.training.checkpoint import atomic_write_text
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny trained run (3 epochs, probes on) shared by the run tests."""
     out = tmp_path_factory.mktemp("runs")
     run = deepwell.train(overrides=["data.source=moons:n=300", "model.hidden=[16,16]", "train.epochs=3",
-                                    f"output.dir={out}"], progress="none")
+                                    f"output.dir={out}", "output.report=false"], progress="none")  # not diagnosed yet
     return run.path
 
 
@@ -88,6 +89,22 @@ def test_run_report_shows_findings_escaped(run_dir: Path, tmp_path: Path) -> Non
     assert "Not diagnosed yet" not in html
     assert "Dead units &lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
     assert "use leaky_relu:0.1" in html and "dead_fraction = 0.4" in html and "vanishing_gradients" in html
+
+
+def test_run_report_shows_the_doctors_findings(run_dir: Path, tmp_path: Path) -> None:
+    """The real doctor's findings.json (what `deepwell train` writes by default) appears in the report."""
+    from deepwell.diagnostics.doctor import diagnose
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    diagnose(run)
+    findings = json.loads((run / "findings.json").read_text())
+    html = write_report(run).read_text()
+    assert "Not diagnosed yet" not in html
+    assert ("problems found" in html) != findings["healthy"]
+    for finding in findings["findings"]:
+        assert escape(finding["title"]) in html and escape(finding["evidence"]) in html
+    assert escape(", ".join(findings["checked"])) in html
 
 
 def test_report_of_unfinished_run_without_probes(run_dir: Path, tmp_path: Path) -> None:

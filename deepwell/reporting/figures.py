@@ -5,8 +5,9 @@ matplotlib :class:`~matplotlib.figure.Figure`, or None when the run has nothing 
 :func:`png_data_uri` turns a figure into a ``data:image/png;base64,...`` URI so the HTML report
 embeds it and stays one self-contained file.
 
-Figures are built with the object API (``Figure`` + the Agg canvas), never ``pyplot``, so
-drawing a report holds no global state and needs no display.
+Figures are built with the object API (``Figure`` drawn by the Agg canvas), never ``pyplot`` and
+without ``matplotlib.use``: drawing a report needs no display and leaves the caller's backend
+(a notebook's, say) and global state alone.
 """
 
 from __future__ import annotations
@@ -18,21 +19,22 @@ from collections.abc import Sequence
 from typing import Any
 
 import matplotlib
+import matplotlib.cm
+import matplotlib.colors
+import matplotlib.ticker
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display: reports are written on servers and in tests
+from deepwell.diagnostics.probes import ProbeLog
 
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from deepwell.diagnostics.probes import ProbeLog  # noqa: E402
-
-__all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "layer_label",
+__all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "layer_label", "applies",
            "MAX_LEGEND_LAYERS", "MAX_HISTOGRAM_LAYERS"]
 
 MAX_LEGEND_LAYERS = 10     # more layers than this: a colour bar (depth) replaces the legend
 MAX_HISTOGRAM_LAYERS = 8   # more layers than this: show evenly spaced ones, first and last included
+SPIKE_RATIO = 3.0          # a first histogram bin this many times the tallest other bin is cut off (ReLU zeros)
 MAX_EPOCH_LINES = 30       # more epochs than this: no epoch-boundary lines (they would grey the plot)
 DPI = 110
 
@@ -71,6 +73,20 @@ def _styled(figure: Figure, rows: int, cols: int, **kwargs: Any) -> Any:
         return figure.subplots(rows, cols, squeeze=False, **kwargs)
 
 
+def _integer_ticks() -> matplotlib.ticker.Locator:
+    """Epochs and steps are whole numbers: never a tick at 0.5, even when one epoch is all there is."""
+    return matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1)
+
+
+def _plain(value: float, _position: Any = None) -> str:
+    """Tick labels people read: 0.3, 12, 5000; powers of ten outside that range (1e-05, 1e+06)."""
+    return f"{value:g}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.0e}"
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _values(values: Sequence[float | None]) -> list[float]:
     return [math.nan if v is None else float(v) for v in values]
 
@@ -88,31 +104,38 @@ def learning_curves_figure(history: Sequence[dict[str, Any]], test: dict[str, fl
     panels = [("loss", "Loss (lower is better)", ["train/loss", "train/loss_clean", "val/loss"])]
     if any("train/acc_clean" in row or "val/acc" in row for row in history):
         panels.append(("acc", "Accuracy (higher is better)", ["train/acc_clean", "val/acc"]))
-    figure = _new_figure(4.6 * len(panels) + 0.4, 3.4)
+    figure = _new_figure(4.6 * len(panels) + 0.4, 3.9)
     axes = _styled(figure, 1, len(panels))[0]
     markers = "o" if len(history) <= 30 else None
+    diverged = [row["epoch"] for row in history if "train/loss" in row and not _finite(row["train/loss"])][:1]
     with matplotlib.rc_context(_STYLE):
         for ax, (metric, title, keys) in zip(axes, panels):
             for key in keys:
-                points = [(row["epoch"], row[key]) for row in history if row.get(key) is not None]
+                points = [(row["epoch"], row[key]) for row in history if _finite(row.get(key))]
                 if points:
                     label, colour, style = _CURVES[key]
                     ax.plot(*zip(*points), style, color=colour, marker=markers, markersize=3, label=label)
+            for epoch in diverged:
+                ax.axvline(epoch, color="#d62728", linewidth=1.2, label="loss became NaN/inf")
+            ax.set_xlim(0.5, max(row["epoch"] for row in history) + 0.5)
             value = (test or {}).get(f"test/{metric}")
             if value is not None and math.isfinite(value):
-                ax.axhline(value, color="#2ca02c", linestyle=":", linewidth=1.5, label=f"test, final model ({value:.3g})")
+                shown = f"{value:.1%}" if metric == "acc" else f"{value:.3g}"
+                ax.axhline(value, color="#2ca02c", linestyle=":", linewidth=1.5, label=f"test, final model ({shown})")
             if metric == "acc":
                 ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
             ax.set(title=title, xlabel="epoch", ylabel=metric if metric == "loss" else "accuracy")
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-            ax.legend(loc="best", frameon=False)
+            ax.xaxis.set_major_locator(_integer_ticks())
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # below: never over a curve
     return figure
 
 
 # --- layer health -------------------------------------------------------------------------------
-_HEALTH = [  # quantity, title, y label, log scale
+LOG_SPAN = 100.0            # activation std spanning more than this factor (vanishing/exploding) goes on a log axis
+_HEALTH = [  # quantity, title, y label, log scale (None: when the values span more than LOG_SPAN)
     ("grad_norm", "Gradient norm of each layer's weights", "‖∂loss/∂W‖ (log scale)", True),
-    ("act_std", "Activation spread (std)", "std of activations", False),
+    ("act_std", "Activation spread (std)", "std of activations", None),
     ("dead", "Dead ReLU units (probe batch)", "fraction of units", False),
     ("saturated", "Saturated sigmoid/tanh units", "fraction of activations", False),
 ]
@@ -123,8 +146,28 @@ def _layer_colours(count: int) -> list[Any]:
     return [cmap(0.85 * i / max(count - 1, 1)) for i in range(count)]  # stop before viridis' pale yellow
 
 
-def layer_health_figure(probes: ProbeLog) -> Figure | None:
-    """Per-layer gradient norms (log scale), activation std, dead and saturated fractions over training steps."""
+_APPLIES = {"dead": ("relu",), "saturated": ("sigmoid", "tanh")}  # the units each fraction is measured for
+
+
+def activation_name(activation: str | None) -> str | None:
+    """'leaky_relu:0.1' -> 'leaky_relu' (the spec's activation option, parameters dropped)."""
+    return None if activation is None else str(activation).split(":", 1)[0].strip().lower()
+
+
+def applies(quantity: str, activation: str | None) -> bool:
+    """Whether ``dead``/``saturated`` is measured for this activation (unknown activation: assume it is)."""
+    name = activation_name(activation)
+    return name is None or quantity not in _APPLIES or name in _APPLIES[quantity]
+
+
+def layer_health_figure(probes: ProbeLog, activation: str | None = None) -> Figure | None:
+    """Per-layer gradient norms (log scale), activation std, dead and saturated fractions over training steps.
+
+    Args:
+        probes: the run's probe log.
+        activation: the spec's activation option; says "not applicable" in the dead/saturated panels it
+            does not apply to (tanh units cannot be dead, ReLU units do not saturate).
+    """
     if not probes.samples or not probes.layers:
         return None
     layers = probes.layers
@@ -135,6 +178,10 @@ def layer_health_figure(probes: ProbeLog) -> Figure | None:
     with matplotlib.rc_context(_STYLE):
         for ax, (quantity, title, ylabel, log) in zip(axes, _HEALTH):
             everything: list[float] = []
+            if log is None:
+                spread = [v for i in range(len(layers)) for v in _values(probes.series(quantity, i)[1]) if v > 0]
+                log = bool(spread) and max(spread) > LOG_SPAN * min(spread)
+                ylabel += " (log scale)" if log else ""
             for index, (name, colour) in enumerate(zip(layers, colours)):
                 steps, values = probes.series(quantity, index)
                 values = _values(values)
@@ -145,19 +192,34 @@ def layer_health_figure(probes: ProbeLog) -> Figure | None:
                         linewidth=1.4, label=layer_label(index, name))
             for step in epoch_ends:
                 ax.axvline(step, color="0.6", linewidth=0.6, linestyle=":", zorder=0)
+            ax.grid(False, axis="x")  # the dotted epoch lines are the only vertical lines
             if log and everything:
-                ax.set_yscale("log")
+                _log_axis(ax, min(everything), max(everything))
             if not log:
                 ax.set_ylim(bottom=0)
             if quantity in ("dead", "saturated"):
                 ax.set_ylim(0, 1.02)
                 ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-                if everything and max(everything) == 0:
-                    ax.text(0.5, 0.5, "0% in every layer throughout", transform=ax.transAxes, ha="center",
-                            va="center", color="0.35")
+                note = None
+                if not applies(quantity, activation):
+                    wanted = " or ".join(_APPLIES[quantity])
+                    note = f"not applicable: only {wanted} units\nare measured; this network uses {activation_name(activation)}"
+                elif everything and max(everything) == 0:
+                    note = "0% in every layer throughout"
+                if note:
+                    ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="0.35")
             ax.set(title=title, xlabel="training step", ylabel=ylabel)
+            ax.xaxis.set_major_locator(_integer_ticks())
         _layer_key(figure, axes, colours)
     return figure
+
+
+def _log_axis(ax: Axes, low: float, high: float) -> None:
+    """Log y axis with plain tick labels (0.3, 0.01, 1e-05); minor ticks labelled when under a decade is shown."""
+    ax.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(_plain)
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain if high / low < 10 else matplotlib.ticker.NullFormatter())
 
 
 def _layer_key(figure: Figure, axes: Sequence[Axes], colours: list[Any]) -> None:
@@ -192,6 +254,23 @@ def _density(edges: Sequence[float], counts: Sequence[float]) -> list[float]:
     return [c / (total * max(b - a, 1e-30)) for a, b, c in zip(edges[:-1], edges[1:], counts)]
 
 
+def _cut_zero_spike(ax: Axes, drawn: list[tuple[Sequence[float], Sequence[float], list[float]]]) -> None:
+    """ReLU layers put their 'off' units in the first bin; a spike that tall hides the rest of the shape.
+
+    Cut the y axis above the other bins and write the share of the first bin instead.
+    """
+    if not drawn or any(edges[0] != 0 for edges, _, _ in drawn):
+        return
+    rest = max((max(density[1:], default=0.0) for _, _, density in drawn), default=0.0)
+    spike = max(density[0] for _, _, density in drawn)
+    if rest <= 0 or spike <= SPIKE_RATIO * rest:
+        return
+    ax.set_ylim(0, rest * 1.35)
+    shares = " → ".join(f"{counts[0] / (sum(counts) or 1):.0%}" for _, counts, _ in drawn)
+    ax.text(0.98, 0.95, f"first bin (≈0, cut off):\n{shares} of values", transform=ax.transAxes, ha="right", va="top",
+            fontsize=8, color="0.3")
+
+
 def histograms_figure(probes: ProbeLog) -> tuple[Figure | None, int | None]:
     """Activation distributions per layer at initialisation and at the last epoch that has them.
 
@@ -212,12 +291,16 @@ def histograms_figure(probes: ProbeLog) -> tuple[Figure | None, int | None]:
     series = [(initial, "at initialisation", "0.55", True), (trained, late, "#d62728", False)]
     with matplotlib.rc_context(_STYLE):
         for ax, index in zip(axes, shown):
+            drawn = []
             for sample, label, colour, filled in series:
                 if sample is None:
                     continue
                 edges, counts = sample["hist"]["edges"][index], sample["hist"]["counts"][index]
-                ax.stairs(_density(edges, counts), edges, fill=filled, color=colour, alpha=0.45 if filled else 1.0,
+                density = _density(edges, counts)
+                ax.stairs(density, edges, fill=filled, color=colour, alpha=0.45 if filled else 1.0,
                           linewidth=1.4, label=label)
+                drawn.append((edges, counts, density))
+            _cut_zero_spike(ax, drawn)
             ax.set_title(layer_label(index, layers[index]))
             ax.set_yticks([])
             ax.set_xlabel("activation value")

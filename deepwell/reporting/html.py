@@ -105,6 +105,13 @@ def _architecture(model: dict[str, Any], meta: dict[str, Any]) -> str:
     return f"{arch}: input {inputs} → {outputs}"
 
 
+def _options(value: Any) -> str:
+    """A spec sub-section as 'monitor val/loss, patience 10'; other values as written."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {item}" for key, item in value.items())
+    return "" if value is None else str(value)
+
+
 def _spec_rows(spec: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
     data, model, train = spec.get("data", {}), spec.get("model", {}), spec.get("train", {})
     rows = [
@@ -114,23 +121,28 @@ def _spec_rows(spec: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, st
         ("layers", ", ".join(f"{key} {model[key]}" for key in ("activation", "init", "norm", "dropout", "residual") if key in model)),
         ("training", ", ".join(f"{key} {train[key]}" for key in ("optimizer", "lr", "schedule", "batch_size", "epochs",
                                                                  "penalty", "clip_grad_norm") if key in train)),
-        ("early stopping", str(train.get("early_stopping") or "off")),
+        ("early stopping", _options(train.get("early_stopping")) or "off"),
         ("seed", str(spec.get("seed"))),
     ]
     return [(name, value) for name, value in rows if value]
 
 
-def _layer_rows(probes: ProbeLog) -> list[dict[str, Any]]:
-    """One row per layer: gradient norm and activation std at init and last sample, dead/saturated at the end."""
+def _layer_rows(probes: ProbeLog, activation: str | None) -> list[dict[str, Any]]:
+    """One row per layer: gradient norm and activation std at init and last sample, dead/saturated at the end.
+
+    Dead and saturated are None (shown as a dash) where the activation cannot have them.
+    """
     if not probes.samples:
         return []
     first, last = probes.initial() or probes.samples[0], probes.samples[-1]
     dead_epoch = probes.epochs[-1]["dead_epoch"] if probes.epochs else None
+    dead_applies, saturated_applies = figures.applies("dead", activation), figures.applies("saturated", activation)
     return [{
         "label": figures.layer_label(i, name),
         "grad_first": first["grad_norm"][i], "grad_last": last["grad_norm"][i],
         "std_first": first["act_std"][i], "std_last": last["act_std"][i],
-        "dead": dead_epoch[i] if dead_epoch else last["dead"][i], "saturated": last["saturated"][i],
+        "dead": (dead_epoch[i] if dead_epoch else last["dead"][i]) if dead_applies else None,
+        "saturated": last["saturated"][i] if saturated_applies else None,
     } for i, name in enumerate(probes.layers)]
 
 
@@ -138,13 +150,24 @@ def _shown(figure: Any, alt: str, key: str, **extra: Any) -> dict[str, Any] | No
     return None if figure is None else {"uri": figures.png_data_uri(figure), "alt": alt, "text": _EXPLAIN[key], **extra}
 
 
-def _run_figures(history: list[dict[str, Any]], test: dict[str, float], probes: ProbeLog) -> dict[str, dict[str, Any] | None]:
+def _run_figures(history: list[dict[str, Any]], test: dict[str, float], probes: ProbeLog,
+                 activation: str | None) -> dict[str, dict[str, Any] | None]:
     hist, epoch = figures.histograms_figure(probes)
     return {
         "curves": _shown(figures.learning_curves_figure(history, test), "learning curves", "curves"),
-        "health": _shown(figures.layer_health_figure(probes), "per-layer health over training", "health"),
+        "health": _shown(figures.layer_health_figure(probes, activation), "per-layer health over training", "health"),
         "hist": _shown(hist, "activation histograms", "hist", epoch=epoch),
     }
+
+
+_TONE_ORDER = {"bad": 0, "warn": 1, "info": 2}
+
+
+def _as_list(value: Any) -> list[str]:
+    """A findings field as a list of strings (the doctor may write one string or a list)."""
+    if value is None or value == "":
+        return []
+    return [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
 def _findings(path: Path) -> dict[str, Any] | None:
@@ -154,10 +177,13 @@ def _findings(path: Path) -> dict[str, Any] | None:
     findings = []
     for finding in report.get("findings", []):
         severity = str(finding.get("severity", "info"))
-        findings.append({**{key: finding.get(key) for key in ("rule", "title", "evidence", "layers", "steps", "remedies")},
+        findings.append({**{key: finding.get(key) for key in ("rule", "title", "evidence")},
+                         **{key: _as_list(finding.get(key)) for key in ("layers", "steps", "remedies")},
                          "severity": severity, "tone": _SEVERITY.get(severity.lower(), "info"),
                          "numbers": finding.get("numbers") or {}})
-    return {"findings": findings, "healthy": bool(report.get("healthy")), "checked": report.get("checked", [])}
+    findings.sort(key=lambda finding: _TONE_ORDER[finding["tone"]])  # stable: the doctor's order within a severity
+    return {"findings": findings, "healthy": bool(report.get("healthy")), "checked": _as_list(report.get("checked")),
+            "vitals": report.get("vitals") or {}}
 
 
 def render_run(path: str | Path) -> str:
@@ -170,12 +196,13 @@ def render_run(path: str | Path) -> str:
     history = _read_jsonl(path / "metrics.jsonl")
     probes = load_probes(path / "probes.jsonl")
     test = (summary or {}).get("test", {})
+    activation = spec.get("model", {}).get("activation")
     context = {
         "kind": "run", "title": path.name, "generated": _generated(), "path": str(path.resolve()),
         "meta": meta, "summary": summary, "status_tone": _STATUS.get((summary or {}).get("status"), "warn"),
         "test": test, "final": (summary or {}).get("final", {}), "epochs_planned": spec.get("train", {}).get("epochs"),
         "spec_rows": _spec_rows(spec, meta), "config_text": config_text,
-        "figures": _run_figures(history, test, probes), "layers": _layer_rows(probes),
+        "figures": _run_figures(history, test, probes, activation), "layers": _layer_rows(probes, activation),
         "probes_on": bool(spec.get("diagnostics", {}).get("probes", True)),
         "diagnosis": _findings(path), "run_path": str(path),
     }
@@ -209,8 +236,19 @@ def _study_table(folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
     with file.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if rows:
-        table.update(header=rows[0], rows=[[_cell(v) for v in row] for row in rows[1:TABLE_ROWS + 1]], total=len(rows) - 1)
+        body = rows[1:TABLE_ROWS + 1]
+        numeric = [all(_is_number(row[i]) for row in body if i < len(row)) for i in range(len(rows[0]))]
+        table.update(header=list(zip(rows[0], numeric)), total=len(rows) - 1,
+                     rows=[[(_cell(v), i < len(numeric) and numeric[i]) for i, v in enumerate(row)] for row in body])
     return table
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _cell(text: str) -> str:

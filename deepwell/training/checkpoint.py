@@ -27,6 +27,8 @@ __all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "loa
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
 _META_KEY = "deepwell_state"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: the process umask, for the mode of atomically written files
 _RESERVED = {_TENSOR, _TUPLE, "__int_keys__"}  # markers in the JSON skeleton
 
 
@@ -39,6 +41,7 @@ def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run's files should read like any other file
     try:
         write(tmp)
         with open(tmp, "rb") as handle:
