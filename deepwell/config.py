@@ -132,6 +132,9 @@ class TrainSpec(_Spec):
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints (resume points)")
     eval_every: int = Field(1, ge=1, description="epochs between validation / clean-train evaluations")
+    clean_train_examples: int | None = Field(
+        1024, ge=1, description="training examples (a fixed sample) for the eval-mode train/loss_clean; null = all"
+    )
 
 
 class DiagnosticsSpec(_Spec):

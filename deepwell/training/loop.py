@@ -179,6 +179,7 @@ def fit(
     if resume_from is not None:
         start_epoch = _restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
     n_used = n - (1 if n % spec.batch_size == 1 else 0)
+    clean_count = n if spec.clean_train_examples is None else min(n, spec.clean_train_examples)  # a fixed sample
     stepper = _Stepper(model, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
                        [cb for cb in callbacks if overrides(cb, "after_backward")],
                        [cb for cb in callbacks if overrides(cb, "on_batch_end")], steps_per_epoch)
@@ -202,7 +203,8 @@ def fit(
             if penalized:
                 metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
             if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
-                metrics |= {f"train/{k}_clean": v for k, v in evaluate(model, data.x_train, data.y_train, task, loss_fn).items()}
+                clean = evaluate(model, data.x_train[:clean_count], data.y_train[:clean_count], task, loss_fn)
+                metrics |= {f"train/{k}_clean": v for k, v in clean.items()}
                 if has_val:
                     metrics |= {f"val/{k}": v for k, v in evaluate(model, data.x_val, data.y_val, task, loss_fn).items()}
             last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
