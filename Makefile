@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test test-slow install system-deps bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ system-deps:
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q
+
+# The long experiments (example protocols, whole studies, the default run's diagnosis): ~10 minutes.
+test-slow: $(STAMP) system-deps
+	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) bench/loop.py
