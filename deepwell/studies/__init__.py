@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from deepwell.errors import unknown_name
-from deepwell.studies import activations, dead_relu, init
+from deepwell.studies import activations, dead_relu, double_descent, init
 from deepwell.studies.base import Study, StudyOutput, StudyResult, Verdict, write_study_json, write_table
 
 __all__ = ["STUDIES", "Study", "StudyOutput", "StudyResult", "Verdict", "run_study", "write_study_json", "write_table"]
@@ -25,6 +25,8 @@ STUDIES: dict[str, Study] = {
     "activations": Study("activations", "Activation functions: saturation, vanishing and exploding gradients, speed",
                          ("sigmoid-grad", "exploding", "relu-faster", "early-linear"), activations.run),
     "dead-relu": Study("dead-relu", "Dead ReLUs: dying at high learning rates, and born dead", ("dead-relu",), dead_relu.run),
+    "double-descent": Study("double-descent", "Double descent: model-wise, epoch-wise and sample-wise", ("double-descent",),
+                            double_descent.run),
 }
 
 

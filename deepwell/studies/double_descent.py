@@ -1,0 +1,249 @@
+"""Study ``double-descent``: test error peaks near the interpolation threshold and falls again.
+
+Belkin et al. 2019 ("Reconciling modern machine learning practice and the bias-variance
+trade-off"); Nakkiran et al. 2019 ("Deep Double Descent"); the MNIST-1D notebook (Greydanus 2020)
+gives the reference: MLP 40-h-h-10, 15% label noise, 4000 train / 12000 test, SGD lr 0.01
+momentum 0.9, batch 100, 500 epochs, h in 19 geometric widths 2..300: test error 47% (h=16),
+peak 54% (h=47, params ~ n), 45.5% (h=300).
+
+1. Model-wise: the width sweep, with label noise drawn both ways (``uniform``: any label, as the
+   notebook; ``incorrect``: a wrong label, as Nakkiran et al.), over seeds. Every run of one sweep
+   trains as one batched ensemble (deepwell.sweep). Marked: params = n, and the first width whose
+   training error reaches 0 (the interpolation threshold).
+2. Epoch-wise: test and train error over training of the largest model (and the one nearest the
+   threshold), from the same runs.
+3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data).
+
+Verdict double-descent: the peak (largest rise of test error above a preceding minimum) lies
+within a factor PARAMS_WINDOW of params = n, rises at least PEAK_MARGIN above the first minimum,
+and the largest model ends at least PEAK_MARGIN below the peak.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepwell.config import DataSpec, ModelSpec, TrainSpec
+from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.figures import COLORS, new_figure, save_figure
+from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
+
+__all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "mlp_params", "model_wise_tasks",
+           "sample_wise_tasks", "curve_numbers", "double_descent_verdict", "reference_rows", "run"]
+
+PEAK_MARGIN = 0.02      # the peak must stand 2 points above the first minimum and above the largest model
+PARAMS_WINDOW = 3.0     # "near params ~ n": the peak's parameter count within n/3 .. 3n
+INTERPOLATED = 1e-3     # training error at or below this counts as interpolating (fits every noisy label)
+LABEL_NOISE = 0.15
+REFERENCE = {16: 0.47, 47: 0.54, 300: 0.455}  # MNIST-1D notebook: width -> test error
+REFERENCE_TOLERANCE = 0.02
+NOISE_MODES = ("uniform", "incorrect")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One size of the study (quick or full)."""
+
+    n_train: int
+    n_test: int
+    widths: tuple[int, ...]
+    epochs: int
+    seeds: int
+    eval_every: int
+    sample_width: int
+    sample_sizes: tuple[int, ...]
+    sample_epochs: int
+
+    def data(self, mode: str, n_train: int | None = None) -> DataSpec:
+        total = self.n_train + self.n_test
+        return DataSpec(source=f"mnist1d:num_samples={total},train_split={self.n_train / total:g}", val_fraction=0.0,
+                        n_train=n_train, label_noise=LABEL_NOISE, label_noise_mode=mode)
+
+    def train(self, epochs: int) -> TrainSpec:
+        return TrainSpec(epochs=epochs, batch_size=100, optimizer="sgd:momentum=0.9", lr=0.01, schedule="constant",
+                         eval_every=self.eval_every if epochs == self.epochs else epochs)
+
+
+def geometric_widths(low: int, high: int, count: int) -> tuple[int, ...]:
+    """``count`` distinct integers spaced geometrically from ``low`` to ``high`` (rounded, duplicates bumped)."""
+    widths: list[int] = []
+    for i in range(count):
+        value = max(round(low * (high / low) ** (i / (count - 1))), widths[-1] + 1 if widths else low)
+        widths.append(value)
+    return tuple(widths)
+
+
+def mlp_params(width: int, inputs: int = 40, outputs: int = 10) -> int:
+    """Parameters of the MLP inputs-width-width-outputs (weights and biases)."""
+    return inputs * width + width + width * width + width + width * outputs + outputs
+
+
+FULL = Settings(n_train=4000, n_test=12000, widths=geometric_widths(2, 300, 19), epochs=500, seeds=3, eval_every=10,
+                sample_width=43, sample_sizes=(500, 1000, 1500, 2000, 3000, 4000), sample_epochs=500)
+QUICK = Settings(n_train=4000, n_test=3000, widths=geometric_widths(2, 200, 9), epochs=120, seeds=2, eval_every=5,
+                 sample_width=56, sample_sizes=(1000, 2000, 3000, 4000), sample_epochs=120)
+
+
+def _model(width: int) -> ModelSpec:
+    # The notebook's net: plain ReLU MLP, He init, zero biases, no normalisation.
+    return ModelSpec(arch="mlp", depth=2, width=width, norm="none", activation="relu", init="he:distribution=uniform")
+
+
+def model_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
+    """Every width x noise mode x seed of the model-wise sweep."""
+    return [SweepTask(settings.data(mode), _model(w), settings.train(settings.epochs), seed=seed + s,
+                      params={"experiment": "model_wise", "mode": mode, "width": w, "params": mlp_params(w),
+                              "n_train": settings.n_train})
+            for mode in NOISE_MODES for w in settings.widths for s in range(settings.seeds)]
+
+
+def sample_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
+    """One width, several training-set sizes (``uniform`` noise, the notebook's mode)."""
+    return [SweepTask(settings.data("uniform", n), _model(settings.sample_width), settings.train(settings.sample_epochs),
+                      seed=seed + s, params={"experiment": "sample_wise", "mode": "uniform", "width": settings.sample_width,
+                                             "params": mlp_params(settings.sample_width), "n_train": n})
+            for n in settings.sample_sizes for s in range(settings.seeds)]
+
+
+def curve_numbers(rows: list[dict[str, Any]], n_train: int) -> dict[str, float]:
+    """Peak, first minimum, last point and thresholds of one model-wise curve (summary rows sorted by width)."""
+    errors = [row["test_error_mean"] for row in rows]
+    rises = [errors[j] - min(errors[:j]) if j else -math.inf for j in range(len(errors))]
+    peak = max(range(len(errors)), key=lambda j: rises[j])
+    first_min = min(range(peak), key=lambda i: errors[i]) if peak else 0
+    interpolating = [row["width"] for row in rows if row["train_error_mean"] <= INTERPOLATED]
+    return {"n_train": n_train, "peak_width": rows[peak]["width"], "peak_params": rows[peak]["params"],
+            "peak_error": errors[peak], "peak_error_std": rows[peak]["test_error_std"],
+            "first_min_width": rows[first_min]["width"], "first_min_error": errors[first_min],
+            "largest_width": rows[-1]["width"], "largest_error": errors[-1],
+            "largest_train_error": rows[-1]["train_error_mean"],
+            "interpolation_width": interpolating[0] if interpolating else math.nan,
+            "params_n_width": _width_for_params(n_train)}
+
+
+def _width_for_params(n: int) -> float:
+    """The (fractional) width whose MLP has n parameters: w^2 + 52 w + 10 = n."""
+    return (-52 + math.sqrt(52 ** 2 - 4 * (10 - n))) / 2
+
+
+def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> Verdict:
+    """double-descent: peak near params ~ n, above the first minimum; largest model below the peak."""
+    ratio = numbers["peak_params"] / numbers["n_train"]
+    near = 1 / PARAMS_WINDOW <= ratio <= PARAMS_WINDOW
+    rise = numbers["peak_error"] - numbers["first_min_error"]
+    fall = numbers["peak_error"] - numbers["largest_error"]
+    usable = numbers["largest_train_error"] <= 0.05  # the largest model must (nearly) fit the training set
+    supported = near and rise >= PEAK_MARGIN and fall >= PEAK_MARGIN
+    evidence = (f"Label noise '{mode}': test error {numbers['first_min_error']:.1%} at h={numbers['first_min_width']:g} -> peak "
+                f"{numbers['peak_error']:.1%} at h={numbers['peak_width']:g} (params {numbers['peak_params']:g} = "
+                f"{ratio:.2f} n, n={numbers['n_train']:g}) -> {numbers['largest_error']:.1%} at h={numbers['largest_width']:g}; "
+                f"training error first reaches 0 at h={numbers['interpolation_width']:g}.")
+    if not usable:
+        evidence += f" Inconclusive: the largest model did not fit the training set (train error {numbers['largest_train_error']:.1%})."
+    return Verdict("double-descent", "Test error peaks near the interpolation threshold (params ~ n) and falls again "
+                   "for much bigger models.", status_from(supported, usable), evidence,
+                   numbers | {"peak_rise": rise, "peak_fall": fall, "peak_params_over_n": ratio})
+
+
+def reference_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Measured test error at the reference widths (log-linear interpolation between grid widths) vs the notebook."""
+    out = []
+    for width, expected in REFERENCE.items():
+        below = max((r for r in rows if r["width"] <= width), key=lambda r: r["width"])
+        above = min((r for r in rows if r["width"] >= width), key=lambda r: r["width"])
+        if below["width"] == above["width"]:
+            measured = below["test_error_mean"]
+        else:
+            t = math.log(width / below["width"]) / math.log(above["width"] / below["width"])
+            measured = (1 - t) * below["test_error_mean"] + t * above["test_error_mean"]
+        out.append({"width": width, "reference": expected, "measured": measured, "difference": measured - expected,
+                    "within_tolerance": abs(measured - expected) <= REFERENCE_TOLERANCE})
+    return out
+
+
+def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
+    """Run the whole study into ``folder`` (records.jsonl makes an interrupted run resume)."""
+    settings = QUICK if quick else FULL
+    executor = BatchedExecutor()
+    model_records = run_sweep(model_wise_tasks(settings, seed), executor, folder / "records.jsonl")
+    sample_records = run_sweep(sample_wise_tasks(settings, seed), executor, folder / "records.jsonl")
+    metrics = ["test_error", "train_error"]
+    summary = {mode: sorted(summarize([r for r in model_records if r["mode"] == mode], ["width", "params"], metrics),
+                            key=lambda row: row["width"]) for mode in NOISE_MODES}
+    samples = sorted(summarize(sample_records, ["n_train"], metrics), key=lambda row: row["n_train"])
+    verdicts = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
+    references = [] if quick else reference_rows(summary["uniform"])
+    figure = _figure(folder, settings, summary, model_records, samples, verdicts, references)
+    tables = [_tables(folder, model_records + sample_records, summary, samples, references)]
+    caption = (f"Double descent on MNIST-1D, MLP 40-h-h-10, {LABEL_NOISE:.0%} label noise, n={settings.n_train}, "
+               f"{settings.epochs} epochs, mean ± std over {settings.seeds} seeds; batched training (deepwell.sweep).")
+    return StudyOutput(verdicts, [(figure, caption)], tables)
+
+
+def _tables(folder: Path, records: list[dict], summary: dict, samples: list[dict], references: list[dict]) -> tuple[str, str]:
+    rows = [{"table": "summary", "experiment": "model_wise", "mode": mode, **row} for mode, part in summary.items() for row in part]
+    rows += [{"table": "summary", "experiment": "sample_wise", "mode": "uniform", **row} for row in samples]
+    rows += [{"table": "curve", "experiment": r["experiment"], "mode": r["mode"], "width": r["width"], "params": r["params"],
+              "n_train": r["n_train"], "seed": r["seed"], **point} for r in records for point in r["curve"]]
+    rows += [{"table": "reference", **row} for row in references]
+    columns = ["table", "experiment", "mode", "width", "params", "n_train", "seed", "epoch", "n", "test_error_mean",
+               "test_error_std", "train_error_mean", "train_error_std", "train_error", "test_error", "train_loss", "test_loss",
+               "reference", "measured", "difference", "within_tolerance"]
+    write_table(folder / "double_descent.csv", rows, columns)
+    return "double_descent.csv", "Summaries (mean/std over seeds), learning curves per run, and the reference comparison."
+
+
+def _figure(folder: Path, settings: Settings, summary: dict, records: list[dict], samples: list[dict],
+            verdicts: list[Verdict], references: list[dict]) -> str:
+    figure, axes = new_figure(15, 4.6, 1, 3)
+    ax = axes[0][0]
+    for color, mode in zip(COLORS, NOISE_MODES):
+        rows = summary[mode]
+        params = [r["params"] for r in rows]
+        test = [r["test_error_mean"] for r in rows]
+        spread = [r["test_error_std"] for r in rows]
+        ax.plot(params, test, marker="o", ms=3, color=color, label=f"test, noise '{mode}'")
+        ax.fill_between(params, [t - s for t, s in zip(test, spread)], [t + s for t, s in zip(test, spread)], color=color, alpha=0.2)
+        ax.plot(params, [r["train_error_mean"] for r in rows], linestyle="--", color=color, label=f"train, noise '{mode}'")
+    numbers = verdicts[0].numbers
+    ax.axvline(settings.n_train, color="black", linestyle=":", label=f"params = n ({settings.n_train})")
+    if math.isfinite(numbers["interpolation_width"]):
+        ax.axvline(mlp_params(int(numbers["interpolation_width"])), color="gray", linestyle="-.",
+                   label=f"train error reaches 0 (h={numbers['interpolation_width']:g})")
+    ax.plot([numbers["peak_params"]], [numbers["peak_error"]], marker="v", color="black", ms=9, linestyle="none", label="peak")
+    if references:
+        ax.plot([mlp_params(r["width"]) for r in references], [r["reference"] for r in references], marker="x", color="black",
+                ms=9, mew=2, linestyle="none", label="MNIST-1D notebook")
+    ax.set(xscale="log", xlabel="parameters (log)", ylabel="error", title="Model-wise: error vs model size", ylim=(-0.02, 0.9))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+    ax = axes[0][1]
+    largest, near = settings.widths[-1], min(settings.widths, key=lambda w: abs(mlp_params(w) - settings.n_train))
+    for color, width in zip(COLORS[2:], (largest, near)):
+        runs = [r for r in records if r["experiment"] == "model_wise" and r["mode"] == "uniform" and r["width"] == width]
+        epochs = [p["epoch"] for p in runs[0]["curve"]]
+        mean = lambda key: [sum(r["curve"][i][key] for r in runs) / len(runs) for i in range(len(epochs))]  # noqa: E731
+        ax.plot(epochs, mean("test_error"), color=color, label=f"test, h={width} (params {mlp_params(width)})")
+        ax.plot(epochs, mean("train_error"), color=color, linestyle="--", label=f"train, h={width}")
+    ax.set(xscale="log", xlabel="epoch (log)", ylabel="error", title="Epoch-wise: error during training (noise 'uniform')",
+           ylim=(-0.02, 0.9))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+    ax = axes[0][2]
+    sizes = [r["n_train"] for r in samples]
+    test = [r["test_error_mean"] for r in samples]
+    ax.errorbar(sizes, test, yerr=[r["test_error_std"] for r in samples], marker="o", color=COLORS[0], label="test", capsize=3)
+    ax.plot(sizes, [r["train_error_mean"] for r in samples], marker="o", linestyle="--", color=COLORS[0], label="train (noisy labels)")
+    ax.axvline(mlp_params(settings.sample_width), color="black", linestyle=":",
+               label=f"n = params ({mlp_params(settings.sample_width)})")
+    ax.set(xlabel="training examples n", ylabel="error", ylim=(-0.02, 0.9),
+           title=f"Sample-wise: fixed width h={settings.sample_width}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(figure, folder / "double_descent.png")
+    return "double_descent.png"

@@ -1,0 +1,413 @@
+"""Batched ensembles: K small networks trained together as one computation.
+
+Small networks are overhead-bound: a 40-16-16-10 MLP spends its step in Python and kernel
+launches, not in arithmetic. Training K of them as one computation pays that overhead once per
+step instead of K times. Two layouts:
+
+- **stacked** (networks of one architecture, any of deepwell's stateless networks, CNNs included):
+  parameters stacked with ``torch.func.stack_module_state``, forward by ``vmap`` over
+  ``functional_call``.
+- **padded** (MLPs of one depth and activation, different widths): members are grouped into
+  width buckets (:func:`plan_buckets`); inside a bucket every member is padded to the bucket's
+  widest layer and a layer is one batched matmul ``(G, B, in) @ (G, in, out)``. Padded weights and
+  biases start at exactly zero and their gradients are exactly zero (padded units are masked to
+  zero, or are already zero for activations with f(0) = f'(0) = 0 such as ReLU), so they stay zero
+  under every elementwise optimiser and contribute nothing: the result equals separate trainings
+  up to float rounding.
+
+The optimiser is torch's own (SGD, Adam, AdamW, RMSProp) applied to the stacked tensors, and the
+schedule is torch's scheduler: both act elementwise, so each member gets exactly the update it
+would get alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from deepwell.config import TrainSpec
+from deepwell.errors import ConfigError
+from deepwell.models.network import Network
+from deepwell.training.loop import EVAL_BATCH, TensorData
+from deepwell.training.optim import OPTIMIZERS, build_schedule
+
+__all__ = ["train_ensemble", "plan_buckets", "ensemble_layout", "EnsembleResult"]
+
+EVAL_ELEMENTS = 1 << 24  # hidden activations per evaluation chunk (K x examples x width); bounds memory only
+CPU_BUCKET_OVERHEAD = 20_000      # per-bucket cost in parameter-equivalents on a CPU (measured: ~0.3 ms/step a bucket)
+GPU_BUCKET_OVERHEAD = 10_000_000  # on a GPU padding is nearly free and every launch counts: one bucket
+
+
+@dataclass
+class EnsembleResult:
+    """Per-member histories in the keys of ``fit`` (``train/loss``, ``train/acc_clean``, ``val/acc``, ...)."""
+
+    histories: list[list[dict[str, float]]]
+    layout: str
+    buckets: list[list[int]]
+    steps: int
+
+
+def ensemble_layout(models: Sequence[nn.Module]) -> str:
+    """``stacked`` for one architecture, ``padded`` for MLPs of one depth that differ in width.
+
+    Raises:
+        ConfigError: a model the batched engine cannot train exactly (batchnorm, dropout, ...).
+    """
+    for model in models:
+        if not isinstance(model, Network):
+            raise ConfigError(f"The batched ensemble trains deepwell Networks (build_model); got {type(model).__name__}.")
+        bad = [name for name, m in model.named_modules()
+               if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)) or type(m).__name__ in ("Dropout", "DropConnectLinear")]
+        if bad or any(True for _ in model.buffers()):
+            raise ConfigError("The batched ensemble needs stateless, deterministic networks: no batchnorm, dropout or "
+                              f"DropConnect (found {bad[:3] or 'buffers'}). Use model.norm=none, dropout=none, or the "
+                              "in-process/process executor.")
+    reference = _structure(models[0])
+    if all(_structure(m) == reference for m in models):
+        return "stacked"
+    if all(_is_plain_mlp(m) for m in models):
+        depths = {len(m.dense) for m in models}
+        activations = {repr(m.dense[0].activation) for m in models if len(m.dense)}
+        shapes = {(m.dense[0].transform.in_features if len(m.dense) else m.head.in_features, m.head.out_features) for m in models}
+        if len(depths) == 1 and len(activations) <= 1 and len(shapes) == 1:
+            return "padded"
+    raise ConfigError("The batched ensemble needs one architecture for all members, or MLPs that differ only in width "
+                      "(same depth, activation, inputs and outputs). Group the runs, or use the in-process executor.")
+
+
+def _structure(model: nn.Module) -> tuple:
+    return tuple((name, tuple(p.shape)) for name, p in model.named_parameters()) + (repr(model),)
+
+
+def _is_plain_mlp(model: Network) -> bool:
+    return (len(model.features) == 0 and isinstance(model.reshape, nn.Flatten)
+            and all(isinstance(b.transform, nn.Linear) and b.transform.bias is not None and not b.residual
+                    and isinstance(b.norm, nn.Identity) and isinstance(b.dropout, nn.Identity) for b in model.dense))
+
+
+def plan_buckets(costs_by_width: Sequence[Sequence[int]], overhead: float) -> list[list[int]]:
+    """Group members (given as per-layer widths) into buckets that minimise padded work + per-bucket overhead.
+
+    Members are sorted by size; a bucket is a contiguous run of that order, padded to its widest
+    member. Cost of a bucket = members x parameters of the padded member + ``overhead`` (in
+    parameter-equivalents). Exact dynamic programme over the sorted order, O(K^2).
+
+    Args:
+        costs_by_width: for each member, its layer widths (input, hidden..., output).
+        overhead: what one more bucket costs, in parameters (CPU ~2e4, GPU: huge, i.e. one bucket).
+
+    Returns:
+        lists of member indices, one per bucket.
+    """
+    order = sorted(range(len(costs_by_width)), key=lambda k: tuple(costs_by_width[k]))
+
+    def padded_params(members: list[int]) -> int:
+        widths = [max(costs_by_width[k][i] for k in members) for i in range(len(costs_by_width[members[0]]))]
+        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+    best = [0.0] + [math.inf] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            members = order[start:end]
+            cost = best[start] + len(members) * padded_params(members) + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    buckets, end = [], len(order)
+    while end > 0:
+        buckets.append(order[cut[end]:end])
+        end = cut[end]
+    return buckets[::-1]
+
+
+class _Padded(nn.Module):
+    """MLPs of one depth, padded to their bucket's widths: per bucket, one batched matmul per layer."""
+
+    def __init__(self, models: Sequence[Network], buckets: list[list[int]]) -> None:
+        super().__init__()
+        self.buckets = buckets
+        self.activation = models[0].dense[0].activation if len(models[0].dense) else nn.Identity()
+        zero = torch.zeros(1, requires_grad=True)
+        out = self.activation(zero)
+        (grad,) = torch.autograd.grad(out.sum(), zero)
+        self.needs_mask = bool(out.item() != 0 or grad.item() != 0)  # ReLU: padded units are exactly 0 already
+        self.weights, self.biases, self.masks, self.widths = nn.ParameterList(), nn.ParameterList(), [], []
+        for bucket in buckets:
+            layers = [list(_linears(models[k])) for k in bucket]
+            widths = [max(layer[i].weight.shape[0] for layer in layers) for i in range(len(layers[0]))]
+            fan_in = [layers[0][0].weight.shape[1]] + widths[:-1]
+            for i, (rows, cols) in enumerate(zip(widths, fan_in)):
+                weight = torch.zeros(len(bucket), rows, cols, device=layers[0][i].weight.device)
+                bias = torch.zeros(len(bucket), rows, device=weight.device)
+                for g, member in enumerate(layers):
+                    w, b = member[i].weight.detach(), member[i].bias.detach()
+                    weight[g, :w.shape[0], :w.shape[1]] = w
+                    bias[g, :b.shape[0]] = b
+                self.weights.append(nn.Parameter(weight))
+                self.biases.append(nn.Parameter(bias))
+            masks = []
+            for i in range(len(widths) - 1):
+                mask = torch.zeros(len(bucket), 1, widths[i], device=weight.device)
+                for g, member in enumerate(layers):
+                    mask[g, :, :member[i].weight.shape[0]] = 1.0
+                masks.append(mask)
+            self.masks.append(masks)
+            self.widths.append(widths)
+        self.depth = len(self.widths[0])
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, D) shared by all members, or (S, B, D) with ``source[k]`` the row of member k -> logits (K, B, C)."""
+        outputs = []
+        for index, bucket in enumerate(self.buckets):
+            h = x if source is None else x[source[bucket]]                 # (B, D) shared, or (G, B, D)                                       # (G, B, D)
+            for layer in range(self.depth):
+                weight = self.weights[index * self.depth + layer]          # (G, out, in)
+                bias = self.biases[index * self.depth + layer]             # (G, out)
+                h = torch.matmul(h, weight.transpose(1, 2)) + bias.unsqueeze(1)  # (G, B, out)
+                if layer < self.depth - 1:
+                    h = self.activation(h)
+                    if self.needs_mask:
+                        h = h * self.masks[index][layer]
+            outputs.append(h)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    @torch.no_grad()
+    def export_(self, models: Sequence[Network]) -> None:
+        """Copy each member's (unpadded) trained weights back into its Network."""
+        for index, bucket in enumerate(self.buckets):
+            for g, k in enumerate(bucket):
+                for layer, linear in enumerate(_linears(models[k])):
+                    rows, cols = linear.weight.shape
+                    linear.weight.copy_(self.weights[index * self.depth + layer][g, :rows, :cols])
+                    linear.bias.copy_(self.biases[index * self.depth + layer][g, :rows])
+
+
+def _linears(model: Network) -> list[nn.Linear]:
+    return [block.transform for block in model.dense] + [model.head]
+
+
+class _Stacked(nn.Module):
+    """Members of one architecture: parameters stacked (K, ...), forward by vmap over functional_call."""
+
+    def __init__(self, models: Sequence[Network]) -> None:
+        super().__init__()
+        params, _ = stack_module_state(list(models))
+        self.names = list(params)
+        self.params = nn.ParameterList([nn.Parameter(params[name].detach().clone()) for name in self.names])
+        base = models[0]
+
+        def call(values: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(base, dict(zip(self.names, values)), (x,))
+
+        self._shared = vmap(call, in_dims=(0, None))
+        self._own = vmap(call, in_dims=(0, 0))
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        values = tuple(self.params)
+        return self._shared(values, x) if source is None else self._own(values, x[source])
+
+    @torch.no_grad()
+    def export_(self, models: Sequence[Network]) -> None:
+        for k, model in enumerate(models):
+            own = dict(model.named_parameters())
+            for name, value in zip(self.names, self.params):
+                own[name].copy_(value[k])
+
+
+def _unique(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
+    """Deduplicate tensors (identity, then equal values): (unique tensors, index of each input)."""
+    unique: list[torch.Tensor] = []
+    index = []
+    for t in tensors:
+        for i, u in enumerate(unique):
+            if u is t or (u.shape == t.shape and u.dtype == t.dtype and torch.equal(u, t)):
+                index.append(i)
+                break
+        else:
+            unique.append(t)
+            index.append(len(unique) - 1)
+    return unique, index
+
+
+def _check_spec(spec: TrainSpec) -> None:
+    unsupported = {"penalty": spec.penalty.name != "none", "clip_grad_norm": spec.clip_grad_norm is not None,
+                   "early_stopping": spec.early_stopping is not None, "loss": spec.loss == "mse"}
+    bad = [key for key, flag in unsupported.items() if flag]
+    if bad:
+        raise ConfigError(f"The batched ensemble does not support train.{', train.'.join(bad)} (their effect is not "
+                          "elementwise per member). Use the in-process or process executor for these runs.")
+
+
+def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: TrainSpec, seeds: Sequence[int], *,
+                   bucket_overhead: float | None = None) -> EnsembleResult:
+    """Train K classifiers as one computation; each ends with the weights ``fit(model, data[k], spec, seed=seeds[k])`` gives.
+
+    ``fit`` is deepwell's only training loop for one model; this is the one justified exception:
+    K models in one computation cannot go through a per-model loop. Its semantics are ``fit``'s
+    for the supported subset: cross-entropy, any elementwise optimiser (SGD with momentum,
+    Adam, ...) and schedule, no penalty / clipping / early stopping / augmentation, stateless
+    networks. Each member draws its batch order from ``torch.Generator().manual_seed(seed)``
+    exactly as ``fit`` does; members with the same seed and training data share one batch.
+    Unlike ``fit``, a member whose loss becomes non-finite does not stop the others; its
+    history marks it (``non_finite``) and its weights are left as they are.
+
+    Args:
+        models: K deepwell Networks on one device; trained in place (weights copied back at the end).
+        data: per member, training tensors and (optional) validation tensors; all with the same
+            number of training examples. Identical tensors are detected and shared.
+        spec: the training spec all members share.
+        seeds: per member, the seed ``fit`` would be given (batch order).
+        bucket_overhead: padded layout only: cost of one more width bucket in parameter-equivalents
+            (default: small on CPU, one bucket on a GPU).
+
+    Returns:
+        per-member histories in ``fit``'s keys, the layout and buckets used.
+
+    Example::
+
+        models = [build_model(ModelSpec(arch="mlp", width=w, norm="none"), (40,), 10) for w in (8, 32, 128)]
+        result = train_ensemble(models, [data] * 3, TrainSpec(optimizer="sgd:momentum=0.9", schedule="constant"), [0, 0, 0])
+    """
+    if not (len(models) == len(data) == len(seeds)) or not models:
+        raise ConfigError(f"train_ensemble needs one data and one seed per model; got {len(models)} models, "
+                          f"{len(data)} data, {len(seeds)} seeds.")
+    _check_spec(spec)
+    layout_name = ensemble_layout(models)
+    device = data[0].x_train.device
+    sizes = {len(d.x_train) for d in data}
+    if len(sizes) != 1:
+        raise ConfigError(f"Ensemble members need the same number of training examples (one batch schedule); got {sorted(sizes)}.")
+    n = sizes.pop()
+    if layout_name == "padded":
+        widths = [[m.dense[0].transform.in_features] + [lin.out_features for lin in _linears(m)] for m in models]
+        overhead = bucket_overhead if bucket_overhead is not None else (
+            GPU_BUCKET_OVERHEAD if device.type == "cuda" else CPU_BUCKET_OVERHEAD)
+        buckets = plan_buckets(widths, overhead)
+    else:
+        buckets = [list(range(len(models)))]
+    slots = [k for bucket in buckets for k in bucket]  # internal member order: bucket by bucket
+    members = [models[k] for k in slots]
+    net: nn.Module = _Padded(members, _renumber(buckets, slots)) if layout_name == "padded" else _Stacked(members)
+    flat = layout_name == "padded"
+
+    def inputs(x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) if flat else x
+
+    train_x, train_index = _unique([inputs(data[k].x_train) for k in slots])
+    streams, stream_of = _unique([torch.tensor([train_index[i], seeds[k]]) for i, k in enumerate(slots)])
+    stream_x = torch.stack(train_x)                                           # (U, N, ...)
+    stream_x_index = torch.tensor([int(s[0]) for s in streams], device=device)
+    y_train = torch.stack([data[k].y_train for k in slots])                  # (K, N)
+    member_stream = torch.tensor(stream_of, device=device)
+    generators = [torch.Generator().manual_seed(int(s[1])) for s in streams]
+
+    steps = n // spec.batch_size + (1 if n % spec.batch_size > 1 else 0)
+    if steps == 0:
+        raise ConfigError(f"train.batch_size={spec.batch_size} leaves no batch for {n} training example(s); lower it.")
+    batch_sizes = torch.full((steps,), float(spec.batch_size), device=device)
+    if n % spec.batch_size > 1:
+        batch_sizes[-1] = n % spec.batch_size
+    n_used = n - (1 if n % spec.batch_size == 1 else 0)
+    optimizer = OPTIMIZERS.build(spec.optimizer, params=net.parameters(), lr=spec.lr)
+    for group in optimizer.param_groups:  # one multi-tensor kernel per update instead of one per tensor (same math)
+        if "foreach" in group:
+            group["foreach"] = True
+    warmup = round(spec.warmup_epochs * steps)
+    scheduler = None
+    if spec.schedule.name != "constant" or warmup:
+        scheduler = build_schedule(spec.schedule, optimizer, total_steps=steps * spec.epochs, steps_per_epoch=steps,
+                                   warmup_steps=warmup)
+    evaluator = _Evaluator(net, [inputs(data[k].x_train) for k in slots], y_train,
+                           [inputs(data[k].x_val) if data[k].x_val is not None else None for k in slots],
+                           [data[k].y_val for k in slots])
+    histories: list[list[dict[str, float]]] = [[] for _ in slots]
+    size = spec.batch_size
+    single = len(streams) == 1
+    for epoch in range(spec.epochs):
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)  # (S, N)
+        step_losses = torch.zeros(len(slots), steps, device=device)
+        net.train()
+        for i in range(steps):
+            index = orders[:, i * size:(i + 1) * size]                       # (S, B)
+            if single:
+                x, source, y = stream_x[stream_x_index[0], index[0]], None, y_train[:, index[0]]
+            else:
+                x = stream_x[stream_x_index.unsqueeze(1), index]              # (S, B, ...)
+                source, y = member_stream, y_train.gather(1, index[member_stream])
+            logits = net(x, source)                                          # (K, B, C)
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)  # (K,)
+            optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()                                          # members are independent: d sum / d member = its own
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step_losses[:, i] = losses.detach()
+        epoch_loss = (step_losses * batch_sizes).sum(1) / n_used            # (K,)
+        metrics = {"train/loss": epoch_loss}
+        if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
+            metrics |= evaluator()
+        values = {key: value.tolist() for key, value in metrics.items()}  # one transfer per metric
+        for slot, history in enumerate(histories):
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * steps} | {key: v[slot] for key, v in values.items()}
+            if not math.isfinite(row["train/loss"]):
+                row["non_finite"] = 1.0
+            history.append(row)
+    net.export_(members)
+    ordered: list[list[dict[str, float]]] = [[] for _ in models]
+    for slot, k in enumerate(slots):
+        ordered[k] = histories[slot]
+    return EnsembleResult(ordered, layout_name, buckets, steps * spec.epochs)
+
+
+def _renumber(buckets: list[list[int]], slots: list[int]) -> list[list[int]]:
+    position = {k: slot for slot, k in enumerate(slots)}
+    return [[position[k] for k in bucket] for bucket in buckets]
+
+
+class _Evaluator:
+    """Clean (eval-mode) loss and accuracy of every member on its own training and validation data."""
+
+    def __init__(self, net: nn.Module, x_train: list[torch.Tensor], y_train: torch.Tensor,
+                 x_val: list[torch.Tensor | None], y_val: list[torch.Tensor | None]) -> None:
+        self.net = net
+        self.train = self._prepare(x_train, y_train)
+        self.val = None
+        if all(x is not None and len(x) > 0 for x in x_val):
+            self.val = self._prepare(x_val, torch.stack(y_val))
+
+    @staticmethod
+    def _prepare(xs: list[torch.Tensor], y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        unique, index = _unique(xs)
+        source = None if len(unique) == 1 else torch.tensor(index, device=y.device)
+        return torch.stack(unique), source, y
+
+    @torch.no_grad()
+    def __call__(self) -> dict[str, torch.Tensor]:
+        self.net.eval()
+        out = {}
+        for prefix, suffix, part in (("train/", "_clean", self.train), ("val/", "", self.val)):
+            if part is None:
+                continue
+            x, source, y = part
+            members, count = y.shape
+            widest = max((p.shape[1] for p in self.net.parameters() if p.dim() == 3), default=1)
+            chunk = max(1, min(EVAL_BATCH, EVAL_ELEMENTS // (members * widest)))
+            loss = torch.zeros(members, device=y.device)
+            correct = torch.zeros(members, device=y.device)
+            for start in range(0, count, chunk):
+                xs = x[0, start:start + chunk] if source is None else x[:, start:start + chunk]
+                logits = self.net(xs, source)                                  # (K, b, C)
+                target = y[:, start:start + chunk]
+                loss += F.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none").view(target.shape).sum(1)
+                correct += (logits.argmax(2) == target).sum(1)
+            out[f"{prefix}loss{suffix}"] = loss / count
+            out[f"{prefix}acc{suffix}"] = correct / count
+        self.net.train()
+        return out

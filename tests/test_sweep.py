@@ -1,0 +1,178 @@
+"""Sweeps: the batched ensemble equals separate ``fit`` trainings; resume skips finished runs; summaries."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from deepwell.config import DataSpec, ModelSpec, TrainSpec
+from deepwell.errors import ConfigError
+from deepwell.models import build_model
+from deepwell.sweep import (
+    BatchedExecutor,
+    InProcessExecutor,
+    ProcessPoolExecutor,
+    RecordStore,
+    SweepTask,
+    plan_buckets,
+    run_sweep,
+    summarize,
+    train_ensemble,
+)
+from deepwell.training.loop import TensorData, fit
+
+ATOL = 1e-5
+DATA = DataSpec(source="mnist1d:num_samples=400,train_split=0.5", val_fraction=0.0, label_noise=0.15)
+
+
+@pytest.fixture(scope="module")
+def data() -> TensorData:
+    from deepwell.data import prepare_data
+
+    splits = prepare_data(DATA, seed=0)
+    return TensorData(splits.x_train, splits.y_train, splits.x_test, splits.y_test)
+
+
+def _mlp(width: int, seed: int, activation: str = "relu") -> torch.nn.Module:
+    spec = ModelSpec(arch="mlp", depth=2, width=width, norm="none", activation=activation)
+    return build_model(spec, (1, 40), 10, generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_same_as_fit(widths, seeds, spec: TrainSpec, data: TensorData, activation: str = "relu", **kwargs) -> str:
+    separate = [_mlp(w, s, activation) for w, s in zip(widths, seeds)]
+    histories = [fit(m, data, spec, seed=s).history for m, s in zip(separate, seeds)]
+    together = [_mlp(w, s, activation) for w, s in zip(widths, seeds)]
+    before = [p.detach().clone() for p in together[0].parameters()]
+    result = train_ensemble(together, [data] * len(widths), spec, seeds, **kwargs)
+    assert any(not torch.equal(a, b) for a, b in zip(before, together[0].parameters())), "ensemble did not train"
+    for alone, batched in zip(separate, together):
+        for (name, a), b in zip(alone.named_parameters(), batched.parameters()):
+            torch.testing.assert_close(b, a, atol=ATOL, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+    for h_alone, h_batched in zip(histories, result.histories):
+        for key in ("train/loss", "train/acc_clean", "val/loss", "val/acc"):
+            assert h_batched[-1][key] == pytest.approx(h_alone[-1][key], abs=ATOL), key
+    return result.layout
+
+
+@pytest.mark.parametrize("optimizer", ["sgd:momentum=0.9", "adam"])
+def test_equal_widths_use_vmap_and_match_fit(data: TensorData, optimizer: str) -> None:
+    spec = TrainSpec(epochs=3, batch_size=32, optimizer=optimizer, lr=0.01, schedule="constant")
+    assert _assert_same_as_fit([12, 12, 12], [0, 1, 2], spec, data) == "stacked"
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_different_widths_padded_in_one_bucket_match_fit(data: TensorData, activation: str) -> None:
+    # One bucket forces padding (narrow members padded to 33); sigmoid(0) != 0 exercises the masks.
+    spec = TrainSpec(epochs=3, batch_size=32, optimizer="sgd:momentum=0.9", lr=0.05, schedule="constant")
+    layout = _assert_same_as_fit([2, 5, 17, 33], [0, 0, 1, 1], spec, data, activation, bucket_overhead=1e12)
+    assert layout == "padded"
+
+
+def test_padded_with_buckets_and_a_schedule_match_fit(data: TensorData) -> None:
+    spec = TrainSpec(epochs=2, batch_size=50, optimizer="adam", lr=0.003, schedule="cosine", warmup_epochs=0.5)
+    _assert_same_as_fit([3, 4, 40, 48], [5, 5, 5, 5], spec, data, bucket_overhead=100)
+
+
+def test_padded_units_stay_exactly_zero(data: TensorData) -> None:
+    from deepwell.sweep.ensemble import _Padded
+
+    models = [_mlp(3, 0), _mlp(9, 1)]
+    net = _Padded(models, [[0, 1]])
+    logits = net(data.x_train[:16].flatten(1), None)
+    logits.sum().backward()
+    assert net.weights[1].grad[0, 3:].abs().max() == 0 and net.weights[1].grad[0, :, 3:].abs().max() == 0
+    assert net.weights[0].grad[0, 3:].abs().max() == 0 and net.weights[2].grad[0, :, 3:].abs().max() == 0
+
+
+def test_plan_buckets_trades_padding_against_overhead() -> None:
+    widths = [[40, w, w, 10] for w in (2, 3, 4, 150, 300)]
+    assert plan_buckets(widths, overhead=1e12) == [[0, 1, 2, 3, 4]]
+    assert plan_buckets(widths, overhead=0) == [[0], [1], [2], [3], [4]]
+    buckets = plan_buckets(widths, overhead=20_000)
+    assert [0, 1, 2] in buckets and [4] in buckets
+
+
+def test_ensemble_refuses_what_it_cannot_train_exactly(data: TensorData) -> None:
+    spec = TrainSpec(epochs=1, optimizer="sgd", schedule="constant")
+    with pytest.raises(ConfigError, match="batchnorm"):
+        train_ensemble([build_model(ModelSpec(arch="mlp", width=4), (1, 40), 10)], [data], spec, [0])
+    with pytest.raises(ConfigError, match="clip_grad_norm"):
+        train_ensemble([_mlp(4, 0)], [data], spec.model_copy(update={"clip_grad_norm": 1.0}), [0])
+
+
+def _tasks(widths=(3, 8), seeds=(0, 1), epochs=2) -> list[SweepTask]:
+    train = TrainSpec(epochs=epochs, batch_size=50, optimizer="sgd:momentum=0.9", lr=0.01, schedule="constant")
+    return [SweepTask(DATA, ModelSpec(arch="mlp", depth=2, width=w, norm="none"), train, seed=s, params={"width": w},
+                      device="cpu")
+            for w in widths for s in seeds]
+
+
+class _Counting:
+    """Wraps an executor and counts the tasks it was asked to run."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.ran, self.name = inner, 0, inner.name
+
+    def run(self, tasks):
+        self.ran += len(tasks)
+        yield from self.inner.run(tasks)
+
+
+def test_resume_skips_finished_runs(tmp_path: Path) -> None:
+    path = tmp_path / "records.jsonl"
+    tasks = _tasks()
+    first = _Counting(BatchedExecutor())
+    run_sweep(tasks[:2], first, path)  # "interrupted" after two runs
+    assert first.ran == 2
+    with open(path, "a") as handle:
+        handle.write('{"run_id": "torn')  # a write killed half-way
+    second = _Counting(BatchedExecutor())
+    records = run_sweep(tasks, second, path)
+    assert second.ran == len(tasks) - 2
+    assert [r["run_id"] for r in records] == [t.run_id for t in tasks]
+    third = _Counting(BatchedExecutor())
+    run_sweep(tasks, third, path)
+    assert third.ran == 0
+    lines = path.read_text().splitlines()
+    assert len(lines) == len(tasks) and all(json.loads(line)["run_id"] for line in lines)
+
+
+def test_run_id_depends_on_what_decides_the_result() -> None:
+    a, b = _tasks(widths=(3,), seeds=(0,))[0], _tasks(widths=(3,), seeds=(1,))[0]
+    assert a.run_id != b.run_id and a.run_id == _tasks(widths=(3,), seeds=(0,))[0].run_id
+
+
+def test_executors_agree_and_records_summarize_over_seeds() -> None:
+    tasks = _tasks()
+    loop = run_sweep(tasks, InProcessExecutor())
+    batched = run_sweep(tasks, BatchedExecutor())
+    for a, b in zip(loop, batched):
+        assert a["run_id"] == b["run_id"] and b["executor"].startswith("batched")
+        assert b["test_error"] == pytest.approx(a["test_error"], abs=1e-3)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=ATOL)
+    rows = summarize(batched, by=["width"], metrics=["test_error"])
+    assert [row["width"] for row in rows] == [3, 8] and all(row["n"] == 2 for row in rows)
+    values = [r["test_error"] for r in batched if r["width"] == 3]
+    assert rows[0]["test_error_mean"] == pytest.approx(sum(values) / 2)
+    assert rows[0]["test_error_std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+
+
+def test_process_pool_gives_the_same_records_as_the_loop() -> None:
+    tasks = _tasks(widths=(3,), seeds=(0, 1), epochs=1)
+    pooled = sorted(run_sweep(tasks, ProcessPoolExecutor(workers=1)), key=lambda r: r["seed"])
+    loop = sorted(run_sweep(tasks, InProcessExecutor()), key=lambda r: r["seed"])
+    for a, b in zip(loop, pooled):
+        assert b["executor"] == "process_pool" and b["train_loss"] == pytest.approx(a["train_loss"], abs=ATOL)
+
+
+def test_record_store_drops_a_torn_line(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "r.jsonl")
+    store.append([{"run_id": "a"}, {"run_id": "b"}])
+    with open(store.path, "a") as handle:
+        handle.write('{"run_id": "c"')
+    assert store.finished_ids() == {"a", "b"}
+    assert store.path.read_text().count("\n") == 2
