@@ -176,6 +176,26 @@ def study_command(
     out.print(f"Study folder: {result.path}")
 
 
+@app.command("tour")
+def tour_command(
+    full: Annotated[bool, typer.Option("--full", help="the reference settings (slow) instead of quick mode")] = False,
+    output: Annotated[Path, typer.Option("--out", help="folder for the tour (one sub-folder per study)")] = Path("tour"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="re-run studies already finished in this folder")] = False,
+) -> None:
+    """Every claim of the lecture with the measurement that checks it, as one report."""
+    from deepwell.reporting import write_report
+    from deepwell.studies.tour import run_tour
+
+    result = run_tour(quick=not full, output=output, seed=seed, fresh=fresh, progress=lambda line: err.print(line))
+    table = Table("claim", "verdict", "evidence")
+    colour = {"holds": "green", "does_not_hold": "red", "inconclusive": "yellow"}
+    for verdict in result.verdicts:
+        table.add_row(verdict.claim, f"[{colour[verdict.status]}]{verdict.status}[/]", verdict.evidence)
+    out.print(table)
+    out.print(f"Report: {write_report(result.path)}")
+
+
 def main() -> None:
     """Entry point: run the app, turning deepwell's own errors into one line and exit code 2."""
     try:

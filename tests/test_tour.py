@@ -1,0 +1,57 @@
+"""The tour gathers one computed verdict per claim of the lecture, resumes, and never invents a verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deepwell.studies import STUDIES
+from deepwell.studies.base import StudyOutput, Verdict
+from deepwell.studies.claims import CLAIMS
+from deepwell.studies.tour import run_tour
+
+
+def test_claims_table_matches_the_projects_claims_file():
+    shared = Path(__file__).resolve().parents[2] / "shared" / "CLAIMS.md"
+    if not shared.is_file():
+        pytest.skip("the project's shared/CLAIMS.md is not beside this checkout")
+    ids = [line.split("|")[1].strip() for line in shared.read_text().splitlines()
+           if line.startswith("| ") and not line.startswith("| id") and not line.startswith("|---")]
+    assert [c.id for c in CLAIMS] == [i for i in ids if i and not i.startswith("-")]
+
+
+def test_every_study_claim_is_a_known_claim():
+    known = {c.id for c in CLAIMS}
+    for study in STUDIES.values():
+        assert set(study.claims) <= known, study.name
+
+
+def test_tour_gathers_verdicts_resumes_and_marks_unmeasured_claims(tmp_path, monkeypatch):
+    calls = []
+
+    def fake(claim, status):
+        def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
+            calls.append(claim)
+            (folder / "f.png").write_bytes(b"png")
+            return StudyOutput([Verdict(claim, "text", status, f"measured {claim}", {"x": 1.0})], [("f.png", "a figure")], [])
+        return run
+
+    from deepwell.studies import base
+
+    studies = {"a": base.Study("a", "Study A", ("init-zero",), fake("init-zero", "holds")),
+               "b": base.Study("b", "Study B", ("dropout",), fake("dropout", "does_not_hold"))}
+    monkeypatch.setattr("deepwell.studies.STUDIES", studies)
+    result = run_tour(quick=True, output=tmp_path, seed=3)
+    by_claim = {v.claim: v for v in result.verdicts}
+    assert [v.claim for v in result.verdicts] == [c.id for c in CLAIMS]
+    assert by_claim["init-zero"].status == "holds" and by_claim["dropout"].status == "does_not_hold"
+    assert by_claim["depth"].status == "inconclusive" and "Not measured yet" in by_claim["depth"].evidence
+    record = json.loads((tmp_path / "study.json").read_text())
+    assert {"path": "a/f.png", "caption": "Study A: a figure"} in record["figures"]
+    assert calls == ["init-zero", "dropout"]
+    run_tour(quick=True, output=tmp_path, seed=3)
+    assert calls == ["init-zero", "dropout"]  # finished studies are not run again
+    run_tour(quick=True, output=tmp_path, seed=4)
+    assert calls == ["init-zero", "dropout"] * 2  # another seed is another experiment
