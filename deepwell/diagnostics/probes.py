@@ -143,7 +143,8 @@ def _histograms(layers: list[_Layer], captured: dict[str, torch.Tensor]) -> dict
         if isinstance(bounds, torch.Tensor):
             top = max(next(maxima), 1e-12)
             bounds = (-top, top) if layer.kind != "relu" else (0.0, top)
-        post = captured[layer.name].float()
+        # On the CPU: a few histograms per epoch, and CUDA's histc has no deterministic kernel.
+        post = captured[layer.name].detach().float().cpu()
         counts.append(torch.histc(post, HISTOGRAM_BINS, *bounds).tolist())
         step = (bounds[1] - bounds[0]) / HISTOGRAM_BINS
         edges.append([bounds[0] + i * step for i in range(HISTOGRAM_BINS + 1)])
