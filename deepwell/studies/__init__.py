@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from deepwell.errors import unknown_name
-from deepwell.studies import activations, dead_relu, double_descent, init
+from deepwell.studies import activations, dead_relu, double_descent, init, landscape, polynomial
 from deepwell.studies.base import Study, StudyOutput, StudyResult, Verdict, write_study_json, write_table
 
 __all__ = ["STUDIES", "Study", "StudyOutput", "StudyResult", "Verdict", "run_study", "write_study_json", "write_table"]
@@ -25,6 +25,10 @@ STUDIES: dict[str, Study] = {
     "activations": Study("activations", "Activation functions: saturation, vanishing and exploding gradients, speed",
                          ("sigmoid-grad", "exploding", "relu-faster", "early-linear"), activations.run),
     "dead-relu": Study("dead-relu", "Dead ReLUs: dying at high learning rates, and born dead", ("dead-relu",), dead_relu.run),
+    "polynomial": Study("polynomial", "Polynomial double descent: min-norm least squares across the interpolation threshold",
+                        ("poly-descent",), polynomial.run),
+    "landscape": Study("landscape", "Loss landscape: filter-normalised slices, paths between minima, plain vs residual",
+                       ("nonconvex",), landscape.run),
     "double-descent": Study("double-descent", "Double descent: model-wise, epoch-wise and sample-wise", ("double-descent",),
                             double_descent.run),
 }

@@ -1,0 +1,178 @@
+"""Loss landscapes (Li, Xu, Taylor, Studer, Goldstein: "Visualizing the Loss Landscape of Neural
+Nets", NeurIPS 2018): filter-normalised random directions, 1-D and 2-D slices, interpolation
+between two weight vectors, and a measure of how non-convex a 2-D slice is.
+
+The caller's model is never modified: every evaluation runs ``torch.func.functional_call`` on a
+deep copy in eval mode with perturbed parameter dicts, many grid points per call (``vmap`` over
+stacked parameter sets, in chunks).
+
+Example::
+
+    generator = torch.Generator().manual_seed(0)
+    dx, dy = random_direction(model, generator), random_direction(model, generator)
+    alphas = torch.linspace(-1, 1, 21)
+    grid = slice_2d(model, dx, dy, x, y, cross_entropy, alphas, alphas)   # (21, 21) losses
+    print(nonconvexity(grid, alphas, alphas)["nonconvex_fraction"])
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+__all__ = ["Direction", "random_direction", "evaluate_parameter_sets", "slice_1d", "slice_2d", "interpolate",
+           "path_barrier", "discrete_hessian_eigenvalues", "nonconvexity"]
+
+Direction = dict[str, torch.Tensor]   # parameter name -> tensor of the parameter's shape
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+NONCONVEX_RATIO = 0.05   # a grid point is non-convex when lambda_min < 0 and |lambda_min / lambda_max| > 5%
+NORM_EPS = 1e-10         # guards the division when a direction's filter is all zeros
+
+
+def random_direction(model: nn.Module, generator: torch.Generator) -> Direction:
+    """A Gaussian direction in weight space, filter-normalised as Li et al. (2018), section 4.
+
+    Every parameter with two or more dimensions (a dense layer's (out, in) weight, a conv's
+    (out, in, *kernel) weight) gets d ~ N(0, 1), then each output unit / filter ``d[i]`` is rescaled
+    to the norm of the corresponding weight unit / filter: ``d[i] <- d[i] / ||d[i]|| * ||w[i]||``.
+    One-dimensional parameters -- biases, BatchNorm/LayerNorm scales and shifts -- get zeros
+    (Li et al.'s ``ignore='biasbn'``): moving them would change the picture without a meaning.
+
+    Args:
+        model: the network; only read.
+        generator: a CPU generator, so the same seed gives the same direction on every device.
+    """
+    direction = {}
+    for name, parameter in model.named_parameters():
+        weight = parameter.detach()
+        if weight.dim() <= 1:
+            direction[name] = torch.zeros_like(weight)
+            continue
+        d = torch.randn(weight.shape, generator=generator, dtype=weight.dtype).to(weight.device)
+        d_norm = d.flatten(1).norm(dim=1).clamp_min(NORM_EPS)   # (out,)
+        w_norm = weight.flatten(1).norm(dim=1)                  # (out,)
+        direction[name] = d * (w_norm / d_norm).view(-1, *([1] * (weight.dim() - 1)))
+    return direction
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    frozen = copy.deepcopy(model).eval()
+    for parameter in frozen.parameters():
+        parameter.requires_grad_(False)
+    return frozen
+
+
+@torch.no_grad()
+def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Tensor], x: torch.Tensor,
+                            y: torch.Tensor, loss: LossFunction, buffer_sets: dict[str, torch.Tensor] | None = None,
+                            chunk: int = 64) -> torch.Tensor:
+    """The loss of ``model``'s architecture, in eval mode, at P parameter sets: a (P,) tensor.
+
+    Args:
+        model: supplies the architecture and the buffers; never modified (a deep copy is evaluated).
+        parameter_sets: name -> (P, *shape) stacked values of every parameter.
+        x, y: the evaluation data, one batch on the model's device.
+        loss: ``loss(output, y)`` -> scalar (mean over the batch).
+        buffer_sets: optional name -> (P, *shape) stacked buffers (e.g. interpolated BatchNorm
+            statistics); by default every point uses the model's own buffers.
+        chunk: points per vectorised call (memory ~ chunk x batch x width).
+    """
+    frozen = _frozen_copy(model)
+    buffers = {name: b for name, b in frozen.named_buffers()}
+    count = next(iter(parameter_sets.values())).shape[0]
+
+    def point_loss(params: dict[str, torch.Tensor], point_buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        return loss(functional_call(frozen, {**buffers, **point_buffers, **params}, (x,)), y)
+
+    losses = []
+    for start in range(0, count, chunk):
+        params = {name: value[start:start + chunk] for name, value in parameter_sets.items()}
+        if buffer_sets:
+            point_buffers = {name: value[start:start + chunk] for name, value in buffer_sets.items()}
+            losses.append(vmap(point_loss, in_dims=(0, 0), randomness="same")(params, point_buffers))
+        else:
+            losses.append(vmap(point_loss, in_dims=(0, None), randomness="same")(params, {}))
+    return torch.cat(losses)
+
+
+def _center(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def slice_2d(model: nn.Module, dx: Direction, dy: Direction, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
+             alphas: torch.Tensor, betas: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Loss on the plane theta + a dx + b dy: an (len(alphas), len(betas)) grid, [i, j] at (alphas[i], betas[j])."""
+    center = _center(model)
+    a, b = torch.meshgrid(alphas, betas, indexing="ij")
+    a, b = a.reshape(-1), b.reshape(-1)  # (P,)
+    sets = {}
+    for name, value in center.items():
+        shape = (-1,) + (1,) * value.dim()
+        sets[name] = value + a.to(value).view(shape) * dx[name] + b.to(value).view(shape) * dy[name]  # (P, *shape)
+    return evaluate_parameter_sets(model, sets, x, y, loss, chunk=chunk).view(len(alphas), len(betas))
+
+
+def slice_1d(model: nn.Module, direction: Direction, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
+             alphas: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Loss along the line theta + a d: a (len(alphas),) tensor."""
+    zero = {name: torch.zeros_like(value) for name, value in direction.items()}
+    return slice_2d(model, direction, zero, x, y, loss, alphas, torch.zeros(1), chunk).view(-1)
+
+
+def interpolate(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
+                alphas: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """Loss along the straight path (1 - a) theta_a + a theta_b (Goodfellow et al. 2015): a (len(alphas),) tensor.
+
+    Floating-point buffers (BatchNorm running statistics) are interpolated the same way, so a = 0
+    and a = 1 reproduce the two models exactly; integer buffers come from ``model_a``.
+    Both models must share one architecture; neither is modified.
+    """
+    params_b = _center(model_b)
+    buffers_b = dict(model_b.named_buffers())
+    params, buffers = {}, {}
+    for name, value in _center(model_a).items():
+        weight = alphas.to(value).view((-1,) + (1,) * value.dim())
+        params[name] = (1 - weight) * value + weight * params_b[name]
+    for name, value in model_a.named_buffers():
+        if value.is_floating_point():
+            weight = alphas.to(value).view((-1,) + (1,) * value.dim())
+            buffers[name] = (1 - weight) * value + weight * buffers_b[name]
+    return evaluate_parameter_sets(model_a, params, x, y, loss, buffer_sets=buffers or None, chunk=chunk)
+
+
+def path_barrier(losses: torch.Tensor) -> float:
+    """The barrier on a path: max loss along it minus the larger endpoint loss (0 when the path never rises above both)."""
+    return float(losses.max() - torch.maximum(losses[0], losses[-1]))
+
+
+def discrete_hessian_eigenvalues(grid: torch.Tensor, alphas: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (ascending) of the central-difference 2x2 Hessian at every interior grid point: (I-2, J-2, 2)."""
+    f = grid.double()
+    ha, hb = float(alphas[1] - alphas[0]), float(betas[1] - betas[0])
+    faa = (f[2:, 1:-1] - 2 * f[1:-1, 1:-1] + f[:-2, 1:-1]) / ha ** 2
+    fbb = (f[1:-1, 2:] - 2 * f[1:-1, 1:-1] + f[1:-1, :-2]) / hb ** 2
+    fab = (f[2:, 2:] - f[2:, :-2] - f[:-2, 2:] + f[:-2, :-2]) / (4 * ha * hb)
+    hessian = torch.stack([torch.stack([faa, fab], -1), torch.stack([fab, fbb], -1)], -2)  # (I-2, J-2, 2, 2)
+    return torch.linalg.eigvalsh(hessian)
+
+
+def nonconvexity(grid: torch.Tensor, alphas: torch.Tensor, betas: torch.Tensor,
+                 ratio_threshold: float = NONCONVEX_RATIO) -> dict[str, float | torch.Tensor]:
+    """How non-convex a 2-D slice is, after Li et al.'s |lambda_min / lambda_max| maps.
+
+    Returns ``ratio`` (the (I-2, J-2) map of |lambda_min / lambda_max| where lambda_min < 0, else 0),
+    ``nonconvex_fraction`` (interior points with ratio > ``ratio_threshold``), ``mean_ratio`` and
+    ``center_ratio`` (at the grid's centre point, the trained weights when the grid is symmetric).
+    """
+    eigenvalues = discrete_hessian_eigenvalues(grid, alphas, betas)
+    lam_min, lam_max = eigenvalues[..., 0], eigenvalues[..., 1]
+    scale = torch.maximum(lam_max.abs(), lam_min.abs()).clamp_min(1e-30)
+    ratio = torch.where(lam_min < 0, lam_min.abs() / scale, torch.zeros_like(lam_min))
+    i, j = ratio.shape[0] // 2, ratio.shape[1] // 2
+    return {"ratio": ratio, "nonconvex_fraction": float((ratio > ratio_threshold).double().mean()),
+            "mean_ratio": float(ratio.mean()), "center_ratio": float(ratio[i, j])}
