@@ -46,13 +46,7 @@ def problems(findings) -> list[str]:
     return [f.rule for f in findings if f.severity in ("error", "warning")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are tiny: one thread is ~2x faster than two on a shared 2-core machine (no spin-waits)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

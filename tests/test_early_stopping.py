@@ -20,13 +20,7 @@ from deepwell.training.loop import TensorData, fit
 NAN, INF = math.nan, math.inf
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models are overhead-bound; extra threads only contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def fake_state(model: nn.Module | None = None, names: tuple[str, ...] = ("train/loss", "val/loss", "val/acc")) -> FitState:

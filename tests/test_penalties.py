@@ -12,13 +12,7 @@ from deepwell.training.loop import TensorData, fit
 from deepwell.training.penalties import PENALTIES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models are overhead-bound; extra threads only contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def model_with_every_kind_of_parameter() -> nn.Module:

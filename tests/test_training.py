@@ -23,13 +23,7 @@ from deepwell.training.loop import CheckpointSaver, TensorData, evaluate, fit
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny models are overhead-bound; extra threads only contend with other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def train_spec(**changes) -> TrainSpec:
