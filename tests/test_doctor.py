@@ -11,7 +11,6 @@ import io
 import json
 
 import pytest
-import torch
 from rich.console import Console
 
 import deepwell
