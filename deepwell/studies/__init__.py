@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from deepwell.errors import unknown_name
-from deepwell.studies import activations, dead_relu, double_descent, init, landscape, polynomial
+from deepwell.studies import activations, batchnorm, dead_relu, depth, double_descent, init, landscape, polynomial, preprocess
 from deepwell.studies.base import Study, StudyOutput, StudyResult, Verdict, write_study_json, write_table
 
 __all__ = ["STUDIES", "Study", "StudyOutput", "StudyResult", "Verdict", "run_study", "write_study_json", "write_table"]
@@ -29,6 +29,11 @@ STUDIES: dict[str, Study] = {
                         ("poly-descent",), polynomial.run),
     "landscape": Study("landscape", "Loss landscape: filter-normalised slices, paths between minima, plain vs residual",
                        ("nonconvex",), landscape.run),
+    "batchnorm": Study("batchnorm", "Batch normalisation: batch vs running statistics; training deep nets across learning rates",
+                       ("batchnorm",), batchnorm.run),
+    "preprocessing": Study("preprocessing", "Input preprocessing: centring, scaling and whitening make the loss surface nicer",
+                           ("preprocess",), preprocess.run),
+    "depth": Study("depth", "Depth: deep vs one wide hidden layer at equal parameters", ("depth",), depth.run),
     "double-descent": Study("double-descent", "Double descent: model-wise, epoch-wise and sample-wise", ("double-descent",),
                             double_descent.run),
 }
