@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 from deepwell.errors import unknown_name
-from deepwell.studies import activations, batchnorm, dead_relu, depth, double_descent, init, landscape, polynomial, preprocess
+from deepwell.studies import (
+    activations, batchnorm, dead_relu, depth, double_descent, dropout, early_stopping, init, landscape, layers_converge,
+    polynomial, preprocess, regularization,
+)
 from deepwell.studies.base import Study, StudyOutput, StudyResult, Verdict, write_study_json, write_table
 
 __all__ = ["STUDIES", "Study", "StudyOutput", "StudyResult", "Verdict", "run_study", "write_study_json", "write_table"]
@@ -34,6 +37,13 @@ STUDIES: dict[str, Study] = {
     "preprocessing": Study("preprocessing", "Input preprocessing: centring, scaling and whitening make the loss surface nicer",
                            ("preprocess",), preprocess.run),
     "depth": Study("depth", "Depth: deep vs one wide hidden layer at equal parameters", ("depth",), depth.run),
+    "regularization": Study("regularization", "Weight penalties: L1 sparsity vs L2 shrinkage", ("penalties",), regularization.run),
+    "dropout": Study("dropout", "Dropout and DropConnect: overfitting, test-time scaling, validation below training loss",
+                     ("dropout", "dropout-gap", "dropconnect"), dropout.run),
+    "early-stopping": Study("early-stopping", "Early stopping: restoring the best epoch, and stopping too early",
+                            ("early-stopping",), early_stopping.run),
+    "layers-converge": Study("layers-converge", "Which layers reach their final weights first", ("layers-converge",),
+                             layers_converge.run),
     "double-descent": Study("double-descent", "Double descent: model-wise, epoch-wise and sample-wise", ("double-descent",),
                             double_descent.run),
 }
