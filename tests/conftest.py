@@ -22,3 +22,23 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run the ``deepwell`` command in-process: ``cli("train", "--set", ...) -> (exit code, stdout, stderr)``."""
+    import sys
+
+    from deepwell.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["deepwell", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -8,21 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from deepwell.cli import main
 
 SMALL = ["--set", "data.source=moons:n=300", "--set", "model.hidden=[8]", "--set", "train.epochs=2"]
-
-
-def deepwell(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the CLI in-process (the mnist1d cache and imports are shared); return (code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["deepwell", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_exit_code_2_and_one_line_in_a_real_process():
@@ -46,37 +33,37 @@ def test_exit_code_2_and_one_line_in_a_real_process():
         (["options", "activatons"], "Did you mean 'activation'"),
     ],
 )
-def test_bad_input_exits_2_with_the_reason(monkeypatch, capsys, tmp_path, args, message):
+def test_bad_input_exits_2_with_the_reason(cli, monkeypatch, tmp_path, args, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = deepwell(monkeypatch, capsys, *args)
+    code, _, err = cli(*args)
     assert code == 2
     assert message in err
 
 
-def test_unknown_yaml_key(monkeypatch, capsys, tmp_path):
+def test_unknown_yaml_key(cli, tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text("model:\n  widht: 10\n")
-    code, _, err = deepwell(monkeypatch, capsys, "train", str(spec))
+    code, _, err = cli("train", str(spec))
     assert code == 2 and "Unknown key 'model.widht'" in err and "Did you mean 'width'" in err
 
 
-def test_nan_in_csv(monkeypatch, capsys, tmp_path):
+def test_nan_in_csv(cli, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("a,b,target\n1,2,0\nnan,3,1\n4,5,0\n6,7,1\n")
-    code, _, err = deepwell(monkeypatch, capsys, "train", "--set", f"data.source=csv:path={data}", "--set",
+    code, _, err = cli("train", "--set", f"data.source=csv:path={data}", "--set",
                             f"output.dir={tmp_path}")
     assert code == 2 and "NaN" in err
 
 
-def test_train_predict_evaluate_runs(monkeypatch, capsys, tmp_path):
-    code, out, _ = deepwell(monkeypatch, capsys, "train", *SMALL, "--set", f"output.dir={tmp_path}", "--set", "output.name=r", "-q")
+def test_train_predict_evaluate_runs(cli, tmp_path):
+    code, out, _ = cli("train", *SMALL, "--set", f"output.dir={tmp_path}", "--set", "output.name=r", "-q")
     assert code == 0, out
     assert "test accuracy" in out and f"Run folder: {tmp_path / 'r'}" in out
 
     inputs = tmp_path / "x.csv"
     np.savetxt(inputs, np.array([[0.0, 0.5], [1.0, -0.5], [2.0, 0.5]]), delimiter=",", header="x0,x1", comments="")
     predictions = tmp_path / "p.csv"
-    code, out, err = deepwell(monkeypatch, capsys, "predict", str(tmp_path / "r"), "--input", str(inputs), "-o", str(predictions))
+    code, out, err = cli("predict", str(tmp_path / "r"), "--input", str(inputs), "-o", str(predictions))
     assert code == 0, err
     lines = predictions.read_text().strip().splitlines()
     assert lines[0].startswith("prediction,p_") and len(lines) == 4
@@ -85,25 +72,25 @@ def test_train_predict_evaluate_runs(monkeypatch, capsys, tmp_path):
 
     wrong = tmp_path / "w.csv"
     np.savetxt(wrong, np.zeros((2, 5)), delimiter=",")
-    code, _, err = deepwell(monkeypatch, capsys, "predict", str(tmp_path / "r"), "--input", str(wrong))
+    code, _, err = cli("predict", str(tmp_path / "r"), "--input", str(wrong))
     assert code == 2 and "shape (2,)" in err
 
-    code, out, _ = deepwell(monkeypatch, capsys, "evaluate", str(tmp_path / "r"))
+    code, out, _ = cli("evaluate", str(tmp_path / "r"))
     assert code == 0 and "test/acc" in out
 
-    code, out, _ = deepwell(monkeypatch, capsys, "runs", "--dir", str(tmp_path))
+    code, out, _ = cli("runs", "--dir", str(tmp_path))
     assert code == 0 and "completed" in out
 
 
-def test_spec_and_options_commands(monkeypatch, capsys):
-    code, out, _ = deepwell(monkeypatch, capsys, "spec", "--set", "model.activation=leaky_relu:0.2", "--set", "lr=0.01")
+def test_spec_and_options_commands(cli):
+    code, out, _ = cli("spec", "--set", "model.activation=leaky_relu:0.2", "--set", "lr=0.01")
     assert code == 0 and "activation: leaky_relu:0.2" in out and "lr: 0.01" in out
-    code, out, _ = deepwell(monkeypatch, capsys, "options", "initializer")
+    code, out, _ = cli("options", "initializer")
     assert code == 0 and "he(" in out and "xavier(" in out
 
 
-def test_diverging_run_exits_1(monkeypatch, capsys, tmp_path):
-    code, out, err = deepwell(monkeypatch, capsys, "train", *SMALL, "--set", "train.optimizer=sgd", "--set", "train.lr=1e8",
+def test_diverging_run_exits_1(cli, tmp_path):
+    code, out, err = cli("train", *SMALL, "--set", "train.optimizer=sgd", "--set", "train.lr=1e8",
                               "--set", "train.schedule=constant", "--set", "model.norm=none", "--set", f"output.dir={tmp_path}", "-q")
     assert code == 1
     assert "non-finite" in err and "learning rate" in err

@@ -122,26 +122,13 @@ def test_report_of_other_folder_is_a_clear_error(tmp_path: Path) -> None:
         write_report(tmp_path)
 
 
-def test_report_command(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command(run_dir: Path, tmp_path: Path, cli) -> None:
     """`deepwell report RUN` prints the report's path; a folder that is no run exits with code 2 and one line."""
-    from deepwell.cli import main
-
-    def report(path: Path) -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.argv", ["deepwell", "report", str(path)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else 1
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    code, out, _ = report(run)
+    code, out, _ = cli("report", str(run))
     assert code == 0 and "report.html" in out and (run / "report.html").is_file()
-    code, _, err = report(tmp_path / "nothing")
+    code, _, err = cli("report", str(tmp_path / "nothing"))
     assert code == 2 and "neither a run folder" in err and err.strip().count("\n") == 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from deepwell.data import prepare_data
 from deepwell.diagnostics.probes import LINEAR, measure_activations
 from deepwell.models import ACTIVATIONS, build_model
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Setting, StudyOutput, Verdict, status_from, write_table
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.callbacks import Callback, FitState
 from deepwell.training.loop import TensorData, fit
@@ -61,21 +60,13 @@ CURVES: tuple[tuple[str, str], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GradientSetting:
-    key: str
-    label: str
-    activation: str
-    init: str
-
-
-GRADIENT_SETTINGS: tuple[GradientSetting, ...] = (
-    GradientSetting("sigmoid-default", "sigmoid, PyTorch default init", "sigmoid", "torch_default"),
-    GradientSetting("sigmoid-xavier", "sigmoid, Xavier", "sigmoid", "xavier:gain=1"),
-    GradientSetting("tanh-xavier", "tanh, Xavier (gain 1)", "tanh", "xavier:gain=1"),
-    GradientSetting("tanh-xavier-5/3", "tanh, Xavier gain 5/3", "tanh", "xavier"),
-    GradientSetting("relu-he", "ReLU, He", "relu", "he"),
-    GradientSetting("relu-large", "ReLU, N(0, 0.15²) (too large)", "relu", "normal:0.15"),
+GRADIENT_SETTINGS: tuple[Setting, ...] = (
+    Setting("sigmoid-default", "sigmoid, PyTorch default init", "sigmoid", "torch_default"),
+    Setting("sigmoid-xavier", "sigmoid, Xavier", "sigmoid", "xavier:gain=1"),
+    Setting("tanh-xavier", "tanh, Xavier (gain 1)", "tanh", "xavier:gain=1"),
+    Setting("tanh-xavier-5/3", "tanh, Xavier gain 5/3", "tanh", "xavier"),
+    Setting("relu-he", "ReLU, He", "relu", "he"),
+    Setting("relu-large", "ReLU, N(0, 0.15²) (too large)", "relu", "normal:0.15"),
 )
 
 # layer-1 / layer-20 gradient ratio at init (DESIGN.md); sigmoid: same order of magnitude suffices.

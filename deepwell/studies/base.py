@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from deepwell.training.checkpoint import atomic_write_text
 
-__all__ = ["Status", "Verdict", "StudyResult", "StudyOutput", "Study", "write_table", "write_study_json", "status_from"]
+__all__ = ["Status", "Setting", "Verdict", "StudyResult", "StudyOutput", "Study", "write_table", "write_study_json", "status_from"]
 
 Status = Literal["holds", "does_not_hold", "inconclusive"]
 STATUSES: tuple[str, ...] = ("holds", "does_not_hold", "inconclusive")
@@ -63,6 +63,16 @@ def status_from(supported: bool, usable: bool = True) -> Status:
     if not usable:
         return "inconclusive"
     return "holds" if supported else "does_not_hold"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration a study compares: a key for tables, a label for figures, an activation and an initialiser."""
+
+    key: str
+    label: str
+    activation: str
+    init: str
 
 
 @dataclass

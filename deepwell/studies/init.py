@@ -16,7 +16,6 @@ Verdicts: init-scale, init-zero, init-constant.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,12 @@ from deepwell.data import prepare_data
 from deepwell.diagnostics.probes import SATURATION, measure_activations
 from deepwell.models import build_model
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Setting, StudyOutput, Verdict, status_from, write_table
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.callbacks import Callback, FitState
 from deepwell.training.loop import TensorData, fit
 
-__all__ = ["InitSetting", "INIT_SETTINGS", "REFERENCES", "measure_init", "init_scale_numbers", "init_scale_verdict",
+__all__ = ["Setting", "INIT_SETTINGS", "REFERENCES", "measure_init", "init_scale_numbers", "init_scale_verdict",
            "init_zero_verdict", "init_constant_verdict", "row_spread", "run"]
 
 # --- thresholds: what "holds" means (named, so a reader can argue with them) ------------------
@@ -51,24 +50,14 @@ DEPTH, WIDTH, BATCH = 6, 4096, 16
 INPUT_SEED_OFFSET = 7919  # inputs come from another stream than the weights (see measure_init)
 
 
-@dataclass(frozen=True)
-class InitSetting:
-    """One row of the histogram grid: an activation and an initialiser option."""
-
-    key: str
-    label: str
-    activation: str
-    init: str
-
-
-INIT_SETTINGS: tuple[InitSetting, ...] = (
-    InitSetting("tanh-0.01", "tanh, N(0, 0.01²)", "tanh", "normal:0.01"),
-    InitSetting("tanh-0.05", "tanh, N(0, 0.05²)", "tanh", "normal:0.05"),
-    InitSetting("tanh-xavier", "tanh, Xavier 1/√fan_in", "tanh", "xavier:mode=fan_in,gain=1"),
-    InitSetting("relu-xavier", "ReLU, Xavier 1/√fan_in", "relu", "xavier:mode=fan_in,gain=1"),
-    InitSetting("relu-he", "ReLU, He √(2/fan_in)", "relu", "he"),
-    InitSetting("tanh-zeros", "tanh, zeros", "tanh", "zeros"),
-    InitSetting("tanh-constant", "tanh, constant 0.1", "tanh", "constant:0.1"),
+INIT_SETTINGS: tuple[Setting, ...] = (
+    Setting("tanh-0.01", "tanh, N(0, 0.01²)", "tanh", "normal:0.01"),
+    Setting("tanh-0.05", "tanh, N(0, 0.05²)", "tanh", "normal:0.05"),
+    Setting("tanh-xavier", "tanh, Xavier 1/√fan_in", "tanh", "xavier:mode=fan_in,gain=1"),
+    Setting("relu-xavier", "ReLU, Xavier 1/√fan_in", "relu", "xavier:mode=fan_in,gain=1"),
+    Setting("relu-he", "ReLU, He √(2/fan_in)", "relu", "he"),
+    Setting("tanh-zeros", "tanh, zeros", "tanh", "zeros"),
+    Setting("tanh-constant", "tanh, constant 0.1", "tanh", "constant:0.1"),
 )
 
 # (setting, quantity, layer 1-based) -> the CS231n number (DESIGN.md, "Reference results").
@@ -81,7 +70,7 @@ REFERENCES: dict[tuple[str, str, int], float] = {
 }
 
 
-def measure_init(settings: tuple[InitSetting, ...] = INIT_SETTINGS, depth: int = DEPTH, width: int = WIDTH,
+def measure_init(settings: tuple[Setting, ...] = INIT_SETTINGS, depth: int = DEPTH, width: int = WIDTH,
                  batch: int = BATCH, seed: int = 0, device: torch.device | None = None) -> dict[str, dict[str, Any]]:
     """Per-layer activation statistics and histograms at initialisation, one entry per setting.
 
