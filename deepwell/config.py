@@ -47,6 +47,7 @@ _REGISTRIES = {
     "optimizer": "deepwell.training.optim:OPTIMIZERS",
     "schedule": "deepwell.training.optim:SCHEDULES",
     "penalty": "deepwell.training.penalties:PENALTIES",
+    "augmentation": "deepwell.data.augment:AUGMENTATIONS",
 }
 
 
@@ -72,7 +73,7 @@ class _Spec(BaseModel):
 
 
 class DataSpec(_Spec):
-    """Where the data comes from and how it is split, corrupted and preprocessed."""
+    """Where the data comes from and how it is split, corrupted, preprocessed and augmented (training batches only)."""
 
     source: _option("dataset") = Field("mnist1d", description="dataset option, e.g. mnist1d, digits, csv:path=f.csv,target=y")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the training split held out for validation")
@@ -82,6 +83,10 @@ class DataSpec(_Spec):
         "incorrect", description="incorrect: a random wrong label (Nakkiran et al.); uniform: any label (MNIST-1D notebook)"
     )
     preprocess: _option("preprocessing") = Field("none", description="fitted on the training split only")
+    augment: list[_option("augmentation")] = Field(
+        default_factory=list,
+        description="augmentations applied in order to training batches only, after preprocessing, e.g. [rotate:15, crop:0.7]",
+    )
 
 
 class ModelSpec(_Spec):
@@ -105,6 +110,12 @@ class ModelSpec(_Spec):
     norm_position: Literal["before", "after"] = Field("before", description="normalisation before or after the activation")
     dropout: _option("dropout") = Field("none", description="dropout:0.5[,mode=classic] or dropconnect:0.3[,sample=batch]")
     residual: bool = Field(False, description="skip connections around equal-width hidden layers / conv blocks")
+    backbone: str | None = Field(
+        None, description="transfer: run:PATH, a run's model.safetensors, torchvision:NAME[,weights=FILE]; never downloads"
+    )
+    freeze: str = Field("none", description="with a backbone: none, head_only, first:N (blocks), pattern:REGEX (parameter names)")
+    bn_policy: Literal["frozen", "train"] = Field("frozen", description="BatchNorm in frozen parts: frozen = eval mode")
+    lr_mult_backbone: float = Field(1.0, ge=0.0, description="backbone learning rate = train.lr * this (discriminative rates)")
 
 
 class EarlyStoppingSpec(_Spec):

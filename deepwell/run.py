@@ -27,9 +27,10 @@ import torch
 
 from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
 from deepwell.data import PREPROCESSORS, Splits, prepare_data
+from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
-from deepwell.models import build_model
-from deepwell.models.network import resolve_arch
+from deepwell.models.network import Network, resolve_arch
+from deepwell.models.transfer import build_network
 from deepwell.runtime import resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
@@ -68,6 +69,7 @@ def _meta(spec: RunSpec, splits: Splits, model: torch.nn.Module, device: torch.d
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "init_gains": model.init_gains, "device": str(device),
+        **({"transfer": model.parameter_summary()} if hasattr(model, "parameter_summary") else {}),
         "versions": {"deepwell": deepwell.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
 
@@ -102,7 +104,7 @@ def train(
     spec = spec.model_copy(deep=True)
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape)  # the saved spec names the real architecture
     run_dir = run_dir or _run_dir(spec)
-    model = build_model(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed))
+    model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed))
     model.to(device)
     data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))
 
@@ -111,12 +113,15 @@ def train(
     _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
     saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
     all_callbacks = [MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
-    if spec.diagnostics.probes:
+    if spec.diagnostics.probes and isinstance(model, Network):  # probes read deepwell blocks; a transfer model has none yet
         count = spec.diagnostics.probe_examples
         all_callbacks.insert(0, Probes(run_dir / "probes.jsonl", data.x_train[:count], data.y_train[:count],
                                        loss_function(splits.task, spec.train), every=spec.diagnostics.every))
+    # Augmentation: training batches only, after preprocessing; its own seeded generator (not resumable yet).
+    augment = build_augmentation(spec.data.augment, splits.input_shape, spec.seed) if spec.data.augment else None
     started = time.perf_counter()
-    result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks, resume_from=checkpoint)
+    result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks, resume_from=checkpoint,
+                 batch_transform=augment)
     seconds = time.perf_counter() - started
 
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -204,7 +209,7 @@ class Run:
 
     def _load(self) -> None:
         tensors, _ = load_tensors(self.path / _WEIGHTS)
-        model = build_model(self.spec.model, self.meta["input_shape"], self.meta["output_size"])
+        model = build_network(self.spec.model, self.meta["input_shape"], self.meta["output_size"], pretrained=False)
         weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         missing, unexpected = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
         if missing or unexpected:

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 
 from deepwell.errors import unknown_name
+from deepwell.runtime import configure_cpu
 from deepwell.studies import (
-    activations, batchnorm, dead_relu, depth, double_descent, dropout, early_stopping, init, landscape, layers_converge,
-    polynomial, preprocess, regularization,
+    activations, augmentation, batchnorm, dead_relu, depth, double_descent, dropout, early_stopping, init, landscape,
+    layers_converge,
+    polynomial, preprocess, regularization, transfer,
 )
 from deepwell.studies.base import Study, StudyOutput, StudyResult, Verdict, write_study_json, write_table
 
@@ -44,6 +46,10 @@ STUDIES: dict[str, Study] = {
                             ("early-stopping",), early_stopping.run),
     "layers-converge": Study("layers-converge", "Which layers reach their final weights first", ("layers-converge",),
                              layers_converge.run),
+    "augmentation": Study("augmentation", "Data augmentation on small training sets: images (digits) and signals (MNIST-1D)",
+                          ("augmentation",), augmentation.run),
+    "transfer": Study("transfer", "Transfer learning: similar vs dissimilar source", ("transfer-similar", "transfer-dissimilar"),
+                      transfer.run),
     "double-descent": Study("double-descent", "Double descent: model-wise, epoch-wise and sample-wise", ("double-descent",),
                             double_descent.run),
 }
@@ -63,6 +69,7 @@ def run_study(name: str, quick: bool = True, output: Path = Path("studies"), see
     """
     if name not in STUDIES:
         raise unknown_name("study", name, STUDIES)
+    configure_cpu()  # flush-to-zero: overfitting runs otherwise crawl through denormals
     study = STUDIES[name]
     folder = Path(output) / name
     folder.mkdir(parents=True, exist_ok=True)

@@ -147,7 +147,9 @@ def fit(
     loss_fn = loss_function(task, spec)
     penalty = PENALTIES.build(spec.penalty)
     penalized = penalty.parameters(model) if penalty.active else []
-    optimizer = OPTIMIZERS.build(spec.optimizer, params=model.parameters(), lr=spec.lr)
+    # A model may ask for its own parameter groups (transfer: a lower backbone lr, frozen parameters left out).
+    params = model.param_groups(spec.lr) if callable(getattr(model, "param_groups", None)) else model.parameters()
+    optimizer = OPTIMIZERS.build(spec.optimizer, params=params, lr=spec.lr)
     warmup_steps = round(spec.warmup_epochs * steps_per_epoch)
     scheduler = None
     if spec.schedule.name != "constant" or warmup_steps:

@@ -1,0 +1,167 @@
+"""Transfer learning: backbones from runs and local torchvision weights, freezing, BatchNorm policy, discriminative lrs."""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import deepwell
+from deepwell.config import ModelSpec, TrainSpec
+from deepwell.errors import ConfigError
+from deepwell.models.transfer import TransferModel, build_network
+from deepwell.training.loop import TensorData, fit
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+SOURCE = ["output.report=false", "data.source=moons:n=300", "model.hidden=[16,16]", "train.epochs=3",
+          "train.batch_size=32", "train.lr=0.01", "diagnostics.probes=false"]
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory) -> deepwell.Run:
+    """A tiny trained MLP with batchnorm: the backbone of the tests below."""
+    folder = tmp_path_factory.mktemp("source")
+    return deepwell.train(overrides=[*SOURCE, f"output.dir={folder}", "output.name=src"], progress="none")
+
+
+def _transfer(run: deepwell.Run, **fields) -> TransferModel:
+    spec = ModelSpec(backbone=f"run:{run.path}", **fields)
+    return build_network(spec, run.meta["input_shape"], 3, generator=torch.Generator().manual_seed(0))
+
+
+def _train_steps(model: torch.nn.Module, epochs: int = 2, lr: float = 0.05) -> None:
+    x = torch.randn(96, 2, generator=torch.Generator().manual_seed(1))
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    fit(model, TensorData(x, y), TrainSpec(epochs=epochs, batch_size=32, lr=lr, schedule="constant", clean_train_examples=32))
+
+
+def _backbone_state(model: TransferModel) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.backbone.state_dict().items()}
+
+
+def test_run_backbone_carries_the_trained_weights(source_run):
+    model = _transfer(source_run)
+    saved = load_file(str(source_run.path / "model.safetensors"))
+    backbone = model.backbone.state_dict()
+    expected = {k.removeprefix("model.") for k in saved if k.startswith("model.") and not k.startswith("model.head.")}
+    assert set(backbone) == expected
+    for key, value in backbone.items():
+        assert torch.equal(value, saved[f"model.{key}"]), key
+    assert model.head.out_features == 3
+
+
+def test_head_only_keeps_backbone_and_bn_statistics_bit_identical_while_head_trains(source_run):
+    model = _transfer(source_run, freeze="head_only", bn_policy="frozen")
+    before, head_before = _backbone_state(model), model.head.weight.detach().clone()
+    assert any("running_mean" in k for k in before)  # there is BatchNorm to protect
+    _train_steps(model)
+    after = model.backbone.state_dict()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    assert not torch.equal(head_before, model.head.weight)
+
+
+def test_bn_policy_train_updates_running_statistics_but_not_frozen_weights(source_run):
+    model = _transfer(source_run, freeze="head_only", bn_policy="train")
+    before = _backbone_state(model)
+    _train_steps(model)
+    after = model.backbone.state_dict()
+    assert not torch.equal(before["dense.0.norm.running_mean"], after["dense.0.norm.running_mean"])
+    assert torch.equal(before["dense.0.norm.weight"], after["dense.0.norm.weight"])
+    assert torch.equal(before["dense.0.transform.weight"], after["dense.0.transform.weight"])
+
+
+def test_first_n_freezes_only_the_first_blocks(source_run):
+    model = _transfer(source_run, freeze="first:1")
+    before = _backbone_state(model)
+    _train_steps(model)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("dense.0."))
+    assert not torch.equal(before["dense.1.transform.weight"], after["dense.1.transform.weight"])
+    summary = model.parameter_summary()
+    assert summary["backbone.dense"]["frozen"] > 0 and summary["backbone.dense"]["trainable"] > 0
+    assert summary["head"] == {"trainable": 16 * 3 + 3, "frozen": 0}
+
+
+def test_pattern_freezes_matching_parameters_and_bad_policies_raise(source_run):
+    model = _transfer(source_run, freeze=r"pattern:dense\.1\.")
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(n.startswith("backbone.dense.1.") for n in frozen)
+    for bad in ("first:9", "pattern:nomatch", "half"):
+        with pytest.raises(ConfigError, match="model.freeze"):
+            _transfer(source_run, freeze=bad)
+
+
+def test_discriminative_learning_rates_reach_the_optimizer(source_run):
+    model = _transfer(source_run, lr_mult_backbone=0.1)
+    x, y = torch.randn(64, 2), torch.randint(0, 3, (64,))
+    captured = {}
+
+    class Capture(deepwell.training.callbacks.Callback):
+        def on_fit_start(self, state):
+            captured.update({g["name"]: g["lr"] for g in state.optimizer.param_groups})
+
+    fit(model, TensorData(x, y), TrainSpec(epochs=1, batch_size=32, lr=0.02, schedule="constant"), callbacks=[Capture()])
+    assert captured == pytest.approx({"backbone": 0.002, "head": 0.02})
+
+
+def test_torchvision_resnet18_from_a_local_weights_file(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_network(ModelSpec(backbone=f"torchvision:resnet18,weights={path}", freeze="first:4"), (1, 32, 32), 5)
+    x = torch.randn(2, 1, 32, 32)
+    reference.fc = torch.nn.Identity()
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        assert torch.allclose(model.backbone(model.reshape(x)), reference(x.expand(-1, 3, -1, -1)))
+        assert model(x).shape == (2, 5)
+    assert not model.backbone.conv1.weight.requires_grad and model.backbone.layer4[0].conv1.weight.requires_grad
+
+
+def test_missing_zoo_weights_name_the_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ConfigError, match=r"Put resnet18-f37072fd\.pth in .*hub/checkpoints/ or give weights=PATH"):
+        build_network(ModelSpec(backbone="torchvision:resnet18"), (3, 32, 32), 5)
+    with pytest.raises(ConfigError, match="nothere.pth' not found"):
+        build_network(ModelSpec(backbone=f"torchvision:resnet18,weights={tmp_path / 'nothere.pth'}"), (3, 32, 32), 5)
+
+
+def test_transfer_run_trains_saves_and_loads_back(source_run, tmp_path):
+    transfer = [f"model.backbone=run:{source_run.path}", "model.freeze=head_only", "model.lr_mult_backbone=0.5"]
+    run = deepwell.train(overrides=[*SOURCE, f"output.dir={tmp_path}", "output.name=target", *transfer], progress="none")
+    assert run.meta["transfer"]["head"]["trainable"] == 16 * 2 + 2
+    assert run.meta["transfer"]["backbone.dense"]["trainable"] == 0
+    x = torch.randn(5, 2)
+    assert torch.equal(run.model(x), deepwell.Run.load(run.path).model(x))
+    source_state = source_run.model.state_dict()
+    for key, value in run.model.backbone.state_dict().items():
+        assert torch.equal(value, source_state[key]), key
+
+
+@pytest.mark.parametrize("numbers, similar, dissimilar", [
+    ({"head_only": 0.72, "fine_tune": 0.77, "scratch": 0.65, "source_acc": 0.98}, "holds", "holds"),
+    ({"head_only": 0.60, "fine_tune": 0.77, "scratch": 0.65, "source_acc": 0.98}, "does_not_hold", "holds"),
+    ({"head_only": 0.76, "fine_tune": 0.77, "scratch": 0.76, "source_acc": 0.98}, "does_not_hold", "does_not_hold"),
+    ({"head_only": 0.72, "fine_tune": 0.77, "scratch": 0.65, "source_acc": 0.30}, "inconclusive", "inconclusive"),
+])
+def test_transfer_study_verdicts_follow_the_numbers(numbers, similar, dissimilar):
+    from deepwell.studies.transfer import dissimilar_verdict, similar_verdict
+
+    assert similar_verdict(numbers).status == similar
+    assert dissimilar_verdict(numbers).status == dissimilar
+
+
+@pytest.mark.slow
+def test_transfer_study_quick_mode_writes_verdicts_table_and_figure(tmp_path):
+    from deepwell.studies.transfer import run
+
+    output = run(tmp_path, quick=True, seed=0)
+    assert [v.claim for v in output.verdicts] == ["transfer-similar", "transfer-dissimilar"]
+    assert all(v.status != "inconclusive" for v in output.verdicts)
+    assert (tmp_path / "transfer.csv").is_file() and (tmp_path / "transfer.png").is_file()
