@@ -160,7 +160,7 @@ def _samples_figure(folder: Path, seed: int, columns: int = 8, draws: int = 3) -
         shown = images if row == 0 else augment(images, digits.y_train[:columns])[0]
         for column in range(columns):
             ax = axes[row][column]
-            ax.imshow(shown[column, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(shown[column, 0].cpu().numpy(), cmap="gray_r", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
             if column == 0:
                 ax.set_ylabel("original" if row == 0 else f"draw {row}", fontsize=8)
@@ -171,8 +171,8 @@ def _samples_figure(folder: Path, seed: int, columns: int = 8, draws: int = 3) -
     for column in range(columns):
         ax = axes[draws + 1][column]
         for index, version in enumerate(drawn):
-            ax.plot(version[column, 0].cpu(), color=COLORS[1 + index], linewidth=0.8, alpha=0.8)
-        ax.plot(originals[column, 0].cpu(), color="black", linewidth=1.2)
+            ax.plot(version[column, 0].cpu().numpy(), color=COLORS[1 + index], linewidth=0.8, alpha=0.8)
+        ax.plot(originals[column, 0].cpu().numpy(), color="black", linewidth=1.2)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"label {int(signals.y_train[column])}", fontsize=7)
     figure.suptitle("Augmented samples: digits (rotate, scale) and MNIST-1D (shift, stretch, amplitude)", fontsize=10)
