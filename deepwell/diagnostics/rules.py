@@ -9,6 +9,10 @@ dropout) each have a rule; so do the learning rate and a non-finite loss.
 What the rules read (see :class:`RunEvidence`): the run's resolved spec, meta.json, summary.json,
 metrics.jsonl (one row per epoch), probes.jsonl (per-layer samples, the first taken at
 initialisation; see :mod:`deepwell.diagnostics.probes`) and, lazily, the final weights.
+
+This file is longer than most on purpose: it is fourteen independent ~25-line rules under one
+table of thresholds, and reading a rule next to the threshold it uses is the point; the data
+they read lives in :mod:`deepwell.diagnostics.evidence`.
 """
 
 from __future__ import annotations
