@@ -19,15 +19,19 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/deepwell train
 
-# The report test opens report.html in a real browser. Install Debian's chromium when it is
-# missing and we may (root); otherwise say so and go on (that one test then skips).
+# Debian packages the tests exercise: chromium (the report opens in a real browser), wordnet-base
+# (WordNet for synonym replacement), espeak-ng (speech fixtures for the audio pipeline). Install
+# those missing when we may (root); otherwise say so and go on (the tests needing them then skip).
+DEBIAN_PACKAGES := chromium:chromium wordnet-base:/usr/share/wordnet/index.noun espeak-ng:espeak-ng
 system-deps:
-	@if command -v chromium >/dev/null 2>&1; then :; \
+	@missing=""; for entry in $(DEBIAN_PACKAGES); do pkg=$${entry%%:*}; probe=$${entry#*:}; \
+		if [ -e "$$probe" ] || command -v "$$probe" >/dev/null 2>&1; then :; else missing="$$missing $$pkg"; fi; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "Installing Debian's chromium (for the report's browser test)..."; \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+		echo "Installing Debian packages the tests use:$$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	else \
-		echo "chromium is missing and this is not a root Debian shell: skipping it (the report's browser test will skip)."; \
+		echo "Missing Debian packages:$$missing and this is not a root Debian shell: the tests that need them will skip."; \
 	fi
 
 test: $(STAMP) system-deps
