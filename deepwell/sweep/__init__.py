@@ -18,11 +18,12 @@ from deepwell.sweep.executors import (
     ProcessPoolExecutor,
     run_task,
 )
+from deepwell.sweep.ray_executor import RayExecutor
 from deepwell.sweep.store import RecordStore, run_sweep, summarize, write_csv
 from deepwell.sweep.tasks import Record, SweepTask, build_member, prepared_data, record_from_history
 
 __all__ = [
     "EXECUTORS", "BatchedExecutor", "EnsembleResult", "Executor", "InProcessExecutor", "ProcessPoolExecutor",
-    "Record", "RecordStore", "SweepTask", "build_member", "ensemble_layout", "plan_buckets", "prepared_data",
+    "RayExecutor", "Record", "RecordStore", "SweepTask", "build_member", "ensemble_layout", "plan_buckets", "prepared_data",
     "record_from_history", "run_sweep", "run_task", "summarize", "train_ensemble", "write_csv",
 ]
