@@ -176,6 +176,39 @@ def study_command(
     out.print(f"Study folder: {result.path}")
 
 
+@app.command("sweep")
+def sweep_command(
+    spec: Annotated[Optional[Path], typer.Argument(help="YAML spec file the runs start from (default: built-in defaults)")] = None,
+    over: Annotated[Optional[list[str]], typer.Option("--over", "-o", help="swept key and values: model.width=4,16,64 (repeatable: a grid)")] = None,
+    seeds: Annotated[int, typer.Option(help="runs per combination (seed, seed+1, ...)")] = 1,
+    set_: SetOption = None,
+    executor: Annotated[str, typer.Option(help="batched (small models as one ensemble), in_process, process_pool, ray")] = "batched",
+    workers: Annotated[Optional[int], typer.Option(help="worker processes (batched on a CPU, process_pool)")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray executor; default: a local Ray)")] = None,
+    output: Annotated[Path, typer.Option("--out", help="parent folder of the sweep's folder")] = Path("sweeps"),
+    name: Annotated[Optional[str], typer.Option(help="the sweep's folder name (default: the swept keys)")] = None,
+) -> None:
+    """Train a grid of runs (every combination of --over values x seeds); resumes where it stopped."""
+    from deepwell.config import load_spec
+    from deepwell.sweep.grid import make_executor, parse_over, run_grid
+
+    base = load_spec(spec, set_ or [])
+    grid = parse_over(over or [])
+    result = run_grid(base, grid, seeds=seeds, executor=make_executor(executor, workers=workers, address=address),
+                      output=output, name=name)
+    table = Table(*result.keys, "n", result.metric, f"{result.metric.replace('test', 'train')}")
+    train = result.metric.replace("test", "train")
+    for row in result.rows:
+        cells = [str(row[key]) for key in result.keys] + [str(row["n"])]
+        cells.append(f"{row[f'{result.metric}_mean']:.4f} +- {row[f'{result.metric}_std']:.4f}")
+        cells.append(f"{row[f'{train}_mean']:.4f}" if f"{train}_mean" in row else "-")
+        table.add_row(*cells)
+    out.print(table)
+    for note in result.notes:
+        err.print(f"[yellow]note:[/yellow] {note}")
+    out.print(f"Sweep folder: {result.path}")
+
+
 @app.command("tour")
 def tour_command(
     full: Annotated[bool, typer.Option("--full", help="the reference settings (slow) instead of quick mode")] = False,

@@ -64,9 +64,10 @@ def test_equal_widths_use_vmap_and_match_fit(data: TensorData, optimizer: str) -
     assert _assert_same_as_fit([12, 12, 12], [0, 1, 2], spec, data) == "stacked"
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "identity", "gelu"])
 def test_different_widths_padded_in_one_bucket_match_fit(data: TensorData, activation: str) -> None:
     # One bucket forces padding (narrow members padded to 33); sigmoid(0) != 0 exercises the masks.
+    # relu ... identity take the hand-written backward (_Padded.train_step), gelu autograd's.
     spec = TrainSpec(epochs=3, batch_size=32, optimizer="sgd:momentum=0.9", lr=0.05, schedule="constant")
     layout = _assert_same_as_fit([2, 5, 17, 33], [0, 0, 1, 1], spec, data, activation, bucket_overhead=1e12)
     assert layout == "padded"
@@ -167,6 +168,41 @@ def test_process_pool_gives_the_same_records_as_the_loop() -> None:
     loop = sorted(run_sweep(tasks, InProcessExecutor()), key=lambda r: r["seed"])
     for a, b in zip(loop, pooled):
         assert b["executor"] == "process_pool" and b["train_loss"] == pytest.approx(a["train_loss"], abs=ATOL)
+
+
+def test_hand_written_backward_equals_autograd(data: TensorData) -> None:
+    from deepwell.sweep.ensemble import _Padded
+
+    models = [_mlp(3, 0, "tanh"), _mlp(9, 1, "tanh"), _mlp(20, 2, "tanh")]
+    x, y = data.x_train[:16].flatten(1), data.y_train[:16]
+    for source in (None, torch.tensor([0, 0, 0])):
+        net = _Padded(models, [[0, 1], [2]])
+        xs = x if source is None else x.unsqueeze(0)
+        logits = net(xs, source)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(3)).mul(3).backward()
+        expected = [p.grad.clone() for p in net.parameters()]
+        with torch.no_grad():
+            net.train_step(xs, source, y.expand(3, -1))
+        for got, want in zip(net.parameters(), expected):
+            torch.testing.assert_close(got.grad, want, atol=1e-6, rtol=1e-5)
+
+
+def test_balanced_shards_split_work_evenly() -> None:
+    from deepwell.sweep.executors import balanced_shards
+
+    assert balanced_shards([105, 60, 40, 30, 5], 2) == [[0, 4], [1, 2, 3]]
+    assert balanced_shards([1, 1, 1], 5) == [[0], [1], [2]]
+    assert balanced_shards([3, 2], 1) == [[0, 1]]
+
+
+def test_batched_workers_give_the_records_of_one_process() -> None:
+    # Sharded over two spawned processes, each member trains exactly as it would in one ensemble.
+    tasks = _tasks(widths=(3, 8, 20), seeds=(0,), epochs=2)
+    one = run_sweep(tasks, BatchedExecutor(workers=1))
+    two = sorted(run_sweep(tasks, BatchedExecutor(workers=2)), key=lambda r: r["width"])
+    for a, b in zip(one, two):
+        assert b["width"] == a["width"] and b["train_loss"] == pytest.approx(a["train_loss"], abs=ATOL)
+        assert b["test_error"] == pytest.approx(a["test_error"], abs=1e-6)
 
 
 def test_record_store_drops_a_torn_line(tmp_path: Path) -> None:

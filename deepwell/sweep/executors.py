@@ -91,15 +91,23 @@ class BatchedExecutor:
     Tasks the ensemble cannot train exactly (batchnorm, dropout, penalties, ...) fall back to
     ``fit`` one by one, so every sweep runs; ``record["executor"]`` says which path ran.
 
+    On a CPU a large group is also split into ``workers`` shards of about equal work, each trained
+    as its own ensemble in a spawned process with one torch thread: the batched matmuls of small
+    networks gain nothing from a second BLAS thread (measured: 2 threads 5.3 ms a step, 1 thread
+    5.0 ms on the double-descent sweep), while two processes run both the arithmetic and the
+    per-step Python overhead side by side. Members never interact, so sharding changes no result.
+
     Args:
         max_group: most members per ensemble (memory bound); larger groups are split.
         bucket_overhead: passed to ``train_ensemble`` (padded layout).
+        workers: processes per group on a CPU; default: one per core when the group's work
+            (``WORKER_MIN_FLOPS``) pays for starting them, else 1 (this process).
     """
 
     name = "batched"
 
-    def __init__(self, max_group: int = 256, bucket_overhead: float | None = None) -> None:
-        self.max_group, self.bucket_overhead = max_group, bucket_overhead
+    def __init__(self, max_group: int = 256, bucket_overhead: float | None = None, workers: int | None = None) -> None:
+        self.max_group, self.bucket_overhead, self.workers = max_group, bucket_overhead, workers
 
     def run(self, tasks: Sequence[SweepTask]) -> Iterator[Record]:
         groups: dict[str, list[SweepTask]] = {}
@@ -110,7 +118,6 @@ class BatchedExecutor:
                 yield from self._run_group(members[start:start + self.max_group])
 
     def _run_group(self, tasks: list[SweepTask]) -> Iterator[Record]:
-        started = time.perf_counter()
         built = [build_member(task) for task in tasks]
         models = [model for model, _ in built]
         try:
@@ -121,11 +128,53 @@ class BatchedExecutor:
             for task in tasks:
                 yield run_task(task)
             return
-        result = train_ensemble(models, [data for _, data in built], tasks[0].train, [t.seed for t in tasks],
-                                bucket_overhead=self.bucket_overhead)
-        seconds = (time.perf_counter() - started) / len(tasks)  # the group's time, shared evenly
-        for task, model, history in zip(tasks, models, result.histories):
-            yield record_from_history(task, model, history, seconds, f"batched:{result.layout}")
+        sizes = [sum(p.numel() for p in model.parameters()) for model in models]
+        device = built[0][1].x_train.device
+        flops = 6 * sum(sizes) * len(built[0][1].x_train) * tasks[0].train.epochs  # forward + backward, every epoch
+        workers = self.workers or (torch.get_num_threads() if flops >= WORKER_MIN_FLOPS else 1)  # the cores deepwell was given
+        shards = balanced_shards(sizes, workers) if device.type == "cpu" and len(tasks) > 1 else [list(range(len(tasks)))]
+        if len(shards) == 1:
+            yield from _train_group(tasks, self.bucket_overhead, built)
+            return
+        del built, models
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(len(shards), mp_context=context, initializer=_worker_init) as pool:
+            futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in shards]
+            for future in concurrent.futures.as_completed(futures):
+                yield from future.result()
+
+
+WORKER_MIN_FLOPS = 5e11  # ~10 s of one core's work: below this, starting worker processes costs more than it saves
+
+
+def balanced_shards(costs: Sequence[float], count: int) -> list[list[int]]:
+    """Split items into at most ``count`` shards of about equal total cost (largest first, to the lightest shard).
+
+    Example::
+
+        balanced_shards([105, 60, 40, 30, 5], 2)  # [[0, 4], [1, 2, 3]]
+    """
+    count = max(1, min(count, len(costs)))
+    shards: list[list[int]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    for index in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        lightest = loads.index(min(loads))
+        shards[lightest].append(index)
+        loads[lightest] += costs[index]
+    return [sorted(shard) for shard in shards if shard]
+
+
+def _train_group(tasks: list[SweepTask], bucket_overhead: float | None,
+                 built: list[tuple[torch.nn.Module, object]] | None = None) -> list[Record]:
+    """Train tasks as one ensemble (in this process or a worker); their records."""
+    started = time.perf_counter()
+    built = built or [build_member(task) for task in tasks]
+    models = [model for model, _ in built]
+    result = train_ensemble(models, [data for _, data in built], tasks[0].train, [t.seed for t in tasks],
+                            bucket_overhead=bucket_overhead)
+    seconds = (time.perf_counter() - started) / len(tasks)  # the group's time, shared evenly
+    return [record_from_history(task, model, history, seconds, f"batched:{result.layout}")
+            for task, model, history in zip(tasks, models, result.histories)]
 
 
 EXECUTORS = {"in_process": InProcessExecutor, "process_pool": ProcessPoolExecutor, "batched": BatchedExecutor}
