@@ -153,3 +153,49 @@ def test_landscape_study_quick(tmp_path):
     assert [v.claim for v in output.verdicts] == ["nonconvex"]
     assert all((tmp_path / name).is_file() for name, _ in output.figures + output.tables)
     assert (tmp_path / "landscape_directions_plain.safetensors").is_file()
+    assert (tmp_path / "landscape_trajectory.png").is_file()
+
+
+def test_trajectory_pca_recovers_a_path_that_lies_in_a_plane():
+    # theta_t = theta_n + a_t u + b_t v with orthonormal u, v: two directions explain everything and
+    # the coordinates reconstruct every snapshot exactly; the last snapshot sits at the origin.
+    from deepwell.diagnostics.landscape import trajectory_pca
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"w": (5, 4), "b": (5,)}
+    size = sum(math.prod(s) for s in shapes.values())
+    u, v = torch.linalg.qr(torch.randn(size, 2, generator=generator, dtype=torch.float64))[0].T
+    final = torch.randn(size, generator=generator, dtype=torch.float64)
+    t = torch.linspace(0, 1, 8, dtype=torch.float64)
+    a, b = 3 * (1 - t) ** 2, torch.sin(3 * t) * (1 - t)
+    points = final + a[:, None] * u + b[:, None] * v
+
+    def unflatten(vector):
+        return {"w": vector[:20].view(5, 4).float(), "b": vector[20:].float()}
+
+    path = trajectory_pca([unflatten(p) for p in points])
+    assert float(path.explained.sum()) == pytest.approx(1.0, abs=1e-6)
+    assert path.coords[-1].abs().max() < 1e-5
+    flat = lambda d: torch.cat([d["w"].flatten(), d["b"]]).double()  # noqa: E731
+    basis = torch.stack([flat(path.dx), flat(path.dy)])
+    torch.testing.assert_close(basis @ basis.T, torch.eye(2, dtype=torch.float64), atol=1e-5, rtol=0)
+    rebuilt = final + path.coords.double() @ basis
+    torch.testing.assert_close(rebuilt, points, atol=1e-5, rtol=0)
+    line = trajectory_pca([unflatten(final + s * u) for s in (2.0, 1.0, 0.5, 0.0)])  # a straight path: one direction
+    assert float(line.explained[0]) == pytest.approx(1.0, abs=1e-6)
+    assert line.coords[:, 0].abs().tolist() == pytest.approx([2.0, 1.0, 0.5, 0.0], abs=1e-5)
+
+
+def test_weight_snapshots_hold_the_initial_and_every_epochs_weights():
+    from deepwell.config import TrainSpec
+    from deepwell.diagnostics.landscape import WeightSnapshots
+    from deepwell.training.loop import TensorData, fit
+
+    model = _mlp()
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    snapshots = WeightSnapshots()
+    x, y = torch.randn(64, 2), torch.randint(0, 3, (64,))
+    fit(model, TensorData(x, y), TrainSpec(epochs=3, batch_size=32), callbacks=[snapshots])
+    assert len(snapshots.snapshots) == 4
+    assert all(torch.equal(snapshots.snapshots[0][n], initial[n]) for n in initial)
+    assert all(torch.equal(snapshots.snapshots[-1][n], p.detach()) for n, p in model.named_parameters())

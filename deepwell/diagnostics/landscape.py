@@ -18,14 +18,18 @@ Example::
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from deepwell.training.callbacks import Callback, FitState
+
 __all__ = ["Direction", "random_direction", "evaluate_parameter_sets", "slice_1d", "slice_2d", "interpolate",
-           "path_barrier", "discrete_hessian_eigenvalues", "nonconvexity"]
+           "path_barrier", "discrete_hessian_eigenvalues", "nonconvexity", "WeightSnapshots", "Trajectory",
+           "trajectory_pca"]
 
 Direction = dict[str, torch.Tensor]   # parameter name -> tensor of the parameter's shape
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -176,3 +180,79 @@ def nonconvexity(grid: torch.Tensor, alphas: torch.Tensor, betas: torch.Tensor,
     i, j = ratio.shape[0] // 2, ratio.shape[1] // 2
     return {"ratio": ratio, "nonconvex_fraction": float((ratio > ratio_threshold).double().mean()),
             "mean_ratio": float(ratio.mean()), "center_ratio": float(ratio[i, j])}
+
+
+class WeightSnapshots(Callback):
+    """A ``fit`` callback keeping a copy of every parameter at the start and after each epoch (CPU, float32).
+
+    Memory: (epochs + 1) x parameters x 4 bytes -- meant for the small networks whose path one plots.
+
+    Example::
+
+        snapshots = WeightSnapshots()
+        fit(model, data, spec, callbacks=[snapshots])
+        path = trajectory_pca(snapshots.snapshots)
+    """
+
+    def __init__(self) -> None:
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def _take(self, model: nn.Module) -> None:
+        self.snapshots.append({name: p.detach().to("cpu", torch.float32, copy=True) for name, p in model.named_parameters()})
+
+    def on_fit_start(self, state: FitState) -> None:
+        self._take(state.model)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self._take(state.model)
+
+
+@dataclass
+class Trajectory:
+    """An optimisation path projected on its own two principal directions (Li et al. 2018, section 7).
+
+    ``coords[t]`` is snapshot t's position relative to the last one, in units of the directions
+    ``dx``/``dy`` (unit vectors over all parameters); ``explained`` is the share of the path's
+    variance each direction captures.
+    """
+
+    dx: Direction
+    dy: Direction
+    coords: torch.Tensor       # (T, 2)
+    explained: torch.Tensor    # (2,)
+
+
+def trajectory_pca(snapshots: Sequence[dict[str, torch.Tensor]]) -> Trajectory:
+    """PCA of the path theta_0 .. theta_n around the final weights: the plane that shows the most of it.
+
+    Li et al.'s point: random directions are nearly orthogonal to an optimisation path in high
+    dimensions, so a path only shows on a plane built from the path itself. The matrix
+    M = [theta_i - theta_n] (one row per snapshot) is decomposed by SVD; its first two right
+    singular vectors are the directions and M's projections on them the path's coordinates.
+    Directions are plain unit vectors (not filter-normalised): a path has a scale of its own.
+
+    Args:
+        snapshots: parameter dicts in training order (e.g. :class:`WeightSnapshots`), at least 3.
+
+    Returns:
+        the two directions (parameter-shaped), every snapshot's coordinates and the explained variance ratios.
+    """
+    if len(snapshots) < 3:
+        raise ValueError(f"A trajectory needs at least 3 snapshots (got {len(snapshots)}): train for 2 or more epochs.")
+    names = list(snapshots[-1])
+    final = torch.cat([snapshots[-1][n].flatten() for n in names]).double()
+    rows = torch.stack([torch.cat([s[n].flatten() for n in names]).double() - final for s in snapshots])  # (T, P)
+    _, singular, vh = torch.linalg.svd(rows, full_matrices=False)
+    basis = vh[:2]                                                                                    # (2, P)
+    coords = rows @ basis.T                                                                           # (T, 2)
+    variance = singular ** 2
+    explained = variance[:2] / variance.sum().clamp_min(1e-300)
+    directions = []
+    for vector in basis:
+        direction, offset = {}, 0
+        for name in names:
+            reference = snapshots[-1][name]
+            direction[name] = vector[offset:offset + reference.numel()].view_as(reference).to(reference.dtype)
+            offset += reference.numel()
+        directions.append(direction)
+    return Trajectory(directions[0], directions[1], coords.float(), explained.float())

@@ -13,9 +13,13 @@ Measurements (deepwell.diagnostics.landscape):
    BatchNorm directions zero), a, b in [-1, 1] (21 x 21 grid in quick mode, 51 x 51 in full mode).
 3. Non-convexity of the 2-D slice: the fraction of interior grid points whose central-difference
    Hessian has lambda_min < 0 with |lambda_min / lambda_max| > 5% (Li et al.'s ratio maps).
+4. The optimisation trajectory (Li et al., section 7): the weights after every epoch, projected on
+   the path's two principal directions (PCA of theta_t - theta_final), drawn over the loss on that
+   plane -- random directions would miss the path, which lies in a tiny subspace.
 
 The directions and the centre weights are saved (``landscape_directions_<model>.safetensors``,
-keys ``center/<name>``, ``buffer/<name>``, ``x/<name>``, ``y/<name>``) so every figure can be redrawn.
+keys ``center/<name>``, ``buffer/<name>``, ``x/<name>``, ``y/<name>``, and the trajectory's
+``pca_x/<name>``, ``pca_y/<name>`` and ``path`` coordinates) so every figure can be redrawn.
 
 Verdict nonconvex: a barrier on the path between two minima, or a non-convex 2-D slice (measured).
 """
@@ -32,8 +36,8 @@ import torch.nn.functional as F
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.data import prepare_data
-from deepwell.diagnostics.landscape import (NONCONVEX_RATIO, interpolate, nonconvexity, path_barrier, random_direction,
-                                            slice_1d, slice_2d)
+from deepwell.diagnostics.landscape import (NONCONVEX_RATIO, WeightSnapshots, interpolate, nonconvexity, path_barrier,
+                                            random_direction, slice_1d, slice_2d, trajectory_pca)
 from deepwell.models import build_model
 from deepwell.runtime import resolve_device
 from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
@@ -62,16 +66,17 @@ def train_pair(residual: bool, width: int, epochs: int, seed: int, device: torch
     splits = prepare_data(DataSpec(source=SOURCE, val_fraction=0.0, preprocess="standardize"), seed)
     x, y = splits.x_train.to(device), splits.y_train.to(device)
     spec = ModelSpec(arch="mlp", depth=DEPTH, width=width, residual=residual)
-    models, initial = [], None
+    models, initial, snapshots = [], None, WeightSnapshots()
     for run_seed in (seed, seed + 1):
         model = build_model(spec, splits.input_shape, splits.output_size,
                             generator=torch.Generator().manual_seed(run_seed)).to(device)
         if initial is None:
             initial = copy.deepcopy(model)
-        fit(model, TensorData(x, y), TrainSpec(epochs=epochs, batch_size=64, lr=3e-3), seed=run_seed)
+        fit(model, TensorData(x, y), TrainSpec(epochs=epochs, batch_size=64, lr=3e-3), seed=run_seed,
+            callbacks=[snapshots] if run_seed == seed else [])
         models.append(model.eval())
     return {"models": models, "initial": initial.eval(), "x": x, "y": y, "num_classes": splits.num_classes,
-            "spec": str(spec)}
+            "spec": str(spec), "snapshots": snapshots.snapshots}
 
 
 def measure_landscape(pair: dict[str, Any], points: int, path_points: int, seed: int) -> dict[str, Any]:
@@ -85,12 +90,21 @@ def measure_landscape(pair: dict[str, Any], points: int, path_points: int, seed:
     line = slice_1d(model, dx, x, y, _loss, grid)
     surface = slice_2d(model, dx, dy, x, y, _loss, grid, grid)
     shape = nonconvexity(surface, grid, grid)
+    path = trajectory_pca(pair["snapshots"])
+    low, high = path.coords.min(0).values, path.coords.max(0).values
+    margin = (high - low).clamp_min(1e-3) * 0.15
+    pca_a = torch.linspace(float(low[0] - margin[0]), float(high[0] + margin[0]), points)
+    pca_b = torch.linspace(float(low[1] - margin[1]), float(high[1] + margin[1]), points)
+    pca_surface = slice_2d(model, {n: d.to(x.device) for n, d in path.dx.items()},
+                           {n: d.to(x.device) for n, d in path.dy.items()}, x, y, _loss, pca_a, pca_b)
     return {"dx": dx, "dy": dy, "path_alphas": path_alphas, "grid": grid, "init_path": init_path, "seeds_path": seeds_path,
-            "line": line, "surface": surface, "ratio": shape["ratio"],
+            "line": line, "surface": surface, "ratio": shape["ratio"], "trajectory": path, "pca_a": pca_a, "pca_b": pca_b,
+            "pca_surface": pca_surface,
             "numbers": {"final_loss": float(init_path[-1]), "other_final_loss": float(seeds_path[-1]),
                         "init_loss": float(init_path[0]), "init_barrier": path_barrier(init_path),
                         "seeds_barrier": path_barrier(seeds_path), "line_barrier": _line_barrier(line),
                         "nonconvex_fraction": shape["nonconvex_fraction"], "mean_ratio": shape["mean_ratio"],
+                        "trajectory_explained_1": float(path.explained[0]), "trajectory_explained_2": float(path.explained[1]),
                         "chance_loss": math.log(pair["num_classes"])}}
 
 
@@ -143,6 +157,9 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
          f"training loss, eval mode) and Li et al.'s |lambda_min / lambda_max| maps (non-convex where > {NONCONVEX_RATIO:g})."),
         (_surface_figure(folder, results), f"The same slices as 3-D surfaces (log10 of the loss clipped at {SURFACE_CLIP:g}): plain vs "
          "residual."),
+        (_trajectory_figure(folder, results), "The optimisation path (weights after every epoch, seed 0) projected on its own two "
+         "principal directions, over the training loss on that plane (Li et al. 2018, section 7); axis labels give the share of "
+         "the path's variance each direction explains."),
     ]
     tables = [(_paths_table(folder, results), "Loss along each path and 1-D slice (tidy)."),
               (_grid_table(folder, results), "Loss on each 2-D slice grid point (tidy)."),
@@ -156,6 +173,9 @@ def _save_directions(path: Path, pair: dict[str, Any], result: dict[str, Any], s
     tensors.update({f"buffer/{n}": b for n, b in model.named_buffers()})
     tensors.update({f"x/{n}": d for n, d in result["dx"].items()})
     tensors.update({f"y/{n}": d for n, d in result["dy"].items()})
+    tensors.update({f"pca_x/{n}": d for n, d in result["trajectory"].dx.items()})
+    tensors.update({f"pca_y/{n}": d for n, d in result["trajectory"].dy.items()})
+    tensors["path"] = result["trajectory"].coords
     save_tensors(path, tensors, metadata={"model": pair["spec"], "seed": str(seed), "source": SOURCE,
                                           "normalization": "filter", "ignore": "biasbn"})
 
@@ -220,6 +240,26 @@ def _contour_figure(folder: Path, results: dict[str, Any]) -> str:
                xlabel="alpha (dx)", ylabel="beta (dy)")
     save_figure(figure, folder / "landscape_contours.png")
     return "landscape_contours.png"
+
+
+def _trajectory_figure(folder: Path, results: dict[str, Any]) -> str:
+    figure, axes = new_figure(11, 4.6, 1, len(results))
+    for col, (name, r) in enumerate(results.items()):
+        ax, path = axes[0][col], r["trajectory"]
+        levels = r["pca_surface"].clamp(max=SURFACE_CLIP).log10().T.numpy()
+        filled = ax.contourf(r["pca_a"].numpy(), r["pca_b"].numpy(), levels, levels=30, cmap="viridis")
+        ax.contour(r["pca_a"].numpy(), r["pca_b"].numpy(), levels, levels=15, colors="white", linewidths=0.4)
+        coords = path.coords.numpy()
+        ax.plot(coords[:, 0], coords[:, 1], color="red", marker="o", markersize=3, linewidth=1.2, label="epochs")
+        ax.plot(coords[0, 0], coords[0, 1], marker="s", color="orange", markersize=8, label="initial weights")
+        ax.plot(0, 0, marker="*", color="red", markersize=12, label="final weights")
+        figure.colorbar(filled, ax=ax, label="log10 training loss")
+        ax.set(title=f"{name}: optimisation path on its PCA plane",
+               xlabel=f"1st PCA direction ({float(path.explained[0]):.0%} of the path's variance)",
+               ylabel=f"2nd PCA direction ({float(path.explained[1]):.0%})")
+        ax.legend(fontsize=8, loc="best")
+    save_figure(figure, folder / "landscape_trajectory.png")
+    return "landscape_trajectory.png"
 
 
 def _surface_figure(folder: Path, results: dict[str, Any]) -> str:
