@@ -78,6 +78,27 @@ def test_padded_with_buckets_and_a_schedule_match_fit(data: TensorData) -> None:
     _assert_same_as_fit([3, 4, 40, 48], [5, 5, 5, 5], spec, data, bucket_overhead=100)
 
 
+@pytest.mark.parametrize("global_pool", [True, False])
+def test_cnns_of_different_widths_pad_into_the_widest_and_match_fit(data: TensorData, global_pool: bool) -> None:
+    # Without global pooling the head reads channel-major flattened features: a narrow member's are a prefix.
+    spec = TrainSpec(epochs=2, batch_size=50, optimizer="adam", lr=0.01, schedule="constant")
+
+    def cnn(width: int, seed: int) -> torch.nn.Module:
+        model = ModelSpec(arch="cnn1d", channels=[width, "pool", 2 * width], kernel_size=3, norm="none",
+                          global_pool=global_pool, hidden=[8])
+        return build_model(model, (1, 40), 10, generator=torch.Generator().manual_seed(seed))
+
+    separate = [cnn(w, s) for w, s in ((2, 0), (5, 1), (3, 2))]
+    for model, seed in zip(separate, (0, 1, 2)):
+        fit(model, data, spec, seed=seed)
+    together = [cnn(w, s) for w, s in ((2, 0), (5, 1), (3, 2))]
+    result = train_ensemble(together, [data] * 3, spec, [0, 1, 2])
+    assert result.layout == "padded_stacked"
+    for alone, batched in zip(separate, together):
+        for (name, a), b in zip(alone.named_parameters(), batched.parameters()):
+            torch.testing.assert_close(b, a, atol=ATOL, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+
+
 def test_padded_units_stay_exactly_zero(data: TensorData) -> None:
     from deepwell.sweep.ensemble import _Padded
 

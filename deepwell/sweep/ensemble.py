@@ -2,7 +2,7 @@
 
 Small networks are overhead-bound: a 40-16-16-10 MLP spends its step in Python and kernel
 launches, not in arithmetic. Training K of them as one computation pays that overhead once per
-step instead of K times. Two layouts:
+step instead of K times. Three layouts:
 
 - **stacked** (networks of one architecture, any of deepwell's stateless networks, CNNs included):
   parameters stacked with ``torch.func.stack_module_state``, forward by ``vmap`` over
@@ -13,7 +13,10 @@ step instead of K times. Two layouts:
   biases start at exactly zero and their gradients are exactly zero (padded units are masked to
   zero, or are already zero for activations with f(0) = f'(0) = 0 such as ReLU), so they stay zero
   under every elementwise optimiser and contribute nothing: the result equals separate trainings
-  up to float rounding.
+  up to float rounding. Its training step is written out by hand (:meth:`_Padded.train_step`).
+- **padded_stacked** (any other networks that differ only in width, e.g. CNNs of different channel
+  counts): each member zero-padded into a copy of the widest, then stacked as above. Exact for
+  activations with f(0) = 0 by the same argument.
 
 The optimiser is torch's own (SGD, Adam, AdamW, RMSProp) applied to the stacked tensors, and the
 schedule is torch's scheduler: both act elementwise, so each member gets exactly the update it
@@ -22,6 +25,7 @@ would get alone.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,8 +82,49 @@ def ensemble_layout(models: Sequence[nn.Module]) -> str:
         shapes = {(m.dense[0].transform.in_features if len(m.dense) else m.head.in_features, m.head.out_features) for m in models}
         if len(depths) == 1 and len(activations) <= 1 and len(shapes) == 1:
             return "padded"
-    raise ConfigError("The batched ensemble needs one architecture for all members, or MLPs that differ only in width "
-                      "(same depth, activation, inputs and outputs). Group the runs, or use the in-process executor.")
+    if _widest(models) is not None:
+        return "padded_stacked"
+    raise ConfigError("The batched ensemble needs one architecture for all members, or networks that differ only in "
+                      "width (same layers, kernels, activation with f(0) = 0, inputs and outputs; one member the widest "
+                      "everywhere). Group the runs, or use the in-process executor.")
+
+
+def _widest(models: Sequence[nn.Module]) -> int | None:
+    """The member every other one fits into by zero-padding (same layers up to widths), or None.
+
+    Zero padding is exact when each padded unit/channel stays zero: its weights and bias start at
+    zero, the activation maps 0 to 0, pooling keeps zeros, and flattening is channel-major (so a
+    narrower member's flattened features are a prefix of the widest's). Then every padded
+    weight's gradient is zero and elementwise optimisers leave it at zero.
+    """
+    def skeleton(model: nn.Module) -> list:
+        parts = []
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                parts.append((type(module).__name__, module.bias is not None) + (
+                    (module.kernel_size, module.stride, module.padding, module.dilation, module.groups)
+                    if isinstance(module, (nn.Conv1d, nn.Conv2d)) else ()))
+            elif not list(module.children()):
+                parts.append(repr(module))
+        return parts
+
+    reference = skeleton(models[0])
+    if any(skeleton(m) != reference for m in models) or any(getattr(m, "input_shape", None) != getattr(models[0], "input_shape", None)
+                                                            for m in models):
+        return None
+    for module in models[0].modules():
+        if not list(module.children()) and not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Flatten, nn.Identity)):
+            try:
+                with torch.no_grad():
+                    zero = module(torch.zeros(1, 1, 4)).abs().max() == 0   # activations and pools: f(0) must be 0
+            except (RuntimeError, ValueError):  # a reshape that cannot take the probe: moves values, keeps zeros
+                continue
+            if not zero:
+                return None
+    shapes = [[tuple(p.shape) for p in m.parameters()] for m in models]
+    widest = max(range(len(models)), key=lambda k: sum(math.prod(s) for s in shapes[k]))
+    fits = all(all(a <= b for a, b in zip(small, big)) for member in shapes for small, big in zip(member, shapes[widest]))
+    return widest if fits else None
 
 
 def _structure(model: nn.Module) -> tuple:
@@ -290,6 +335,28 @@ class _Stacked(nn.Module):
                 own[name].copy_(value[k])
 
 
+class _PaddedStacked(_Stacked):
+    """Networks that differ only in width: each zero-padded into a copy of the widest, then stacked (vmap)."""
+
+    def __init__(self, models: Sequence[Network]) -> None:
+        widest = models[_widest(models)]
+        padded = []
+        for model in models:
+            copy_ = copy.deepcopy(widest)
+            with torch.no_grad():
+                for target, source in zip(copy_.parameters(), model.parameters()):
+                    target.zero_()
+                    target[tuple(slice(0, n) for n in source.shape)] = source
+            padded.append(copy_)
+        super().__init__(padded)
+
+    @torch.no_grad()
+    def export_(self, models: Sequence[Network]) -> None:
+        for k, model in enumerate(models):
+            for value, own in zip(self.params, model.parameters()):
+                own.copy_(value[k][tuple(slice(0, n) for n in own.shape)])
+
+
 def _unique(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
     """Deduplicate tensors (identity, then equal values): (unique tensors, index of each input)."""
     unique: list[torch.Tensor] = []
@@ -363,7 +430,9 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         buckets = [list(range(len(models)))]
     slots = [k for bucket in buckets for k in bucket]  # internal member order: bucket by bucket
     members = [models[k] for k in slots]
-    net: nn.Module = _Padded(members, _renumber(buckets, slots)) if layout_name == "padded" else _Stacked(members)
+    layouts = {"padded": lambda: _Padded(members, _renumber(buckets, slots)), "stacked": lambda: _Stacked(members),
+               "padded_stacked": lambda: _PaddedStacked(members)}
+    net: nn.Module = layouts[layout_name]()
     flat = layout_name == "padded"
 
     def inputs(x: torch.Tensor) -> torch.Tensor:
