@@ -32,11 +32,17 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="continue a killed run from its last checkpoint")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
     progress: Annotated[str, typer.Option(help="auto, bar, lines or none")] = "auto",
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="data-parallel training in N processes on this machine (torchrun, DDP)")] = 1,
 ) -> None:
     """Train a network and write its run folder."""
+    if nproc > 1:
+        _launch_train(nproc, spec, set_ or [], resume, quiet, progress)
     from deepwell.run import train
+    from deepwell.training.distributed import process_rank
 
     run = train(spec, overrides=set_ or [], resume=resume, progress="none" if quiet else progress)
+    if process_rank() != 0:
+        return  # in a data-parallel job rank 0 speaks for all
     summary = run.summary
     test = summary["test"]
     accuracy = f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test else f"test loss {test['test/loss']:.4g}"
@@ -53,6 +59,20 @@ def train_command(
     if (run.path / "report.html").is_file():
         out.print(f"Report: {run.path / 'report.html'}")
     out.print(f"Run folder: {run.path}")
+
+
+def _launch_train(nproc: int, spec: Optional[Path], overrides: list[str], resume: Optional[Path], quiet: bool,
+                  progress: str) -> None:
+    """`deepwell train` again in ``nproc`` processes of one torchrun job; exits with its exit code."""
+    from deepwell.config import load_spec
+    from deepwell.training.distributed import launch
+
+    if resume is None:
+        load_spec(spec, overrides)  # a bad spec fails here, once, not in every process
+    args = ["-m", "deepwell.cli", "train", *([str(spec)] if spec is not None else [])]
+    args += [part for override in overrides for part in ("--set", override)]
+    args += (["--resume", str(resume)] if resume is not None else []) + (["--quiet"] if quiet else []) + ["--progress", progress]
+    raise typer.Exit(launch(nproc, args))
 
 
 @app.command("evaluate")

@@ -48,6 +48,7 @@ _REGISTRIES = {
     "schedule": "deepwell.training.optim:SCHEDULES",
     "penalty": "deepwell.training.penalties:PENALTIES",
     "augmentation": "deepwell.data.augment:AUGMENTATIONS",
+    "tracker": "deepwell.tracking:TRACKERS",
 }
 
 
@@ -138,6 +139,9 @@ class TrainSpec(_Spec):
     schedule: _option("schedule") = Field("onecycle", description="constant, step:every,gamma, cosine, onecycle[:pct_start]")
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up from 0 over this many epochs")
     clip_grad_norm: float | None = Field(None, gt=0.0)
+    sync_batchnorm: bool = Field(
+        False, description="data-parallel runs (--nproc, torchrun) on GPUs: BatchNorm statistics over the global batch, "
+        "not each process's shard")
     penalty: _option("penalty") = "none"
     early_stopping: EarlyStoppingSpec | None = None
     loss: Literal["auto", "cross_entropy", "mse"] = "auto"
@@ -162,6 +166,11 @@ class OutputSpec(_Spec):
     dir: Path = Path("runs")
     name: str | None = Field(None, description="run folder name; default: <dataset>-<arch>-<timestamp>")
     report: bool = Field(True, description="diagnose the run and write report.html when training ends")
+    tracking: list[_option("tracker")] = Field(
+        default_factory=list,
+        description="also log to trackers, e.g. [tensorboard, mlflow] or mlflow:uri=http://host:5000,experiment=x; "
+        "the run folder stays the record (needs pip install 'deepwell[tracking]')",
+    )
 
 
 class RunSpec(_Spec):

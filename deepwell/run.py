@@ -10,6 +10,10 @@ that needs pickle::
       checkpoints/last.safetensors   full training state (weights, optimiser, RNG, callbacks)
       model.safetensors  final weights and the fitted preprocessing
       summary.json       how training ended, final and test metrics
+      tensorboard/, mlruns/, tracking.json   with output.tracking (deepwell.tracking)
+
+In a data-parallel job (torchrun, ``deepwell train --nproc N``) every process trains and only
+rank 0 writes the folder (deepwell.training.distributed).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_t
 from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes
 from deepwell.reporting import write_report
+from deepwell.tracking import TRACKERS, Tracker
+from deepwell.training.distributed import DataParallel
 from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit, loss_function
 from deepwell.training.progress import ProgressReporter
 
@@ -99,39 +105,72 @@ def train(
     """
     spec, run_dir, checkpoint = _resolve(spec, overrides, resume)
     device = resolve_device(spec.device)
+    parallel = DataParallel.from_env(device)  # None unless torchrun started several processes
+    try:
+        return _train(spec, run_dir, checkpoint, device if parallel is None else parallel.device, parallel, progress,
+                      callbacks)
+    finally:
+        if parallel is not None:
+            parallel.close()
+
+
+def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
+           progress: str, callbacks: Sequence[Callback]) -> Run:
+    main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
     set_deterministic(spec.deterministic)
     splits = prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape)  # the saved spec names the real architecture
     run_dir = run_dir or _run_dir(spec)
+    if parallel is not None:
+        run_dir = Path(parallel.broadcast_object(str(run_dir)))  # a timestamped name: rank 0's
+    trackers: list[Tracker] = [TRACKERS.build(option, run_dir=run_dir, spec=spec.to_dict())
+                               for option in spec.output.tracking] if main else []
     model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed))
     model.to(device)
     data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", spec.to_yaml())
-    _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
-    saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
-    all_callbacks = [MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
-    if spec.diagnostics.probes and isinstance(model, Network):  # probes read deepwell blocks; a transfer model has none yet
-        count = spec.diagnostics.probe_examples
-        all_callbacks.insert(0, Probes(run_dir / "probes.jsonl", data.x_train[:count], data.y_train[:count],
-                                       loss_function(splits.task, spec.train), every=spec.diagnostics.every))
-    # Augmentation: training batches only, after preprocessing; its own seeded generator (not resumable yet).
-    augment = build_augmentation(spec.data.augment, splits.input_shape, spec.seed) if spec.data.augment else None
+    all_callbacks: list[Callback] = []
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", spec.to_yaml())
+        _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
+        saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
+        # Trackers first: their writers are open when the probes' first measurement arrives.
+        all_callbacks = [*trackers, MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
+        if spec.diagnostics.probes and isinstance(model, Network):  # probes read deepwell blocks; a transfer model has none yet
+            count = spec.diagnostics.probe_examples
+            probes = Probes(run_dir / "probes.jsonl", data.x_train[:count], data.y_train[:count],
+                            loss_function(splits.task, spec.train), every=spec.diagnostics.every)
+            probes.listeners += [tracker.listen_to_probes for tracker in trackers]
+            all_callbacks.insert(len(trackers), probes)
+    # Augmentation: training batches only, after preprocessing; its own seeded generator (not resumable yet), one per process.
+    augment_seed = spec.seed + (parallel.rank if parallel is not None else 0)
+    augment = build_augmentation(spec.data.augment, splits.input_shape, augment_seed) if spec.data.augment else None
     started = time.perf_counter()
-    result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks, resume_from=checkpoint,
-                 batch_transform=augment)
+    try:
+        result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
+                     resume_from=checkpoint, batch_transform=augment, distributed=parallel)
+    except BaseException as error:
+        for tracker in trackers:
+            tracker.abort(error)
+        raise
     seconds = time.perf_counter() - started
 
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
-    save_tensors(run_dir / _WEIGHTS, state, metadata={"format": "deepwell-model", "version": "1"})
-    test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
-    _write_json(run_dir / "summary.json", _summary(result, test, seconds))
-    if spec.output.report:
-        diagnose(run_dir)  # findings.json, read by the report and by `deepwell train`'s health line
-        write_report(run_dir)
+    if main:
+        state = {f"model.{k}": v for k, v in model.state_dict().items()}
+        state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
+        save_tensors(run_dir / _WEIGHTS, state, metadata={"format": "deepwell-model", "version": "1"})
+        test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
+        summary = _summary(result, test, seconds)
+        _write_json(run_dir / "summary.json", summary)
+        if spec.output.report:
+            diagnose(run_dir)  # findings.json, read by the report and by `deepwell train`'s health line
+            write_report(run_dir)
+        for tracker in trackers:
+            tracker.finish(run_dir, summary)
+    if parallel is not None:
+        parallel.barrier()  # the other processes return once rank 0 has completed the folder
     return Run(run_dir)
 
 

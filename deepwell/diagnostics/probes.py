@@ -159,6 +159,9 @@ class Probes(Callback):
         x_probe, y_probe: the fixed probe batch (a slice of the training data), on the model's device.
         loss_fn: the training loss, used once at initialisation to measure the initial gradients.
         every: sampling period in optimisation steps.
+
+    Other consumers of the measurements (a TensorBoard tracker) add themselves to ``listeners``:
+    each is called with the rows as they are written (once per epoch), so nothing is measured twice.
     """
 
     def __init__(self, path: Path, x_probe: torch.Tensor, y_probe: torch.Tensor,
@@ -172,6 +175,7 @@ class Probes(Callback):
         self.before: list[torch.Tensor] = []
         self.fired: list[torch.Tensor] = []
         self.handles: list[Any] = []
+        self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
     # --- hooks -------------------------------------------------------------------------------
     def _attach(self) -> None:
@@ -299,6 +303,8 @@ class Probes(Callback):
         with self.path.open("a") as handle:
             handle.writelines(json.dumps(line) + "\n" for line in lines)
         self.pending = []
+        for listener in self.listeners:
+            listener(lines)
 
     def _truncate(self, step: int) -> None:
         if not self.path.is_file():

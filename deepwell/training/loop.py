@@ -24,6 +24,7 @@ from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError
 from deepwell.training.callbacks import Callback, EarlyStopping, FitState, StopReason, overrides
 from deepwell.training.checkpoint import load_state, save_state
+from deepwell.training.distributed import BatchPlan, DataParallel, plan_batches
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 from deepwell.training.penalties import PENALTIES
 
@@ -65,9 +66,17 @@ def loss_function(task: Task, spec: TrainSpec) -> Callable[[torch.Tensor, torch.
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
-             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
-    """Loss (and accuracy for classification) of ``model`` on (x, y) in eval mode; restores the mode after."""
+             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, *,
+             distributed: DataParallel | None = None) -> dict[str, float]:
+    """Loss (and accuracy for classification) of ``model`` on (x, y) in eval mode; restores the mode after.
+
+    With ``distributed`` each process evaluates its part of (x, y) and the sums are added up.
+    """
     loss_fn = loss_fn or (F.cross_entropy if task == "classification" else F.mse_loss)
+    count = len(x)
+    if distributed is not None:
+        part = distributed.shard(count)
+        x, y = x[part], y[part]
     was_training = model.training
     model.eval()
     total, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
@@ -78,9 +87,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
         if task == "classification":
             correct += (out.argmax(1) == target).sum()
     model.train(was_training)
-    result = {"loss": (total / len(x)).item()}
+    if distributed is not None:
+        total, correct = distributed.all_reduce(torch.stack([total, correct]))
+    result = {"loss": (total / count).item()}
     if task == "classification":
-        result["acc"] = (correct / len(x)).item()
+        result["acc"] = (correct / count).item()
     return result
 
 
@@ -120,6 +131,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     resume_from: str | Path | None = None,
     batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    distributed: DataParallel | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data`` as ``spec`` says; the only training loop in deepwell.
 
@@ -133,6 +145,9 @@ def fit(
         resume_from: a checkpoint written by :class:`CheckpointSaver`; training continues from it
             and ends where the uninterrupted run would have.
         batch_transform: applied to each training batch only (augmentation).
+        distributed: this process of a data-parallel job (:class:`DataParallel.from_env`): trains on
+            its shard of every global batch of ``spec.batch_size`` examples, with gradients averaged
+            over processes (see deepwell.training.distributed for the exact semantics).
 
     Returns:
         FitResult with the per-epoch history and the stop reason.
@@ -140,7 +155,9 @@ def fit(
     device = data.x_train.device
     n = len(data.x_train)
     has_val = data.x_val is not None and len(data.x_val) > 0
-    steps_per_epoch = n // spec.batch_size + (1 if n % spec.batch_size > 1 else 0)  # a lone last example would break BatchNorm
+    # A last batch too small to give each process 2 examples is dropped (a lone example breaks BatchNorm).
+    plan = distributed.plan(n, spec.batch_size) if distributed is not None else plan_batches(n, spec.batch_size)
+    steps_per_epoch = plan.steps
     if steps_per_epoch == 0:
         raise ConfigError(f"train.batch_size={spec.batch_size} leaves no batch for {n} training example(s); lower it.")
     total_steps = steps_per_epoch * spec.epochs
@@ -180,23 +197,28 @@ def fit(
     start_epoch = 0
     if resume_from is not None:
         start_epoch = _restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
-    n_used = n - (1 if n % spec.batch_size == 1 else 0)
     clean_count = n if spec.clean_train_examples is None else min(n, spec.clean_train_examples)  # a fixed sample
-    stepper = _Stepper(model, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
-                       [cb for cb in callbacks if overrides(cb, "after_backward")],
-                       [cb for cb in callbacks if overrides(cb, "on_batch_end")], steps_per_epoch)
     last_good = copy.deepcopy(model.state_dict())
     for callback in callbacks:
         callback.on_fit_start(state)
+    forward, unwrap = (model, None) if distributed is None else distributed.wrap(model, spec.sync_batchnorm)
+    stepper = _Stepper(model, forward, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
+                       [cb for cb in callbacks if overrides(cb, "after_backward")],
+                       [cb for cb in callbacks if overrides(cb, "on_batch_end")], plan)
 
     for epoch in range(start_epoch, spec.epochs):
         state.epoch = epoch
         for callback in callbacks:
             callback.on_epoch_start(state)
         started = time.perf_counter()
+        if distributed is not None:
+            distributed.seed_epoch(seed, epoch)
         step_losses, penalty_sum = stepper.epoch(state, torch.randperm(n, generator=shuffle).to(device))
+        if distributed is not None:
+            step_losses = distributed.reduce_step_losses(step_losses, plan)
+            distributed.sync_buffers(model)
         metrics: dict[str, float] = {"epoch": epoch + 1, "step": state.step}
-        metrics["train/loss"] = train_loss = ((step_losses * stepper.sizes).sum() / n_used).item()
+        metrics["train/loss"] = train_loss = ((step_losses * stepper.sizes).sum() / plan.examples).item()
         if not math.isfinite(train_loss):
             model.load_state_dict(last_good)
             state.request_stop(StopReason.NON_FINITE, _non_finite_message(step_losses, epoch, steps_per_epoch))
@@ -205,19 +227,25 @@ def fit(
             if penalized:
                 metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
             if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
-                clean = evaluate(model, data.x_train[:clean_count], data.y_train[:clean_count], task, loss_fn)
+                clean = evaluate(model, data.x_train[:clean_count], data.y_train[:clean_count], task, loss_fn,
+                                 distributed=distributed)
                 metrics |= {f"train/{k}_clean": v for k, v in clean.items()}
                 if has_val:
-                    metrics |= {f"val/{k}": v for k, v in evaluate(model, data.x_val, data.y_val, task, loss_fn).items()}
+                    val = evaluate(model, data.x_val, data.y_val, task, loss_fn, distributed=distributed)
+                    metrics |= {f"val/{k}": v for k, v in val.items()}
             last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
         metrics["time/epoch_s"] = time.perf_counter() - started
         state.metrics = metrics
         state.history.append(metrics)
         for callback in callbacks:
             callback.on_epoch_end(state)
+        if distributed is not None:  # a stop asked for on rank 0 only (its callbacks) stops every process
+            state.stop_reason, state.stop_message = distributed.broadcast_object((state.stop_reason, state.stop_message))
         if state.stop_reason is not None:
             break
 
+    if unwrap is not None:
+        unwrap()
     for callback in callbacks:
         callback.on_fit_end(state)
     return FitResult(
@@ -245,6 +273,7 @@ class _Stepper:
     """The per-step work of one fit: exactly a hand-written loop's, plus one write of the detached loss."""
 
     model: nn.Module
+    forward: nn.Module  # the model, or its DistributedDataParallel wrapper
     data: TensorData
     spec: TrainSpec
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -255,30 +284,32 @@ class _Stepper:
     batch_transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None
     after_backward: list[Callback]
     on_batch_end: list[Callback]
-    steps: int
+    plan: BatchPlan
 
     def __post_init__(self) -> None:
-        n, size = len(self.data.x_train), self.spec.batch_size
-        self.sizes = torch.full((self.steps,), float(size), device=self.data.x_train.device)  # examples per step
-        if n % size > 1:
-            self.sizes[-1] = n % size
+        self.steps = self.plan.steps
+        self.sizes = torch.tensor(self.plan.sizes, dtype=torch.float32, device=self.data.x_train.device)  # examples per step
 
     def epoch(self, state: FitState, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over the shuffled training data; returns (per-step losses, summed penalty) on the device."""
-        model, optimizer, size = self.model, self.optimizer, self.spec.batch_size
+        model, optimizer, bounds, scales = self.model, self.optimizer, self.plan.bounds, self.plan.scales
+        if self.plan.positions is not None:  # data-parallel: this process's shard of every global batch
+            order = order[self.plan.positions.to(order.device)]
         model.train()
         step_losses = torch.zeros(self.steps, device=order.device)
         penalty_sum = torch.zeros((), device=order.device)
         for i in range(self.steps):
-            index = order[i * size:(i + 1) * size]
+            index = order[bounds[i]:bounds[i + 1]]
             x, y = self.data.x_train[index], self.data.y_train[index]
             if self.batch_transform is not None:
                 x, y = self.batch_transform(x, y)
-            loss = total = self.loss_fn(model(x), y)
+            loss = total = self.loss_fn(self.forward(x), y)
+            if scales is not None:  # data-parallel: DDP averages, so weigh this shard as its share of the global batch
+                total = loss * scales[i]
             if self.penalized:
                 term = self.penalty(model, self.penalized)
                 penalty_sum += term.detach()
-                total = loss + term
+                total = total + term
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             state.loss = loss
