@@ -13,7 +13,7 @@ import pytest
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.errors import ConfigError
-from deepwell.sweep import InProcessExecutor, RayExecutor, SweepTask, run_sweep
+from deepwell.sweep import EXECUTORS, InProcessExecutor, RayExecutor, SweepTask, run_sweep
 
 ray = pytest.importorskip("ray")
 
@@ -105,6 +105,12 @@ def test_a_killed_worker_is_retried_and_every_run_recorded_once(local_ray, tmp_p
 def test_bad_arguments_raise_config_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RayExecutor(**kwargs)
+
+
+def test_registered_for_deepwell_sweep() -> None:
+    from deepwell.sweep.grid import make_executor
+
+    assert EXECUTORS["ray"] is RayExecutor and make_executor("ray", address="auto").address == "auto"
 
 
 def test_missing_ray_names_the_extra(monkeypatch) -> None:

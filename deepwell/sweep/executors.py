@@ -178,3 +178,7 @@ def _train_group(tasks: list[SweepTask], bucket_overhead: float | None,
 
 
 EXECUTORS = {"in_process": InProcessExecutor, "process_pool": ProcessPoolExecutor, "batched": BatchedExecutor}
+
+from deepwell.sweep.ray_executor import RayExecutor  # noqa: E402  (ray itself is imported only when a sweep runs)
+
+EXECUTORS["ray"] = RayExecutor
