@@ -249,6 +249,32 @@ def tour_command(
     out.print(f"Report: {write_report(result.path)}")
 
 
+@app.command("augment")
+def augment_command(
+    augment: Annotated[Optional[list[str]], typer.Option("--augment", "-a", help="an augmentation, e.g. rotate:15 (repeatable, applied in order)")] = None,
+    spec: Annotated[Optional[Path], typer.Option(help="take the augmentations from this YAML spec's data.augment")] = None,
+    preview: Annotated[bool, typer.Option("--preview", help="write a PNG grid of augmented samples")] = False,
+    input: Annotated[Optional[str], typer.Option("--input", "-i", help="image file, .npy signal, mnist1d, or .wav file (default: scikit-image's cat)")] = None,
+    text: Annotated[Optional[str], typer.Option(help="a sentence to augment with text augmentations")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="the PNG to write")] = Path("augment-preview.png"),
+    count: Annotated[int, typer.Option(help="augmented samples")] = 8,
+    columns: Annotated[int, typer.Option(help="tiles per row")] = 4,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """See what augmentations do: a PNG grid of augmented samples (with --preview)."""
+    from deepwell.config import load_spec
+    from deepwell.errors import ConfigError
+    from deepwell.reporting.preview import write_preview
+
+    if not preview:
+        raise ConfigError("deepwell augment writes previews: add --preview (e.g. deepwell augment --preview -a rotate:15 -a crop:0.9).")
+    options = list(augment or []) + ([str(option) for option in load_spec(spec).data.augment] if spec is not None else [])
+    written = write_preview(options, output, input=input, text=text, count=count, columns=columns, seed=seed)
+    out.print(f"Preview: {written[0]}")
+    if len(written) > 1:
+        out.print(f"Augmented sounds: {', '.join(str(path) for path in written[1:])}")
+
+
 def main() -> None:
     """Entry point: run the app, turning deepwell's own errors into one line and exit code 2."""
     try:

@@ -93,8 +93,9 @@ class DataSpec(_Spec):
 class ModelSpec(_Spec):
     """The network: architecture, activation, initialisation, normalisation, dropout."""
 
-    arch: Literal["auto", "mlp", "cnn1d", "cnn2d"] = Field(
-        "auto", description="auto: cnn1d for signals (C, L), cnn2d for images (C, H, W), mlp for feature vectors"
+    arch: Literal["auto", "mlp", "cnn1d", "cnn2d", "embedding_bag"] = Field(
+        "auto", description="auto: cnn1d for signals (C, L) and audio, cnn2d for images (C, H, W), mlp for feature vectors, "
+        "embedding_bag (mean of word embeddings, then dense layers) for text"
     )
     depth: int = Field(2, ge=0, le=1000, description="number of hidden layers (MLP), when 'hidden' is not given")
     width: int = Field(128, ge=1, description="units per hidden layer (MLP), when 'hidden' is not given")
@@ -103,6 +104,7 @@ class ModelSpec(_Spec):
         [32, 32, "pool", 64, 64, "pool", 64], description="CNN conv blocks: an int is a conv block's channels, 'pool' halves the length"
     )
     kernel_size: int = Field(5, ge=1, description="CNN kernel size (odd keeps the length)")
+    embedding_dim: int = Field(64, ge=1, description="text: size of the word embeddings (embedding_bag, cnn1d)")
     global_pool: bool = Field(True, description="CNN: average over positions before the head (else flatten)")
     activation: _option("activation") = "relu"
     init: _option("initializer") = Field("he", description="weight initialiser; its gain follows the activation")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "did_you_mean"]
+__all__ = ["DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "did_you_mean", "missing_extra"]
 
 
 class DeepwellError(Exception):
@@ -38,3 +38,9 @@ def unknown_name(kind: str, word: str, known: Iterable[str]) -> ConfigError:
     """The one 'unknown X' error: names the closest match and every known choice."""
     known = sorted(known)
     return ConfigError(f"Unknown {kind} '{word}'.{did_you_mean(word, known)} Known: {', '.join(known)}.")
+
+
+def missing_extra(package: str, extra: str, purpose: str) -> ConfigError:
+    """The one 'optional package missing' error: names the package, what needs it, and the extra to install."""
+    return ConfigError(f"{purpose.capitalize()} needs the Python package '{package}', which is not installed. "
+                       f"Install it with: pip install 'deepwell[{extra}]'")

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
-from deepwell.data import PREPROCESSORS, Splits, prepare_data
+from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_data
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models.network import Network, resolve_arch
@@ -75,6 +75,7 @@ def _meta(spec: RunSpec, splits: Splits, model: torch.nn.Module, device: torch.d
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "init_gains": model.init_gains, "device": str(device),
+        **({"inputs": splits.encoding.describe()} if splits.encoding is not None else {}),
         **({"transfer": model.parameter_summary()} if hasattr(model, "parameter_summary") else {}),
         "versions": {"deepwell": deepwell.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
@@ -120,13 +121,15 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     set_deterministic(spec.deterministic)
     splits = prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)
-    spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape)  # the saved spec names the real architecture
+    inputs = splits.encoding.describe() if splits.encoding is not None else None  # token ids / audio: the model's front-end
+    spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape, inputs)  # the saved spec names the real architecture
     run_dir = run_dir or _run_dir(spec)
     if parallel is not None:
         run_dir = Path(parallel.broadcast_object(str(run_dir)))  # a timestamped name: rank 0's
     trackers: list[Tracker] = [TRACKERS.build(option, run_dir=run_dir, spec=spec.to_dict())
                                for option in spec.output.tracking] if main else []
-    model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed))
+    model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed),
+                          inputs=inputs)
     model.to(device)
     data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))
 
@@ -146,7 +149,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
             all_callbacks.insert(len(trackers), probes)
     # Augmentation: training batches only, after preprocessing; its own seeded generator (not resumable yet), one per process.
     augment_seed = spec.seed + (parallel.rank if parallel is not None else 0)
-    augment = build_augmentation(spec.data.augment, splits.input_shape, augment_seed) if spec.data.augment else None
+    augment = build_augmentation(spec.data.augment, splits.input_shape, augment_seed, inputs=splits.encoding) if spec.data.augment else None
     started = time.perf_counter()
     try:
         result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
@@ -160,7 +163,10 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     if main:
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
-        save_tensors(run_dir / _WEIGHTS, state, metadata={"format": "deepwell-model", "version": "1"})
+        metadata = {"format": "deepwell-model", "version": "1"}
+        if splits.encoding is not None:  # the fitted vocabulary / audio settings, for predict on raw text or audio
+            metadata["inputs"] = json.dumps(splits.encoding.to_json())
+        save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
         test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
         summary = _summary(result, test, seconds)
         _write_json(run_dir / "summary.json", summary)
@@ -217,6 +223,7 @@ class Run:
         self.meta: dict[str, Any] = self._json("meta.json")
         self._model: torch.nn.Module | None = None
         self._preprocessor = None
+        self._encoding = None  # the fitted vocabulary / audio settings of a text or audio run
 
     load = classmethod(lambda cls, path: cls(path))
 
@@ -247,8 +254,11 @@ class Run:
         return self._model
 
     def _load(self) -> None:
-        tensors, _ = load_tensors(self.path / _WEIGHTS)
-        model = build_network(self.spec.model, self.meta["input_shape"], self.meta["output_size"], pretrained=False)
+        tensors, metadata = load_tensors(self.path / _WEIGHTS)
+        if "inputs" in metadata:
+            self._encoding = encoding_from_json(json.loads(metadata["inputs"]))
+        inputs = self._encoding.describe() if self._encoding is not None else None
+        model = build_network(self.spec.model, self.meta["input_shape"], self.meta["output_size"], pretrained=False, inputs=inputs)
         weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
         missing, unexpected = set(model.state_dict()) - set(weights), set(weights) - set(model.state_dict())
         if missing or unexpected:
@@ -262,7 +272,17 @@ class Run:
         preprocess.load_state_tensors({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
         self._model, self._preprocessor = model.eval(), preprocess
 
-    def _inputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    @property
+    def encoding(self) -> Any:
+        """The fitted text vocabulary (``TextEncoding``) or audio settings (``AudioEncoding``); None for numeric data."""
+        self.model  # loads it
+        return self._encoding
+
+    def _inputs(self, x: Any) -> torch.Tensor:
+        """Raw inputs -> the tensor the model takes: texts are tokenised, WAV paths read, numbers checked."""
+        if self.encoding is not None and (isinstance(x, (str, Path)) or (isinstance(x, (list, tuple)) and x
+                                                                           and isinstance(x[0], (str, Path)))):
+            x = self.encoding.encode(x)
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         expected = tuple(self.meta["raw_input_shape"])
         size = int(np.prod(expected))
@@ -285,8 +305,12 @@ class Run:
         model = self.model
         return model(self._preprocessor(self._inputs(x)))
 
-    def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Class indices (classification) or predicted values (regression) for raw inputs ``x``."""
+    def predict(self, x: Any) -> torch.Tensor:
+        """Class indices (classification) or predicted values (regression) for raw inputs ``x``.
+
+        ``x``: numbers shaped like the training inputs; for a text run, texts (``["a new review"]``);
+        for an audio run, WAV paths or waveforms at the run's sample rate.
+        """
         out = self.outputs(x)
         return out.argmax(1) if self.meta["task"] == "classification" else out
 
@@ -304,7 +328,8 @@ class Run:
             spec = data
         else:
             spec = self.spec.data.model_copy(update={"source": DataSpec(source=data).source})
-        splits = prepare_data(spec.model_copy(update={"preprocess": "none", "label_noise": 0.0}), seed=self.spec.seed)
-        model = self.model  # loads the preprocessor too
+        model = self.model  # loads the preprocessor (and the vocabulary) too
+        splits = prepare_data(spec.model_copy(update={"preprocess": "none", "label_noise": 0.0}), seed=self.spec.seed,
+                              encoding=self._encoding)
         x = self._preprocessor(self._inputs(splits.x_test))
         return {f"test/{k}": v for k, v in evaluate(model, x, splits.y_test, self.meta["task"]).items()}

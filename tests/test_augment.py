@@ -16,14 +16,15 @@ from deepwell.training.loop import TensorData, fit
 IMAGE, SIGNAL = (3, 8, 8), (2, 32)
 IMAGE_ONLY = {"rotate", "crop", "scale", "translate", "hflip", "vflip", "brightness", "contrast", "saturation", "hue"}
 SIGNAL_ONLY = {"shift", "stretch", "amplitude", "noise"}
+TEXT_ONLY, AUDIO_ONLY = {"synonym", "delete", "swap"}, {"pitch", "speed"}  # tested in test_text.py / test_audio.py
 
 
 def build(option: str, shape: tuple[int, ...]):
     return AUGMENTATIONS.build(option, input_shape=shape)
 
 
-def test_every_entry_is_image_or_signal():
-    assert set(AUGMENTATIONS.names()) == IMAGE_ONLY | SIGNAL_ONLY
+def test_every_entry_is_image_signal_text_or_audio():
+    assert set(AUGMENTATIONS.names()) == IMAGE_ONLY | SIGNAL_ONLY | TEXT_ONLY | AUDIO_ONLY
 
 
 @pytest.mark.parametrize("name", sorted(IMAGE_ONLY | SIGNAL_ONLY))

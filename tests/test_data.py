@@ -23,7 +23,7 @@ from deepwell.data import (
 )
 from deepwell.errors import CheckpointError, ConfigError, DataError
 
-FILE_SOURCES = {"csv", "npz", "images"}
+FILE_SOURCES = {"csv", "npz", "images", "csv_text", "wav"}
 
 
 def generator(seed: int = 0) -> torch.Generator:

@@ -4,6 +4,9 @@
 
     source -> validate -> validation split -> subset (n_train) -> label noise -> preprocess (fit on train only)
 
+Text and audio sources also return an ``encoding`` (how raw inputs became tensors); a text vocabulary
+is fitted here, on the final training split only, like preprocessing (see :mod:`deepwell.data.text`).
+
 Example::
 
     from deepwell.config import DataSpec
@@ -14,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,7 +28,7 @@ from deepwell.data.files import load_array_file
 from deepwell.data.preprocess import PREPROCESSORS, Preprocessor
 from deepwell.data.sources import DATASETS, build_dataset, dataset_from_arrays
 from deepwell.data.splits import add_label_noise, split_validation, subset
-from deepwell.errors import ConfigError
+from deepwell.errors import CheckpointError, ConfigError
 
 __all__ = [
     "DATASETS",
@@ -35,6 +39,7 @@ __all__ = [
     "add_label_noise",
     "build_dataset",
     "dataset_from_arrays",
+    "encoding_from_json",
     "load_array_file",
     "prepare_data",
     "split_validation",
@@ -67,6 +72,7 @@ class Splits:
         preprocessor: the fitted preprocessing (apply it to new inputs before the model).
         name: the dataset's name.
         noisy_mask: bool (N_train,) marking examples whose label was redrawn, or None without label noise.
+        encoding: the fitted text vocabulary or the audio settings, or None for numeric inputs.
     """
 
     x_train: Tensor
@@ -84,6 +90,7 @@ class Splits:
     preprocessor: Preprocessor
     name: str
     noisy_mask: Tensor | None = None
+    encoding: Any = None
 
     @property
     def output_size(self) -> int:
@@ -96,12 +103,13 @@ def _stage_generator(seed: int, stage: int) -> torch.Generator:
     return torch.Generator().manual_seed(hash((seed, stage)) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def prepare_data(spec: DataSpec, seed: int) -> Splits:
+def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
     """Build, check, split, corrupt and preprocess the data a spec describes.
 
     Args:
         spec: the data section of a run spec.
         seed: the run seed; fixes the test split, validation split, subset and label noise.
+        encoding: a fitted encoding to use instead of fitting one (a trained run's vocabulary).
 
     Returns:
         the splits, with the preprocessor fitted on the (final) training inputs only.
@@ -125,6 +133,15 @@ def prepare_data(spec: DataSpec, seed: int) -> Splits:
         y_train, noisy_mask = add_label_noise(
             y_train, spec.label_noise, dataset.num_classes, spec.label_noise_mode, _stage_generator(seed, _STAGE_NOISE)
         )
+    x_test = dataset.x_test
+    if dataset.encoding is not None:
+        if str(spec.preprocess) != "none":
+            what = ("token ids (indices, not amounts)" if dataset.encoding.kind == "tokens"
+                    else "waveforms (the network computes normalised log-mel features)")
+            raise ConfigError(f"data.preprocess='{spec.preprocess}' cannot apply to {what}; set data.preprocess=none.")
+        fitted = encoding if encoding is not None else dataset.encoding.fit(x_train)
+        x_train, x_val, x_test = (fitted.adapt(x, dataset.encoding) for x in (x_train, x_val, x_test))
+        encoding = fitted
     preprocessor = PREPROCESSORS.build(spec.preprocess).fit(x_train)
     has_validation = len(x_val) > 0
     with torch.no_grad():
@@ -133,7 +150,7 @@ def prepare_data(spec: DataSpec, seed: int) -> Splits:
             y_train=y_train,
             x_val=preprocessor(x_val) if has_validation else None,
             y_val=y_val if has_validation else None,
-            x_test=preprocessor(dataset.x_test),
+            x_test=preprocessor(x_test),
             y_test=dataset.y_test,
             task=dataset.task,
             num_classes=dataset.num_classes,
@@ -144,4 +161,20 @@ def prepare_data(spec: DataSpec, seed: int) -> Splits:
             preprocessor=preprocessor,
             name=dataset.name,
             noisy_mask=noisy_mask,
+            encoding=encoding,
         )
+
+
+def encoding_from_json(values: dict[str, Any]) -> Any:
+    """Rebuild a saved encoding (``TextEncoding`` or ``AudioEncoding``) from its ``to_json()``.
+
+    Raises:
+        CheckpointError: an unknown kind or missing keys.
+    """
+    from deepwell.data.audio import AudioEncoding
+    from deepwell.data.text import TextEncoding
+
+    kinds = {TextEncoding.kind: TextEncoding, AudioEncoding.kind: AudioEncoding}
+    if values.get("kind") not in kinds:
+        raise CheckpointError(f"Saved input encoding has kind {values.get('kind')!r}; expected one of {sorted(kinds)}.")
+    return kinds[values["kind"]].from_json(values)

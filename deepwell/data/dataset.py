@@ -9,7 +9,7 @@ fails the same way with the same words.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ class Dataset:
         num_classes: number of classes; 0 for regression (the output size is then ``y_train.shape[1]``).
         class_names: one name per class index, or None.
         feature_names: one name per input feature for tabular data, or None.
+        encoding: how raw inputs became these tensors when they are not plain numbers: a
+            :class:`~deepwell.data.text.TextEncoding` (token ids) or an
+            :class:`~deepwell.data.audio.AudioEncoding` (waveforms); None for numbers.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Dataset:
     num_classes: int
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
+    encoding: Any = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

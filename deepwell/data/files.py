@@ -1,4 +1,4 @@
-"""Readers for the files users bring: CSV tables, NumPy ``.npz`` archives, folders of images.
+"""Readers for the files users bring: CSV tables (numbers or texts), NumPy ``.npz`` archives, folders of images.
 
 Each reader returns plain arrays and names; :mod:`deepwell.data.sources` turns them into a
 :class:`~deepwell.data.dataset.Dataset`. Only safe formats are read: NumPy files are loaded with
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from deepwell.errors import DataError, did_you_mean
 
-__all__ = ["CsvTable", "read_csv_table", "read_npz", "read_image_folder", "load_array_file", "IMAGE_SUFFIXES"]
+__all__ = ["CsvTable", "read_csv_table", "read_text_table", "read_npz", "read_image_folder", "load_array_file", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Cells read as missing values; they become NaN so validation reports them with the others.
@@ -123,6 +123,45 @@ def read_csv_table(path: str | Path, target: str) -> CsvTable:
     numbers = [_to_float(cell) for cell in target_cells]
     target_array = np.asarray(numbers, dtype=np.float64) if None not in numbers else np.asarray([c.strip() for c in target_cells])
     return CsvTable(feature_array, target_array, names)
+
+
+def read_text_table(path: str | Path, text: str, target: str) -> tuple[list[str], np.ndarray]:
+    """Read a CSV file with a header row into one text column and one target column (other columns ignored).
+
+    Args:
+        path: the CSV file (comma, semicolon or tab separated; quote cells that hold the separator).
+        text: name of the column holding the texts.
+        target: name of the target column (class names or numbers).
+
+    Returns:
+        (the texts, the target column as float64 when every cell is a number, else as strings).
+
+    Raises:
+        DataError: missing or unreadable file, no data rows, a missing column (with did-you-mean and
+            the list of columns), an empty text cell.
+    """
+    path = _existing_file(path, "CSV")
+    rows = _read_rows(path)
+    if len(rows) < 2:
+        raise DataError(f"CSV file '{path}' has no data rows; expected a header row followed by one row per example.")
+    header, body = [name.strip() for name in rows[0]], rows[1:]
+    for role, column in (("Text", text), ("Target", target)):
+        if column not in header:
+            key = "text" if role == "Text" else "target"
+            raise DataError(
+                f"{role} column '{column}' not found in '{path}'.{did_you_mean(column, header)} "
+                f"Columns: {', '.join(header)}. Set the dataset's {key}=COLUMN."
+            )
+    text_index, target_index = header.index(text), header.index(target)
+    texts = [row[text_index].strip() for row in body]
+    if "" in texts:
+        row = texts.index("")
+        raise DataError(f"Text column '{text}' of '{path}' is empty in data row {row + 1}; every example needs a text. "
+                        "Fill it in or remove the row.")
+    target_cells = [row[target_index] for row in body]
+    numbers = [_to_float(cell) for cell in target_cells]
+    target_array = np.asarray(numbers, dtype=np.float64) if None not in numbers else np.asarray([c.strip() for c in target_cells])
+    return texts, target_array
 
 
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:

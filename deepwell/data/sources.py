@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 
 from deepwell.data.dataset import Dataset, encode_class_labels, infer_task, validate_dataset
-from deepwell.data.files import read_csv_table, read_image_folder, read_npz
+from deepwell.data.files import read_csv_table, read_image_folder, read_npz, read_text_table
 from deepwell.data.splits import split_indices
 from deepwell.errors import DataError
 from deepwell.registry import Option, Registry
@@ -68,6 +68,7 @@ def dataset_from_arrays(
     y_test: Any = None,
     class_names: list[str] | None = None,
     feature_names: list[str] | None = None,
+    encoding: Any = None,
 ) -> Dataset:
     """Turn raw arrays into a Dataset: decide the task, encode labels, split off a test set.
 
@@ -82,6 +83,7 @@ def dataset_from_arrays(
         y_test: targets of ``x_test``.
         class_names: names of classes 0..K-1 (default: taken from the labels).
         feature_names: names of the input features.
+        encoding: how raw inputs (texts, audio) became ``x`` (see :class:`Dataset`).
 
     Raises:
         DataError: text targets for regression, non-integer class labels, non-numeric inputs.
@@ -110,7 +112,8 @@ def dataset_from_arrays(
         train, test = split_indices(y_tensors[0], test_fraction, _generator(seed), stratify=task == "classification")
         x_tensors = [x_tensors[0][train], x_tensors[0][test]]
         y_tensors = [y_tensors[0][train], y_tensors[0][test]]
-    return Dataset(name, x_tensors[0], y_tensors[0], x_tensors[1], y_tensors[1], task, num_classes, class_names, feature_names)
+    return Dataset(name, x_tensors[0], y_tensors[0], x_tensors[1], y_tensors[1], task, num_classes, class_names, feature_names,
+                   encoding)
 
 
 # ----- MNIST-1D (Greydanus 2020), generated offline -------------------------------------------
@@ -353,3 +356,74 @@ def image_folder(
     return dataset_from_arrays(
         Path(path).name, images.numpy(), labels, task="classification", seed=seed, test_fraction=test_fraction, class_names=class_names
     )
+
+
+@DATASETS.register("csv_text")
+def csv_text(
+    path: str,
+    text: str = "text",
+    target: str = "label",
+    max_length: Annotated[int, Field(ge=1, le=10_000)] = 64,
+    min_count: Annotated[int, Field(ge=1)] = 1,
+    max_size: Annotated[int, Field(ge=1)] | None = 20_000,
+    test_fraction: TestFraction = 0.2,
+    *,
+    seed: int,
+) -> Dataset:
+    """A CSV table of texts: column ``text`` is tokenised (lower-case words) into ``max_length`` token ids.
+
+    The vocabulary (words seen ``min_count`` times, the ``max_size`` most frequent) is fitted on the
+    training split only, after the validation split (see :mod:`deepwell.data.text`); ``<pad>`` is id
+    0 and ``<unk>`` id 1. ``model.arch=auto`` picks a bag-of-embeddings classifier for token data.
+
+    Args:
+        path: the CSV file (header row; other columns are ignored).
+        text: the column holding the texts.
+        target: the column holding the labels (class names or numbers).
+        max_length: token ids per text; longer texts keep their first words, shorter ones are padded.
+        min_count: a word enters the vocabulary when seen this often in the training split.
+        max_size: at most this many words (the most frequent); <pad> and <unk> come on top.
+    """
+    from deepwell.data.text import TextEncoding
+
+    texts, labels = read_text_table(path, text, target)
+    encoding = TextEncoding.from_texts(texts, max_length, min_count, max_size)
+    return dataset_from_arrays(Path(path).stem, encoding.encode(texts).numpy(), labels, task="classification", seed=seed,
+                               test_fraction=test_fraction, encoding=encoding)
+
+
+@DATASETS.register("wav")
+def wav_folder(
+    path: str,
+    sample_rate: Annotated[int, Field(ge=1000, le=192_000)] = 16_000,
+    duration: Annotated[float, Field(gt=0.0, le=60.0)] = 1.0,
+    n_mels: Annotated[int, Field(ge=1, le=256)] = 40,
+    n_fft: Annotated[int, Field(ge=16)] = 512,
+    hop_length: Annotated[int, Field(ge=1)] | None = None,
+    test_fraction: TestFraction = 0.2,
+    *,
+    seed: int,
+) -> Dataset:
+    """A folder with one sub-folder of WAV files per class, as mono waveforms (N, samples); the network's
+    first layer turns them into log-mel features (n_mels, frames), read by a 1-D CNN with ``arch=auto``.
+
+    Files are resampled to ``sample_rate``, cut or zero-padded to ``duration`` seconds. The waveforms
+    stay in the dataset so pitch / speed augmentation can act before the features (see
+    :mod:`deepwell.data.audio`).
+
+    Args:
+        path: the folder (``root/yes/*.wav``, ``root/no/*.wav``, ...).
+        sample_rate: Hz every file is resampled to.
+        duration: seconds per example.
+        n_mels: mel bands of the features.
+        n_fft: STFT window in samples (512 = 32 ms at 16 kHz).
+        hop_length: samples between frames; default 10 ms.
+    """
+    from deepwell.data.audio import AudioEncoding, read_wav_folder
+
+    waveforms, labels, class_names = read_wav_folder(path, sample_rate, duration)
+    encoding = AudioEncoding(sample_rate, waveforms.shape[1], n_mels, n_fft, hop_length or max(1, sample_rate // 100))
+    if n_fft > encoding.samples:
+        raise DataError(f"n_fft={n_fft} is longer than the {encoding.samples} samples of one example; lower n_fft or raise duration.")
+    return dataset_from_arrays(Path(path).name, waveforms.numpy(), labels, task="classification", seed=seed,
+                               test_fraction=test_fraction, class_names=class_names, encoding=encoding)

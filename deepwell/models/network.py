@@ -1,4 +1,4 @@
-"""The network family: MLPs and 1-D/2-D CNNs built from one kind of block.
+"""The network family: MLPs and 1-D/2-D CNNs built from one kind of block (and a bag of embeddings for text).
 
 A block is ``transform -> norm -> activation -> dropout`` (or ``activation -> norm`` with
 ``norm_position="after"``), optionally wrapped in a skip connection ``x + block(x)`` when its
@@ -14,8 +14,9 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,10 +24,14 @@ from torch import nn
 from deepwell.config import ModelSpec
 from deepwell.errors import ConfigError
 from deepwell.models.activations import ACTIVATIONS, activation_gain
+from deepwell.models.frontends import build_frontend, frontend_arch
 from deepwell.models.init import INITIALIZERS
 from deepwell.models.layers import DROPOUTS, NORMALIZATIONS, DropSpec
 
 __all__ = ["Block", "Network", "build_model", "init_weights_", "resolve_arch"]
+
+# Architectures whose hidden layers are dense blocks (depth x width) on a flat vector.
+_DENSE_ARCHS = ("mlp", "embedding_bag")
 
 
 class Block(nn.Module):
@@ -50,7 +55,7 @@ class Block(nn.Module):
 
 
 class Network(nn.Module):
-    """input reshape -> blocks (and pools) -> global pool / flatten -> dense blocks -> head."""
+    """input reshape (after a front-end for token ids / audio) -> blocks (and pools) -> global pool / flatten -> dense blocks -> head."""
 
     def __init__(self, reshape: nn.Module, features: nn.Sequential, pool: nn.Module,
                  dense: nn.Sequential, head: nn.Linear, input_shape: Sequence[int]) -> None:
@@ -63,7 +68,7 @@ class Network(nn.Module):
         self.input_shape = tuple(input_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.reshape(x)       # (B, *input_shape) -> (B, C, L) / (B, C, H, W) / (B, F)
+        x = self.reshape(x)       # (B, *input_shape) -> [front-end] -> (B, C, L) / (B, C, H, W) / (B, F)
         x = self.features(x)      # conv blocks: (B, C', L') ; MLP: empty
         x = self.pool(x)          # (B, F)
         x = self.dense(x)         # (B, hidden)
@@ -74,8 +79,14 @@ class Network(nn.Module):
         return [(name, module) for name, module in self.named_modules() if isinstance(module, Block)]
 
 
-def resolve_arch(arch: str, input_shape: Sequence[int]) -> str:
-    """``auto`` -> cnn1d for (C, L) signals, cnn2d for (C, H, W) images, mlp for flat features."""
+def resolve_arch(arch: str, input_shape: Sequence[int], inputs: Mapping[str, Any] | None = None) -> str:
+    """``auto`` -> cnn1d for (C, L) signals, cnn2d for (C, H, W) images, mlp for flat features;
+    embedding_bag for token ids and cnn1d for audio (``inputs``: the data encoding's ``describe()``).
+
+    Raises:
+        ConfigError: an architecture that cannot read encoded inputs (see :func:`frontend_arch`).
+    """
+    arch = frontend_arch(arch, inputs)
     if arch != "auto":
         return arch
     return {2: "cnn1d", 3: "cnn2d"}.get(len(input_shape), "mlp")
@@ -99,7 +110,7 @@ class _Parts:
 
 
 def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
-                generator: torch.Generator | None = None) -> Network:
+                generator: torch.Generator | None = None, inputs: Mapping[str, Any] | None = None) -> Network:
     """Build and initialise the network that ``spec`` describes for inputs of ``input_shape``.
 
     Args:
@@ -107,24 +118,30 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
         input_shape: one example's shape, e.g. (1, 40) or (1, 8, 8) or (30,).
         num_outputs: classes (classification) or targets (regression).
         generator: RNG for the initial weights (default: torch's global RNG).
+        inputs: the data encoding's ``describe()`` for token ids or audio: the network then starts with
+            a front-end (embeddings, log-mel features; :mod:`deepwell.models.frontends`).
 
     Raises:
         ConfigError: the architecture cannot take this input shape.
     """
     input_shape = tuple(int(s) for s in input_shape)
-    spec = spec.model_copy(update={"arch": resolve_arch(spec.arch, input_shape)})
+    spec = spec.model_copy(update={"arch": resolve_arch(spec.arch, input_shape, inputs)})
     parts = _Parts(spec, DROPOUTS.build(spec.dropout))
-    if spec.arch == "mlp":
-        reshape, features, shape = nn.Flatten(), nn.Sequential(), (math.prod(input_shape),)
+    frontend, feature_shape = build_frontend(inputs, spec.arch, spec.embedding_dim, generator)
+    shape = feature_shape or input_shape  # what the layers after the front-end see
+    if spec.arch in _DENSE_ARCHS:
+        reshape, features, shape = nn.Flatten(), nn.Sequential(), (math.prod(shape),)
     else:
-        reshape, features, shape = _conv_features(spec, parts, input_shape)
-    if spec.arch != "mlp" and spec.global_pool:
+        reshape, features, shape = _conv_features(spec, parts, shape)
+    if frontend is not None:
+        reshape = nn.Sequential(frontend, reshape)
+    if spec.arch not in _DENSE_ARCHS and spec.global_pool:
         spatial_dims = len(shape) - 1
         pool = nn.Sequential(nn.AdaptiveAvgPool1d(1) if spatial_dims == 1 else nn.AdaptiveAvgPool2d(1), nn.Flatten())
         width = shape[0]
     else:
         pool, width = nn.Flatten(), math.prod(shape)
-    hidden = spec.hidden if spec.hidden is not None else ([spec.width] * spec.depth if spec.arch == "mlp" else [])
+    hidden = spec.hidden if spec.hidden is not None else ([spec.width] * spec.depth if spec.arch in _DENSE_ARCHS else [])
     dense = nn.Sequential()
     for units in hidden:
         dense.append(parts.block(parts.drop.linear(width, units, parts.bias()), units, 0, spec.residual and units == width))
@@ -134,7 +151,7 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
             f"model.dropout='{spec.dropout}' drops weights of hidden dense layers, and this {spec.arch} has none. "
             f"Add some with model.hidden=[128] (or model.depth for an MLP), or use dropout:P to drop units instead."
         )
-    head_input = parts.drop.dropout_module() if spec.arch != "mlp" and not hidden else None
+    head_input = parts.drop.dropout_module() if spec.arch not in _DENSE_ARCHS and not hidden else None
     head = nn.Linear(width, num_outputs)
     model = Network(reshape, features, pool, dense, head, input_shape)
     if head_input is not None:  # CNN without dense blocks: dropout on the pooled features

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -282,8 +282,19 @@ def build_transfer_model(spec: ModelSpec, input_shape: Sequence[int], num_output
 
 
 def build_network(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
-                  generator: torch.Generator | None = None, pretrained: bool = True) -> nn.Module:
-    """:func:`build_model`, or :func:`build_transfer_model` when ``spec.backbone`` is set."""
+                  generator: torch.Generator | None = None, pretrained: bool = True,
+                  inputs: Mapping[str, Any] | None = None) -> nn.Module:
+    """:func:`build_model`, or :func:`build_transfer_model` when ``spec.backbone`` is set.
+
+    Args:
+        inputs: the data encoding's ``describe()`` for token ids or audio (see :func:`build_model`).
+
+    Raises:
+        ConfigError: a backbone for token or audio inputs (not supported yet).
+    """
     if spec.backbone is None:
-        return build_model(spec, input_shape, num_outputs, generator)
+        return build_model(spec, input_shape, num_outputs, generator, inputs)
+    if inputs:
+        raise ConfigError(f"model.backbone is not supported yet for {inputs.get('kind')} inputs (the front-end and vocabulary "
+                          "would have to match the backbone's run); remove model.backbone.")
     return build_transfer_model(spec, input_shape, num_outputs, generator, pretrained)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field
@@ -12,10 +12,31 @@ from pydantic import Field
 from deepwell.errors import ConfigError
 from deepwell.registry import Option, Registry
 
-__all__ = ["AUGMENTATIONS", "Augmentation", "BatchAugmenter", "Compose", "Fraction", "Params", "Positive", "build_augmentation"]
+__all__ = ["AUGMENTATIONS", "Augmentation", "BatchAugmenter", "Compose", "Fraction", "Params", "Positive", "build_augmentation",
+           "register_for"]
 
 Params = dict[str, torch.Tensor]
 AUGMENTATIONS: Registry[Augmentation] = Registry("augmentation")
+# Entries that need encoded inputs, by the input kind they read ("tokens", "audio"); their factories take
+# the data's encoding as the keyword ``inputs``. Entries not listed act on plain tensors (images, signals).
+_KIND_OF: dict[str, str] = {}
+# Which plain-tensor entries suit each input kind: none for token ids (numbers that name words), the
+# 1-D signal ones for audio waveforms (shift, amplitude, noise, stretch act on the waveform).
+_TENSOR_ENTRIES_FOR = {None: True, "tokens": False, "audio": True}
+
+
+def register_for(kind: str, name: str):
+    """Register an augmentation that reads encoded inputs of ``kind`` (``tokens`` or ``audio``)."""
+    def decorator(factory):
+        AUGMENTATIONS.register(name)(factory)
+        _KIND_OF[name] = kind
+        return factory
+    return decorator
+
+
+def _entries_for(kind: str | None) -> list[str]:
+    return [name for name in AUGMENTATIONS.names()
+            if _KIND_OF.get(name) == kind or (name not in _KIND_OF and _TENSOR_ENTRIES_FOR[kind])]
 
 
 class Augmentation(ABC):
@@ -95,18 +116,33 @@ class BatchAugmenter:
         return f"BatchAugmenter([{', '.join(str(o) for o in self.options)}])"
 
 
-def build_augmentation(options: Sequence[str | Option], input_shape: Sequence[int], seed: int = 0) -> BatchAugmenter:
+def build_augmentation(options: Sequence[str | Option], input_shape: Sequence[int], seed: int = 0,
+                       inputs: Any = None) -> BatchAugmenter:
     """Build a ``batch_transform`` for ``fit`` from option strings, applied in the order given.
 
     Args:
         options: e.g. ``["rotate:15", "crop:0.7"]`` (see ``AUGMENTATIONS.names()``).
         input_shape: one example's shape after preprocessing, (C, H, W) or (C, L) / (L,).
         seed: seeds the augmenter's own generator (independent of the training loop's).
+        inputs: the data's encoding for token ids (a ``TextEncoding``: text augmentations need its
+            vocabulary) or waveforms (an ``AudioEncoding``: its sample rate); None for plain tensors.
 
     Raises:
         ConfigError: unknown name (with did-you-mean), bad parameter, or an augmentation that
-            does not fit the data (image ops on signals, saturation on grey images, ...).
+            does not fit the data (image ops on signals, saturation on grey images, text ops on numbers, ...).
     """
+    kind = getattr(inputs, "kind", None)
     parsed = [AUGMENTATIONS.parse(option) for option in options]
-    built = [AUGMENTATIONS.build(option, input_shape=tuple(input_shape)) for option in parsed]
+    built = []
+    for option in parsed:
+        wanted = _KIND_OF.get(option.name)
+        if wanted != kind and (wanted is not None or not _TENSOR_ENTRIES_FOR[kind]):
+            data = {None: "plain numbers", "tokens": "token ids (text)", "audio": "audio waveforms"}[kind]
+            needs = {None: "images and signals", "tokens": "text (source csv_text)", "audio": "audio (source wav)"}[wanted]
+            raise ConfigError(f"Augmentation '{option}' is for {needs}; this data is {data}. "
+                              f"Augmentations for it: {', '.join(_entries_for(kind))}.")
+        context: dict[str, Any] = {"input_shape": tuple(input_shape)}
+        if wanted is not None:
+            context["inputs"] = inputs
+        built.append(AUGMENTATIONS.build(option, **context))
     return BatchAugmenter(built[0] if len(built) == 1 else Compose(built), parsed, seed)
