@@ -292,7 +292,7 @@ class _Stepper:
 
     def epoch(self, state: FitState, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over the shuffled training data; returns (per-step losses, summed penalty) on the device."""
-        model, optimizer, bounds, scales = self.model, self.optimizer, self.plan.bounds, self.plan.scales
+        model, forward, optimizer, bounds, scales = self.model, self.forward, self.optimizer, self.plan.bounds, self.plan.scales
         if self.plan.positions is not None:  # data-parallel: this process's shard of every global batch
             order = order[self.plan.positions.to(order.device)]
         model.train()
@@ -303,7 +303,7 @@ class _Stepper:
             x, y = self.data.x_train[index], self.data.y_train[index]
             if self.batch_transform is not None:
                 x, y = self.batch_transform(x, y)
-            loss = total = self.loss_fn(self.forward(x), y)
+            loss = total = self.loss_fn(forward(x), y)
             if scales is not None:  # data-parallel: DDP averages, so weigh this shard as its share of the global batch
                 total = loss * scales[i]
             if self.penalized:
