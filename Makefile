@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow install system-deps bench clean
+.PHONY: run test test-slow install system-deps bench bench-env bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,27 @@ test: $(STAMP) system-deps
 test-slow: $(STAMP) system-deps
 	$(PY) -m pytest -q -m slow
 
-bench: $(STAMP)
+# The peer benchmarks (bench/peers.py: Keras 3, Lightning, skorch, loss-landscapes) need their own
+# environment so the core stays lean: .venv-bench, pinned by constraints-bench.txt (the core's torch).
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml constraints.txt constraints-bench.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -c constraints-bench.txt -e . keras lightning skorch loss-landscapes
+	touch $(BENCH_STAMP)
+
+bench-env: $(BENCH_STAMP)
+
+# Regenerates bench/RESULTS.md (versions, machine, commands, figures).
+bench-peers: $(BENCH_STAMP)
+	KERAS_BACKEND=torch $(BENCH_PY) bench/peers.py
+
+bench: $(STAMP) bench-peers
 	$(PY) bench/loop.py
 	$(PY) bench/probes.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache
