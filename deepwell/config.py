@@ -119,6 +119,8 @@ class ModelSpec(_Spec):
     freeze: str = Field("none", description="with a backbone: none, head_only, first:N (blocks), pattern:REGEX (parameter names)")
     bn_policy: Literal["frozen", "train"] = Field("frozen", description="BatchNorm in frozen parts: frozen = eval mode")
     lr_mult_backbone: float = Field(1.0, ge=0.0, description="backbone learning rate = train.lr * this (discriminative rates)")
+    unfreeze: str = Field("none", description="with a backbone: none, or every:E = unfreeze one more frozen block, "
+                          "nearest the head first, every E epochs (gradual unfreezing)")
 
 
 class EarlyStoppingSpec(_Spec):

@@ -34,9 +34,9 @@ from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_dat
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models.network import Network, resolve_arch
-from deepwell.models.transfer import build_network
+from deepwell.models.transfer import build_network, parse_unfreeze
 from deepwell.runtime import resolve_device, set_deterministic
-from deepwell.training.callbacks import Callback, MetricsWriter
+from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
 from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes
@@ -147,9 +147,22 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
                             loss_function(splits.task, spec.train), every=spec.diagnostics.every)
             probes.listeners += [tracker.listen_to_probes for tracker in trackers]
             all_callbacks.insert(len(trackers), probes)
-    # Augmentation: training batches only, after preprocessing; its own seeded generator (not resumable yet), one per process.
+    every = parse_unfreeze(spec.model.unfreeze)
+    unfreezing = None
+    if every is not None:  # on every process: it changes the model
+        if not hasattr(model, "unfreeze_next"):
+            raise ConfigError("model.unfreeze needs a pretrained backbone (model.backbone=...) with frozen blocks "
+                              "(model.freeze=head_only or first:N); this model has none.")
+        if parallel is not None:
+            raise ConfigError("model.unfreeze (gradual unfreezing) does not run under --nproc / torchrun yet: DDP only "
+                              "synchronises parameters that were trainable when it started. Train in one process.")
+        unfreezing = GradualUnfreezing(model, every)
+        all_callbacks.insert(0, unfreezing)  # before the probes and the checkpoint see the epoch
+    # Augmentation: training batches only, after preprocessing; its own seeded generator, one per process.
     augment_seed = spec.seed + (parallel.rank if parallel is not None else 0)
     augment = build_augmentation(spec.data.augment, splits.input_shape, augment_seed, inputs=splits.encoding) if spec.data.augment else None
+    if augment is not None:
+        all_callbacks.append(augment)  # its generator's state goes into the checkpoints: a resumed run draws the same
     started = time.perf_counter()
     try:
         result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
@@ -169,6 +182,9 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
         save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
         test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
         summary = _summary(result, test, seconds)
+        if unfreezing is not None:
+            summary["unfreezing"] = [{"epoch": epoch, "block": block} for epoch, block in unfreezing.events]
+            summary["transfer"] = model.parameter_summary()  # trainable/frozen counts at the end
         _write_json(run_dir / "summary.json", summary)
         if spec.output.report:
             diagnose(run_dir)  # findings.json, read by the report and by `deepwell train`'s health line

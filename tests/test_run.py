@@ -89,6 +89,19 @@ def test_resume_after_kill_ends_where_the_uninterrupted_run_would(tmp_path):
     assert strip(whole.history) == strip(resumed.history)
 
 
+def test_resume_with_augmentation_draws_what_the_uninterrupted_run_drew(tmp_path):
+    # The augmenter's generator is checkpointed: resuming replays the same random shifts and noise.
+    extra = ["data.source=mnist1d:num_samples=300", "model.arch=mlp", "model.hidden=[16]", "train.epochs=4",
+             "data.augment=[shift:3, noise:0.05]"]
+    whole = small_run(tmp_path, *extra, name="whole")
+    with pytest.raises(KeyboardInterrupt):
+        deepwell.train(overrides=[*SMALL, *extra, f"output.dir={tmp_path}", "output.name=killed"], progress="none",
+                       callbacks=[Kill(after=2)])
+    resumed = deepwell.train(resume=tmp_path / "killed", progress="none")
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_errors_are_clear(tmp_path):
     with pytest.raises(CheckpointError, match="no config.yaml"):
         deepwell.train(resume=tmp_path / "nothing", progress="none")

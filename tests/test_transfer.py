@@ -165,3 +165,61 @@ def test_transfer_study_quick_mode_writes_verdicts_table_and_figure(tmp_path):
     assert [v.claim for v in output.verdicts] == ["transfer-similar", "transfer-dissimilar"]
     assert all(v.status != "inconclusive" for v in output.verdicts)
     assert (tmp_path / "transfer.csv").is_file() and (tmp_path / "transfer.png").is_file()
+
+
+def test_gradual_unfreezing_opens_blocks_from_the_head_down_on_schedule(source_run):
+    from deepwell.training.callbacks import GradualUnfreezing
+
+    model = _transfer(source_run, freeze="head_only", unfreeze="every:2")
+    assert [name for name, _ in model.frozen_units] == ["dense.0", "dense.1"]
+    snapshots = []
+
+    class Watch(deepwell.training.callbacks.Callback):
+        def on_epoch_end(self, state):
+            snapshots.append(_backbone_state(model))
+
+    unfreezing = GradualUnfreezing(model, every=2)
+    x = torch.randn(96, 2, generator=torch.Generator().manual_seed(1))
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    before = _backbone_state(model)
+    fit(model, TensorData(x, y), TrainSpec(epochs=5, batch_size=32, lr=0.05, schedule="constant"),
+        callbacks=[unfreezing, Watch()])
+    assert unfreezing.events == [(3, "dense.1"), (5, "dense.0")]
+
+    def same(a, b, prefix):
+        return all(torch.equal(a[k], b[k]) for k in a if k.startswith(prefix))
+
+    # epochs 1-2: everything frozen (BatchNorm statistics too); epoch 3 on: dense.1 trains; epoch 5: dense.0.
+    assert same(before, snapshots[1], "dense.")
+    assert not same(snapshots[1], snapshots[2], "dense.1.") and same(snapshots[1], snapshots[3], "dense.0.")
+    assert not torch.equal(snapshots[1]["dense.1.norm.running_mean"], snapshots[2]["dense.1.norm.running_mean"])
+    assert not same(snapshots[3], snapshots[4], "dense.0.")
+    assert model.frozen_units == [] and model.unfreeze_next() is None
+
+
+def test_gradual_unfreezing_resumes_where_the_uninterrupted_run_is(source_run, tmp_path):
+    common = [f"model.backbone=run:{source_run.path}", "model.freeze=head_only", "model.unfreeze=every:1",
+              "data.source=moons:n=200", "train.batch_size=32", "train.epochs=4", "output.report=false",
+              "diagnostics.probes=false", f"output.dir={tmp_path}"]
+    whole = deepwell.train(overrides=[*common, "output.name=whole"], progress="none")
+    assert [e["block"] for e in whole.summary["unfreezing"]] == ["dense.1", "dense.0"]
+    assert whole.summary["transfer"]["backbone.dense"]["frozen"] == 0
+    class Kill(deepwell.training.callbacks.Callback):  # a process killed after epoch 2 (between the two unfreezings)
+        def on_epoch_end(self, state):
+            if state.epoch + 1 == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        deepwell.train(overrides=[*common, "output.name=cut"], progress="none", callbacks=[Kill()])
+    resumed = deepwell.train(resume=tmp_path / "cut", progress="none")
+    assert [e["block"] for e in resumed.summary["unfreezing"]] == ["dense.1", "dense.0"]
+    a, b = load_file(str(whole.path / "model.safetensors")), load_file(str(resumed.path / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unfreeze_needs_a_backbone_and_a_known_schedule(source_run, tmp_path):
+    with pytest.raises(ConfigError, match="model.unfreeze"):
+        _transfer(source_run, freeze="head_only", unfreeze="gradual")
+    with pytest.raises(ConfigError, match="needs a pretrained backbone"):
+        deepwell.train(overrides=["data.source=moons:n=100", "model.unfreeze=every:1", "train.epochs=1",
+                                  f"output.dir={tmp_path}", "output.report=false"], progress="none")

@@ -14,6 +14,12 @@ frozen); ``first:N`` (the first N blocks of the backbone: hidden blocks of a dee
 top-level children of a zoo model); ``pattern:REGEX`` (parameters whose name matches, e.g.
 ``pattern:^backbone\\.layer[12]\\.``).
 
+Gradual unfreezing (``ModelSpec.unfreeze="every:E"``, ULMFiT's schedule): every E epochs the
+frozen block nearest the head is unfrozen (``deepwell.training.callbacks.GradualUnfreezing``). Frozen
+parameters are in the optimiser from the start (without gradients, torch's optimisers skip them),
+so unfreezing changes no optimiser state, and the schedule follows from the epoch alone: a
+resumed run unfreezes exactly what the uninterrupted one had.
+
 BatchNorm in a frozen part (``bn_policy="frozen"``, the default) stays in eval mode even under
 ``model.train()``: it normalises with the pretrained running statistics and never updates them,
 so a frozen part computes exactly the function it was trained to compute. ``bn_policy="train"``
@@ -41,7 +47,8 @@ from deepwell.errors import CheckpointError, ConfigError
 from deepwell.models.init import INITIALIZERS
 from deepwell.models.network import build_model
 
-__all__ = ["TransferModel", "build_network", "build_transfer_model", "load_backbone", "parse_freeze"]
+__all__ = ["TransferModel", "build_network", "build_transfer_model", "load_backbone", "parse_freeze",
+           "parse_unfreeze"]
 
 _NORMS = (nn.modules.batchnorm._BatchNorm,)
 
@@ -92,19 +99,46 @@ class TransferModel(nn.Module):
             for parameter in module.parameters(recurse=False):
                 parameter.requires_grad_(False)
         self.frozen_norms = [name for name, m in backbone.named_modules() if m in frozen_modules and isinstance(m, _NORMS)]
+        self._eval_hooks = {}
         if bn_policy == "frozen":
             for module in backbone.modules():
                 if module in frozen_modules and isinstance(module, _NORMS):
-                    module.register_forward_pre_hook(_keep_eval)
+                    self._eval_hooks[module] = module.register_forward_pre_hook(_keep_eval)
+        # For gradual unfreezing: the blocks holding frozen parameters, input side first (unfrozen from the end).
+        self.frozen_units = [(name, unit) for name, unit in units if any(m in frozen_modules for m in unit.modules())]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(self.reshape(x)))  # (B, *input) -> (B, F) -> (B, outputs)
 
     def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Optimiser parameter groups: trainable backbone parameters at ``lr * lr_mult_backbone``, the head at ``lr``."""
-        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        """Optimiser parameter groups: the backbone at ``lr * lr_mult_backbone``, the head at ``lr``.
+
+        Frozen backbone parameters are in the group too: they never get a gradient, and torch's
+        optimisers skip a parameter without one (no update, no weight decay, no state), so they
+        stay bit-identical -- and gradual unfreezing needs no new optimiser.
+        """
+        backbone = list(self.backbone.parameters())
         groups = [{"params": backbone, "lr": lr * self.lr_mult_backbone, "name": "backbone"}] if backbone else []
         return groups + [{"params": list(self.head.parameters()), "lr": lr, "name": "head"}]
+
+    def unfreeze_next(self) -> str | None:
+        """Unfreeze the frozen block nearest the head (its parameters, and its BatchNorm back to batch statistics).
+
+        Returns:
+            the block's name, or None when nothing is frozen any more.
+        """
+        if not self.frozen_units:
+            return None
+        name, unit = self.frozen_units.pop()
+        for module in unit.modules():
+            for parameter in module.parameters(recurse=False):
+                parameter.requires_grad_(True)
+            hook = self._eval_hooks.pop(module, None)
+            if hook is not None:
+                hook.remove()
+        unit_norms = {m for m in unit.modules() if isinstance(m, _NORMS)}
+        self.frozen_norms = [n for n, m in self.backbone.named_modules() if n in self.frozen_norms and m not in unit_norms]
+        return name
 
     def parameter_summary(self) -> dict[str, dict[str, int]]:
         """Trainable and frozen parameter counts per top-level layer (``backbone.<child>``, ``head``)."""
@@ -115,6 +149,17 @@ class TransferModel(nn.Module):
             counts = summary.setdefault(layer, {"trainable": 0, "frozen": 0})
             counts["trainable" if parameter.requires_grad else "frozen"] += parameter.numel()
         return summary
+
+
+def parse_unfreeze(unfreeze: str) -> int | None:
+    """``"every:3"`` -> 3, ``"none"`` -> None; raises ConfigError naming the valid schedules."""
+    kind, _, arg = unfreeze.partition(":")
+    if kind == "none" and not arg:
+        return None
+    if kind == "every" and arg.isdigit() and int(arg) > 0:
+        return int(arg)
+    raise ConfigError(f"Unknown model.unfreeze {unfreeze!r}. Known: none, every:E (one more frozen block every E epochs, "
+                      "e.g. every:2).")
 
 
 def parse_freeze(freeze: str) -> tuple[str, str | int | None]:
@@ -278,6 +323,7 @@ def build_transfer_model(spec: ModelSpec, input_shape: Sequence[int], num_output
         INITIALIZERS.build(spec.init)(head.weight, 1.0, generator)  # a linear head: gain 1
         INITIALIZERS.build(spec.bias_init)(head.bias, 1.0, generator)
     backbone.train()
+    parse_unfreeze(spec.unfreeze)  # a bad schedule fails when the model is built, not epochs later
     return TransferModel(backbone, head, units, reshape, spec.freeze, spec.bn_policy, spec.lr_mult_backbone)
 
 

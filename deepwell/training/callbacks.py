@@ -19,7 +19,7 @@ import torch
 from deepwell.config import EarlyStoppingSpec
 from deepwell.errors import ConfigError, did_you_mean
 
-__all__ = ["Callback", "FitState", "EarlyStopping", "StopReason", "MetricsWriter"]
+__all__ = ["Callback", "FitState", "EarlyStopping", "StopReason", "MetricsWriter", "GradualUnfreezing"]
 
 
 class StopReason(str, enum.Enum):
@@ -176,3 +176,31 @@ class MetricsWriter(Callback):
     def on_epoch_end(self, state: FitState) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(state.history[-1]) + "\n")
+
+
+class GradualUnfreezing(Callback):
+    """Unfreeze one more frozen block of a transfer model, nearest the head first, every ``every`` epochs.
+
+    The model gives ``frozen_units`` (frozen blocks, input side first) and ``unfreeze_next()``
+    (:class:`deepwell.models.transfer.TransferModel` does).
+
+    Stateless by design: at the start of epoch e, ``e // every`` blocks are unfrozen (counting from
+    training's start), so a resumed run is in the same state as the uninterrupted one.
+    ``events`` lists ``(epoch, block)`` as they happen (1-based epochs, as the history).
+
+    Example::
+
+        model = build_network(ModelSpec(backbone="run:runs/src", freeze="head_only"), (1, 40), 5)
+        fit(model, data, TrainSpec(epochs=9), callbacks=[GradualUnfreezing(model, every=3)])
+    """
+
+    def __init__(self, model: torch.nn.Module, every: int) -> None:
+        self.model, self.every = model, every
+        self.initial = len(model.frozen_units)
+        self.events: list[tuple[int, str]] = []
+
+    def on_epoch_start(self, state: FitState) -> None:
+        target = min(self.initial, state.epoch // self.every)
+        while self.initial - len(self.model.frozen_units) < target:
+            name = self.model.unfreeze_next()
+            self.events.append((state.epoch + 1, name))

@@ -10,6 +10,7 @@ import torch
 from pydantic import Field
 
 from deepwell.errors import ConfigError
+from deepwell.training.callbacks import Callback
 from deepwell.registry import Option, Registry
 
 __all__ = ["AUGMENTATIONS", "Augmentation", "BatchAugmenter", "Compose", "Fraction", "Params", "Positive", "build_augmentation",
@@ -99,10 +100,12 @@ Positive = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 
 
-class BatchAugmenter:
+class BatchAugmenter(Callback):
     """``fit``'s ``batch_transform``: ``(x, y) -> (augmented x, y)`` with draws from its own seeded generator.
 
-    The generator is not saved in checkpoints: a resumed run draws a fresh stream from the seed.
+    Also a ``fit`` callback whose state is that generator's: passed in ``callbacks`` too (as
+    ``deepwell.train`` does), it is saved in every checkpoint, so a resumed run draws the same
+    augmentations the uninterrupted run would have.
     """
 
     def __init__(self, augmentation: Augmentation, options: Sequence[Option], seed: int = 0) -> None:
@@ -111,6 +114,12 @@ class BatchAugmenter:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.augmentation(x, self.generator), y
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
 
     def __repr__(self) -> str:
         return f"BatchAugmenter([{', '.join(str(o) for o in self.options)}])"
