@@ -33,13 +33,13 @@ from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
 from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_data
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
-from deepwell.models.network import Network, resolve_arch
+from deepwell.models.network import resolve_arch
 from deepwell.models.transfer import build_network, parse_unfreeze
 from deepwell.runtime import resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
 from deepwell.diagnostics.doctor import diagnose
-from deepwell.diagnostics.probes import Probes
+from deepwell.diagnostics.probes import Probes, probe_blocks
 from deepwell.reporting import write_report
 from deepwell.tracking import TRACKERS, Tracker
 from deepwell.training.distributed import DataParallel
@@ -141,7 +141,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
         saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
         # Trackers first: their writers are open when the probes' first measurement arrives.
         all_callbacks = [*trackers, MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
-        if spec.diagnostics.probes and isinstance(model, Network):  # probes read deepwell blocks; a transfer model has none yet
+        if spec.diagnostics.probes and probe_blocks(model):  # deepwell blocks: a Network, or a deepwell backbone's trainable ones
             count = spec.diagnostics.probe_examples
             probes = Probes(run_dir / "probes.jsonl", data.x_train[:count], data.y_train[:count],
                             loss_function(splits.task, spec.train), every=spec.diagnostics.every)

@@ -223,3 +223,18 @@ def test_unfreeze_needs_a_backbone_and_a_known_schedule(source_run, tmp_path):
     with pytest.raises(ConfigError, match="needs a pretrained backbone"):
         deepwell.train(overrides=["data.source=moons:n=100", "model.unfreeze=every:1", "train.epochs=1",
                                   f"output.dir={tmp_path}", "output.report=false"], progress="none")
+
+
+def test_probes_watch_the_trainable_blocks_of_a_deepwell_backbone(source_run, tmp_path):
+    # first:1 freezes dense.0: probes follow dense.1 (trainable) only, so no frozen layer reads as a vanished gradient.
+    run = deepwell.train(overrides=[f"model.backbone=run:{source_run.path}", "model.freeze=first:1", "data.source=moons:n=200",
+                                    "train.batch_size=32", "train.epochs=2", "diagnostics.every=2", f"output.dir={tmp_path}",
+                                    "output.name=probed", "output.report=false"], progress="none")
+    from deepwell.diagnostics.probes import load_probes
+
+    log = load_probes(run.path / "probes.jsonl")
+    assert log.layers == ["backbone.dense.1"]
+    head_only = _transfer(source_run, freeze="head_only")
+    from deepwell.diagnostics.probes import probe_blocks
+
+    assert probe_blocks(head_only) == []

@@ -47,10 +47,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepwell.models.network import Block, Network
+from deepwell.models.network import Block
 from deepwell.training.callbacks import Callback, FitState
 
-__all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "load_probes"]
+__all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "load_probes", "probe_blocks"]
 
 SATURATION = 0.01      # sigmoid output within 0.01 of 0 or 1; tanh output within 0.01 of -1 or 1
 LINEAR = 0.8           # derivative >= 80% of its maximum: tanh |y| <= 0.447, sigmoid y in [0.28, 0.72]
@@ -100,10 +100,23 @@ class _Layer:
     kind: str
 
 
+def probe_blocks(model: nn.Module) -> list[tuple[str, Block]]:
+    """The deepwell blocks probes watch: every trainable hidden Block, by qualified name, input to output.
+
+    A Network's hidden blocks; in a transfer model, the trainable blocks of a deepwell backbone
+    (frozen ones are left out: no gradient flows there by design, which the doctor must not read as
+    a vanishing gradient). A torchvision backbone has no deepwell blocks: nothing to probe.
+    """
+    return [(name, module) for name, module in model.named_modules()
+            if isinstance(module, Block) and module.transform.weight.requires_grad]
+
+
 def _layers(model: nn.Module) -> list[_Layer]:
-    if not isinstance(model, Network):
-        raise TypeError("Probes need a deepwell Network (built by build_model); got " + type(model).__name__)
-    return [_Layer(name, block, _kind(block.activation)) for name, block in model.hidden_blocks()]
+    blocks = probe_blocks(model)
+    if not blocks:
+        raise TypeError("Probes need trainable deepwell blocks (a Network from build_model, or a transfer model with a "
+                        f"deepwell backbone not wholly frozen); {type(model).__name__} has none.")
+    return [_Layer(name, block, _kind(block.activation)) for name, block in blocks]
 
 
 @torch.no_grad()
@@ -219,7 +232,7 @@ class Probes(Callback):
         self.sampling = True
         try:
             self.loss_fn(model(self.x_probe), self.y_probe).backward()
-            grads = torch._foreach_norm([w.grad for w in self._weights()])
+            grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights()])
         finally:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
