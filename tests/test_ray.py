@@ -32,7 +32,7 @@ def _tasks(widths=(3, 8), seeds=(0, 1), epochs=2) -> list[SweepTask]:
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray with 2 CPUs for the module, started the way RayExecutor starts one (~8 s to start and stop)."""
-    assert RayExecutor(local_workers=2)._connect(ray), "a Ray was already running in the test process"
+    assert RayExecutor(workers=2)._connect(ray), "a Ray was already running in the test process"
     yield
     ray.shutdown()
 
@@ -101,7 +101,7 @@ def test_a_killed_worker_is_retried_and_every_run_recorded_once(local_ray, tmp_p
 
 @pytest.mark.parametrize("kwargs, message", [({"num_cpus_per_task": 0}, "num_cpus_per_task"),
                                              ({"max_retries": -1}, "max_retries"),
-                                             ({"local_workers": 0}, "local_workers")])
+                                             ({"workers": 0}, "workers")])
 def test_bad_arguments_raise_config_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RayExecutor(**kwargs)

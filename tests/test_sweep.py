@@ -78,8 +78,9 @@ def test_padded_with_buckets_and_a_schedule_match_fit(data: TensorData) -> None:
     _assert_same_as_fit([3, 4, 40, 48], [5, 5, 5, 5], spec, data, bucket_overhead=100)
 
 
-@pytest.mark.parametrize("global_pool", [True, False])
-def test_cnns_of_different_widths_pad_into_the_widest_and_match_fit(data: TensorData, global_pool: bool) -> None:
+@pytest.mark.parametrize(("global_pool", "bucket_overhead"), [(True, 1e12), (False, 1e12), (True, 0)])
+def test_cnns_of_different_widths_pad_into_the_widest_and_match_fit(data: TensorData, global_pool: bool,
+                                                                    bucket_overhead: float) -> None:
     # Without global pooling the head reads channel-major flattened features: a narrow member's are a prefix.
     spec = TrainSpec(epochs=2, batch_size=50, optimizer="adam", lr=0.01, schedule="constant")
 
@@ -92,8 +93,8 @@ def test_cnns_of_different_widths_pad_into_the_widest_and_match_fit(data: Tensor
     for model, seed in zip(separate, (0, 1, 2)):
         fit(model, data, spec, seed=seed)
     together = [cnn(w, s) for w, s in ((2, 0), (5, 1), (3, 2))]
-    result = train_ensemble(together, [data] * 3, spec, [0, 1, 2])
-    assert result.layout == "padded_stacked"
+    result = train_ensemble(together, [data] * 3, spec, [0, 1, 2], bucket_overhead=bucket_overhead)
+    assert result.layout == "padded_stacked" and len(result.buckets) == (1 if bucket_overhead else 3)
     for alone, batched in zip(separate, together):
         for (name, a), b in zip(alone.named_parameters(), batched.parameters()):
             torch.testing.assert_close(b, a, atol=ATOL, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
@@ -115,10 +116,13 @@ def test_padded_units_stay_exactly_zero(data: TensorData) -> None:
 
 
 def test_plan_buckets_trades_padding_against_overhead() -> None:
-    widths = [[40, w, w, 10] for w in (2, 3, 4, 150, 300)]
-    assert plan_buckets(widths, overhead=1e12) == [[0, 1, 2, 3, 4]]
-    assert plan_buckets(widths, overhead=0) == [[0], [1], [2], [3], [4]]
-    buckets = plan_buckets(widths, overhead=20_000)
+    def mlp_shapes(width: int) -> list[tuple[int, ...]]:
+        return [(width, 40), (width,), (width, width), (width,), (10, width), (10,)]
+
+    shapes = [mlp_shapes(w) for w in (2, 3, 4, 150, 300)]
+    assert plan_buckets(shapes, overhead=1e12) == [[0, 1, 2, 3, 4]]
+    assert plan_buckets(shapes, overhead=0) == [[0], [1], [2], [3], [4]]
+    buckets = plan_buckets(shapes, overhead=20_000)
     assert [0, 1, 2] in buckets and [4] in buckets
 
 

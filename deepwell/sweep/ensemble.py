@@ -137,25 +137,26 @@ def _is_plain_mlp(model: Network) -> bool:
                     and isinstance(b.norm, nn.Identity) and isinstance(b.dropout, nn.Identity) for b in model.dense))
 
 
-def plan_buckets(costs_by_width: Sequence[Sequence[int]], overhead: float) -> list[list[int]]:
-    """Group members (given as per-layer widths) into buckets that minimise padded work + per-bucket overhead.
+def plan_buckets(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -> list[list[int]]:
+    """Group members (given as their parameters' shapes) into buckets that minimise padded work + per-bucket overhead.
 
     Members are sorted by size; a bucket is a contiguous run of that order, padded to its widest
-    member. Cost of a bucket = members x parameters of the padded member + ``overhead`` (in
-    parameter-equivalents). Exact dynamic programme over the sorted order, O(K^2).
+    member (per parameter, the largest size of each dimension). Cost of a bucket = members x
+    parameters of the padded member + ``overhead`` (in parameter-equivalents). Exact dynamic
+    programme over the sorted order, O(K^2).
 
     Args:
-        costs_by_width: for each member, its layer widths (input, hidden..., output).
+        shapes: for each member, the shapes of its parameters, in one order for all members.
         overhead: what one more bucket costs, in parameters (CPU ~2e4, GPU: huge, i.e. one bucket).
 
     Returns:
         lists of member indices, one per bucket.
     """
-    order = sorted(range(len(costs_by_width)), key=lambda k: tuple(costs_by_width[k]))
+    order = sorted(range(len(shapes)), key=lambda k: (sum(math.prod(s) for s in shapes[k]), tuple(shapes[k])))
 
     def padded_params(members: list[int]) -> int:
-        widths = [max(costs_by_width[k][i] for k in members) for i in range(len(costs_by_width[members[0]]))]
-        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+        first = shapes[members[0]]
+        return sum(math.prod(max(shapes[k][i][d] for k in members) for d in range(len(first[i]))) for i in range(len(first)))
 
     best = [0.0] + [math.inf] * len(order)
     cut = [0] * (len(order) + 1)
@@ -382,6 +383,24 @@ class _PaddedStacked(_Stacked):
                 own.copy_(value[k][tuple(slice(0, n) for n in own.shape)])
 
 
+class _Buckets(nn.Module):
+    """Several ensembles side by side (one per bucket of members): outputs concatenated in slot order."""
+
+    def __init__(self, nets: Sequence[nn.Module], buckets: list[list[int]]) -> None:
+        super().__init__()
+        self.nets, self.buckets = nn.ModuleList(nets), buckets
+        self.index = [torch.tensor(bucket) for bucket in buckets]
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        outputs = [net(x, None if source is None else source[index.to(source.device)])
+                   for net, index in zip(self.nets, self.index)]
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    def export_(self, models: Sequence[Network]) -> None:
+        for net, bucket in zip(self.nets, self.buckets):
+            net.export_([models[k] for k in bucket])
+
+
 def _unique(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
     """Deduplicate tensors (identity, then equal values): (unique tensors, index of each input)."""
     unique: list[torch.Tensor] = []
@@ -446,17 +465,17 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
     if len(sizes) != 1:
         raise ConfigError(f"Ensemble members need the same number of training examples (one batch schedule); got {sorted(sizes)}.")
     n = sizes.pop()
-    if layout_name == "padded":
-        widths = [[m.dense[0].transform.in_features] + [lin.out_features for lin in _linears(m)] for m in models]
+    if layout_name in ("padded", "padded_stacked"):
         overhead = bucket_overhead if bucket_overhead is not None else (
             GPU_BUCKET_OVERHEAD if device.type == "cuda" else CPU_BUCKET_OVERHEAD)
-        buckets = plan_buckets(widths, overhead)
+        buckets = plan_buckets([[tuple(p.shape) for p in m.parameters()] for m in models], overhead)
     else:
         buckets = [list(range(len(models)))]
     slots = [k for bucket in buckets for k in bucket]  # internal member order: bucket by bucket
     members = [models[k] for k in slots]
     layouts = {"padded": lambda: _Padded(members, _renumber(buckets, slots)), "stacked": lambda: _Stacked(members),
-               "padded_stacked": lambda: _PaddedStacked(members)}
+               "padded_stacked": lambda: _Buckets([_PaddedStacked([members[k] for k in bucket])
+                                                   for bucket in _renumber(buckets, slots)], _renumber(buckets, slots))}
     net: nn.Module = layouts[layout_name]()
     flat = layout_name == "padded"
 

@@ -76,7 +76,7 @@ class RayExecutor:
         num_gpus_per_task: GPUs per task (>= 0; a fraction such as 0.25 packs small models on one
             GPU). With 0 the tasks run on CPUs; give the tasks ``device="auto"`` to use the GPUs.
         max_retries: how often a task whose worker process died is run again (>= 0).
-        local_workers: tasks at once on a local Ray (default: the CPUs of this machine divided by
+        workers: tasks at once on a local Ray (default: the CPUs of this machine divided by
             ``num_cpus_per_task``); ignored when joining a cluster.
         progress: called with one line of text per finished task (default: nothing is printed).
 
@@ -85,13 +85,13 @@ class RayExecutor:
 
     Example::
 
-        run_sweep(tasks, RayExecutor(local_workers=2, progress=print), "records.jsonl")
+        run_sweep(tasks, RayExecutor(workers=2, progress=print), "records.jsonl")
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus_per_task: float = 1, num_gpus_per_task: float = 0,
-                 max_retries: int = 3, local_workers: int | None = None,
+                 max_retries: int = 3, workers: int | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
         if num_cpus_per_task <= 0:
             raise ConfigError(f"num_cpus_per_task={num_cpus_per_task}: expected a number > 0 (CPUs per task, e.g. 1).")
@@ -99,10 +99,10 @@ class RayExecutor:
             raise ConfigError(f"num_gpus_per_task={num_gpus_per_task}: expected a number >= 0 (0 runs on CPUs).")
         if max_retries < 0:
             raise ConfigError(f"max_retries={max_retries}: expected an integer >= 0 (retries after a worker died).")
-        if local_workers is not None and local_workers < 1:
-            raise ConfigError(f"local_workers={local_workers}: expected an integer >= 1, or None for one per CPU.")
+        if workers is not None and workers < 1:
+            raise ConfigError(f"workers={workers}: expected an integer >= 1, or None for one per CPU.")
         self.address, self.num_cpus_per_task, self.num_gpus_per_task = address, num_cpus_per_task, num_gpus_per_task
-        self.max_retries, self.local_workers, self.progress = max_retries, local_workers, progress
+        self.max_retries, self.workers, self.progress = max_retries, workers, progress
 
     def run(self, tasks: Sequence[SweepTask]) -> Iterator[Record]:
         """Submit every task, then yield each record as its task finishes (in finishing order).
@@ -150,7 +150,7 @@ class RayExecutor:
         # Read by ray.init: no usage-stats notice or upload (there is no network at run time anyway).
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         cpus = os.cpu_count() or 1
-        workers = self.local_workers or max(1, int(cpus // self.num_cpus_per_task))
+        workers = self.workers or max(1, int(cpus // self.num_cpus_per_task))
         ray.init(num_cpus=max(1, round(workers * self.num_cpus_per_task)), **quiet)
         return True
 
@@ -165,4 +165,4 @@ class RayExecutor:
                 f"Ray lost run {task.run_id} {dict(task.params)}: {type(error).__name__} "
                 f"(its worker died, retried up to max_retries={self.max_retries} times). Expected the task to "
                 "finish on some worker. Records of finished runs are stored: run the sweep again to resume, "
-                "with a larger max_retries, or fewer tasks at once (local_workers) if workers ran out of memory.") from error
+                "with a larger max_retries, or fewer tasks at once (workers) if workers ran out of memory.") from error
