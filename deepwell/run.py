@@ -35,7 +35,7 @@ from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models.network import resolve_arch
 from deepwell.models.transfer import build_network, parse_unfreeze
-from deepwell.runtime import resolve_device, set_deterministic
+from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
 from deepwell.diagnostics.doctor import diagnose
@@ -118,6 +118,8 @@ def train(
 def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
            progress: str, callbacks: Sequence[Callback]) -> Run:
     main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
+    if device.type == "cpu":
+        configure_cpu()  # flush-to-zero (a converged model otherwise crawls through denormals) and threads, once
     set_deterministic(spec.deterministic)
     splits = prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)

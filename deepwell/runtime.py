@@ -18,7 +18,7 @@ def configure_cpu() -> None:
 
     Once training loss is near zero, float32 values underflow to denormals, which x86 CPUs
     handle ~100x slower; a small model then runs 10-100x slower (measured 176 s vs 10 s).
-    ``DEEPWELL_THREADS`` overrides the thread count.
+    ``DEEPWELL_THREADS`` overrides the thread count; ``OMP_NUM_THREADS`` (torchrun sets it) is left in force.
     """
     global _configured
     if _configured:
@@ -27,6 +27,8 @@ def configure_cpu() -> None:
     threads = os.environ.get("DEEPWELL_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
+    elif os.environ.get("OMP_NUM_THREADS"):
+        pass  # set by the user or by torchrun for its processes: torch already follows it
     else:
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, available))

@@ -55,6 +55,31 @@ def test_mnist1d_default_is_the_standard_split():
     assert dataset.num_classes == 10 and dataset.input_shape == (1, 40)
 
 
+def test_mnist1d_cache_gives_the_generated_arrays_and_survives_damage(tmp_path, monkeypatch):
+    from deepwell.data import sources
+
+    monkeypatch.setenv("DEEPWELL_CACHE", str(tmp_path))
+    args = (120, 0.5, False, 1.0, 3)
+    fresh = sources._generate_mnist1d(*args)
+    sources._mnist1d_arrays.cache_clear()
+    first = sources._mnist1d_arrays(*args)           # generated, then written
+    files = list(tmp_path.glob("mnist1d-*.npz"))
+    assert len(files) == 1 and not list(tmp_path.glob(".*tmp"))
+    sources._mnist1d_arrays.cache_clear()
+    monkeypatch.setattr(sources, "_generate_mnist1d", lambda *a: pytest.fail("read from the cache, not generated"))
+    cached = sources._mnist1d_arrays(*args)          # read back
+    for a, b, c in zip(fresh, first, cached):
+        assert np.array_equal(a, b) and np.array_equal(a, c) and not c.flags.writeable
+    files[0].write_bytes(b"not an npz")              # a damaged file: generated again
+    monkeypatch.undo()
+    monkeypatch.setenv("DEEPWELL_CACHE", str(tmp_path))
+    sources._mnist1d_arrays.cache_clear()
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, sources._mnist1d_arrays(*args)))
+    monkeypatch.setenv("DEEPWELL_CACHE", "off")
+    assert sources.cache_dir() is None
+    sources._mnist1d_arrays.cache_clear()
+
+
 @pytest.mark.parametrize("noise", [1.0, 0.5])
 def test_mnist1d_equals_the_reference_generator(noise):
     from mnist1d.data import get_dataset_args, make_dataset

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import Protocol
@@ -20,6 +21,7 @@ from typing import Protocol
 import torch
 
 from deepwell.errors import ConfigError
+from deepwell.runtime import configure_cpu
 from deepwell.sweep.ensemble import ensemble_layout, train_ensemble
 from deepwell.sweep.tasks import Record, SweepTask, build_member, record_from_history
 from deepwell.training.loop import fit
@@ -54,7 +56,8 @@ class InProcessExecutor:
 
 
 def _worker_init() -> None:
-    torch.set_num_threads(1)  # workers share the cores: one thread each avoids oversubscription
+    os.environ["DEEPWELL_THREADS"] = "1"  # workers share the cores: one thread each avoids oversubscription
+    configure_cpu()                       # and flush-to-zero: interpolating models otherwise crawl through denormals
 
 
 def _run_in_worker(task: SweepTask) -> Record:

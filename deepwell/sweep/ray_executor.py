@@ -56,9 +56,11 @@ def _run_on_worker(task: SweepTask, threads: int) -> Record:
 
     # Imported here, not at the top: executors.py registers this executor, and this keeps the two
     # modules free of an import cycle.
+    from deepwell.runtime import configure_cpu
     from deepwell.sweep.executors import run_task
 
     os.environ["DEEPWELL_THREADS"] = str(threads)  # read by runtime.configure_cpu, once per worker process
+    configure_cpu()                                 # flush-to-zero too (denormals slow a converged model 10-100x)
     torch.set_num_threads(threads)
     record = run_task(task)
     record["executor"] = "ray"

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from deepwell.runtime import configure_cpu
 from deepwell.sweep.tasks import Record, SweepTask
 from deepwell.training.checkpoint import atomic_write_text
 
@@ -84,6 +85,7 @@ def run_sweep(tasks: Sequence[SweepTask], executor, store: RecordStore | str | P
     Returns:
         one record per task, in the order of ``tasks`` (finished ones loaded, the rest run now).
     """
+    configure_cpu()  # flush-to-zero and threads, once per process (as deepwell.train and the studies do)
     store = RecordStore(store) if isinstance(store, (str, Path)) else store
     done = {r["run_id"]: r for r in store.load()} if store is not None else {}
     wanted = {task.run_id for task in tasks}
