@@ -54,11 +54,18 @@ def test_verdict_is_inconclusive_when_the_largest_model_does_not_fit() -> None:
     assert dd.double_descent_verdict(numbers).status == "inconclusive"
 
 
-def test_reference_rows_interpolate_between_grid_widths() -> None:
-    rows = [{"width": w, "test_error_mean": e} for w, e in [(14, 0.46), (19, 0.48), (43, 0.53), (56, 0.55), (300, 0.455)]]
-    by_width = {r["width"]: r for r in dd.reference_rows(rows)}
-    assert 0.46 < by_width[16]["measured"] < 0.48 and by_width[300]["measured"] == pytest.approx(0.455)
-    assert by_width[300]["within_tolerance"]
+def test_reference_rows_compare_the_curves_landmarks() -> None:
+    widths = dd.notebook_widths(2, 300, 20)
+    assert widths == (2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 47, 61, 80, 104, 135, 177, 230, 300)  # np.geomspace, as the notebook
+    errors = {12: 0.468, 16: 0.501, 47: 0.558, 300: 0.459}  # the notebook's own printed run
+    test = [errors.get(w, 0.60 if w < 12 else 0.52 if w < 47 else 0.50) for w in widths]
+    rows = _rows(test, [0.5 if w < 61 else 0.0 for w in widths], widths)
+    by = {r["landmark"]: r for r in dd.reference_rows(rows)}
+    assert by["first_min"]["width"] == 12 and by["first_min"]["within_tolerance"]  # 46.8% near h=16: agrees
+    assert by["peak"]["width"] == 47 and by["peak"]["measured"] == pytest.approx(0.558) and by["peak"]["within_tolerance"]
+    assert by["largest"]["within_tolerance"]
+    shifted = _rows([e + 0.03 for e in test], [0.5 if w < 61 else 0.0 for w in widths], widths)
+    assert not any(r["within_tolerance"] for r in dd.reference_rows(shifted))
 
 
 TINY = dd.Settings(n_train=200, n_test=200, widths=(2, 6, 24), epochs=3, seeds=2, eval_every=1, sample_width=6,

@@ -139,5 +139,8 @@ def uniform(a: Annotated[float, Field(ge=0)] = 0.05) -> Initializer:
 
 @INITIALIZERS.register("torch_default")
 def torch_default() -> Initializer:
-    """Keep what torch's layer constructor drew (kaiming_uniform with a=sqrt(5) for weights)."""
+    """torch's layer default: kaiming_uniform with a=sqrt(5) for weights, U(+-1/sqrt(fan_in)) for biases.
+
+    ``build_model`` with a generator redraws it from that generator (``reset_parameters`` under a
+    seeded RNG fork), so the same seed gives the same network in every process."""
     return Initializer("torch_default", lambda t, g, gen: None)

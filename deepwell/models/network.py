@@ -206,7 +206,14 @@ def init_weights_(model: Network, spec: ModelSpec, generator: torch.Generator | 
     gains = {}
     layers = [(name, block.transform, hidden_gain) for name, block in model.hidden_blocks()]
     layers.append(("head", model.head, 1.0))
+    torch_default = "torch_default" in (weight_init.name, bias_init.name)
     for name, layer, gain in layers:
+        if torch_default and generator is not None:
+            # torch's own default (kaiming_uniform a=sqrt(5), bias U(+-1/sqrt(fan_in))), drawn from the run's generator
+            # rather than the global RNG, so a seed gives the same network in any process.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+                layer.reset_parameters()
         weight_init(layer.weight, gain, generator)
         if layer.bias is not None:
             bias_init(layer.bias, gain, generator)
