@@ -25,7 +25,6 @@ import torch
 
 from deepwell.runtime import resolve_device
 from deepwell.studies.double_descent import FULL, mlp_params, reference_rows
-from deepwell.studies.double_descent import _model as notebook_model
 from deepwell.sweep import BatchedExecutor, InProcessExecutor, SweepTask, run_sweep
 
 SPEEDUP_TARGET = 4.0
@@ -34,7 +33,7 @@ SWEEP_TARGET_S = 60.0
 
 def tasks(epochs: int, device: str) -> list[SweepTask]:
     train = FULL.train(epochs).model_copy(update={"eval_every": epochs})
-    return [SweepTask(FULL.data("uniform"), notebook_model(w), train, seed=0, params={"width": w}, device=device)
+    return [SweepTask(FULL.data("uniform"), FULL.model(w), train, seed=0, params={"width": w}, device=device)
             for w in FULL.widths]
 
 

@@ -29,7 +29,7 @@ def test_geometric_widths_are_distinct_and_span_the_range() -> None:
 def test_mlp_params_counts_weights_and_biases() -> None:
     from deepwell.models import build_model
 
-    model = build_model(dd._model(47), (1, 40), 10)
+    model = build_model(dd.FULL.model(47), (1, 40), 10)
     assert dd.mlp_params(47) == sum(p.numel() for p in model.parameters())
 
 
