@@ -12,7 +12,7 @@ import torch
 import deepwell
 from deepwell.config import RunSpec, load_spec
 from deepwell.errors import CheckpointError, ConfigError, DataError
-from deepwell.training.callbacks import Callback
+from killing import Kill
 
 SMALL = ["output.report=false", "data.source=moons:n=400", "model.hidden=[16,16]", "train.epochs=4", "train.batch_size=32", "train.lr=0.01"]
 
@@ -61,17 +61,6 @@ def test_same_seed_same_run_different_seed_different(tmp_path):
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]  # noqa: E731
     assert strip(first) == strip(again)
     assert strip(first) != strip(other)
-
-
-class Kill(Callback):
-    """Simulates a killed process right after the checkpoint of epoch ``after`` was written."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-
-    def on_epoch_end(self, state):
-        if state.epoch + 1 == self.after:
-            raise KeyboardInterrupt
 
 
 def test_resume_after_kill_ends_where_the_uninterrupted_run_would(tmp_path):

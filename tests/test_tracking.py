@@ -11,7 +11,7 @@ import pytest
 import deepwell
 from deepwell.diagnostics.probes import load_probes
 from deepwell.errors import ConfigError
-from deepwell.training.callbacks import Callback
+from killing import Kill
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -107,17 +107,6 @@ def test_mlflow_tracking_uri_and_experiment_are_options(tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     assert [r.info.run_id for r in runs] == [mlflow_client(run)[1]]
     assert not (run.path / "mlruns").exists()
-
-
-class Kill(Callback):
-    """Simulates a killed process at the end of epoch ``after`` (after the trackers logged it)."""
-
-    def __init__(self, after: int) -> None:
-        self.after = after
-
-    def on_epoch_end(self, state):
-        if state.epoch + 1 == self.after:
-            raise KeyboardInterrupt
 
 
 def test_resume_does_not_duplicate_steps(tmp_path):

@@ -12,6 +12,7 @@ from deepwell.config import ModelSpec, TrainSpec
 from deepwell.errors import ConfigError
 from deepwell.models.transfer import TransferModel, build_network
 from deepwell.training.loop import TensorData, fit
+from killing import Kill
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -204,13 +205,8 @@ def test_gradual_unfreezing_resumes_where_the_uninterrupted_run_is(source_run, t
     whole = deepwell.train(overrides=[*common, "output.name=whole"], progress="none")
     assert [e["block"] for e in whole.summary["unfreezing"]] == ["dense.1", "dense.0"]
     assert whole.summary["transfer"]["backbone.dense"]["frozen"] == 0
-    class Kill(deepwell.training.callbacks.Callback):  # a process killed after epoch 2 (between the two unfreezings)
-        def on_epoch_end(self, state):
-            if state.epoch + 1 == 2:
-                raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        deepwell.train(overrides=[*common, "output.name=cut"], progress="none", callbacks=[Kill()])
+    with pytest.raises(KeyboardInterrupt):  # killed after epoch 2, between the two unfreezings
+        deepwell.train(overrides=[*common, "output.name=cut"], progress="none", callbacks=[Kill(after=2)])
     resumed = deepwell.train(resume=tmp_path / "cut", progress="none")
     assert [e["block"] for e in resumed.summary["unfreezing"]] == ["dense.1", "dense.0"]
     a, b = load_file(str(whole.path / "model.safetensors")), load_file(str(resumed.path / "model.safetensors"))

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from deepwell.data.files import class_folders
 from deepwell.errors import CheckpointError, DataError, missing_extra
 
 __all__ = ["AudioEncoding", "read_wav", "read_wav_folder", "WAV_SUFFIXES"]
@@ -101,12 +102,7 @@ def read_wav_folder(path: str | Path, sample_rate: int, duration: float) -> tupl
     Raises:
         DataError: missing folder, no class sub-folders, a class without .wav files, an unreadable file.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"Audio folder '{root}' not found. Give a folder with one sub-folder of .wav files per class.")
-    class_dirs = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"Audio folder '{root}' has no sub-folders; put each class's .wav files in its own sub-folder (e.g. yes/, no/).")
+    class_dirs = class_folders(path, "Audio", ".wav files", "yes/, no/")
     samples = int(round(duration * sample_rate))
     waveforms, labels = [], []
     for label, class_dir in enumerate(class_dirs):

@@ -203,6 +203,22 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def class_folders(path: str | Path, kind: str, what: str, example: str) -> list[Path]:
+    """The class sub-folders of a one-folder-per-class data set, sorted by name (hidden ones skipped).
+
+    Raises:
+        DataError: the folder is missing or has no sub-folders (``kind`` / ``what`` / ``example`` word the message).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{kind} folder '{root}' not found. Give a folder with one sub-folder of {what} per class.")
+    class_dirs = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{kind} folder '{root}' has no sub-folders; put each class's {what} in its own sub-folder "
+                        f"(e.g. {example}).")
+    return class_dirs
+
+
 def read_image_folder(path: str | Path, size: int, grayscale: bool) -> tuple[Tensor, np.ndarray, list[str]]:
     """Read a folder with one sub-folder of images per class into (N, C, size, size) floats in [0, 1].
 
@@ -217,12 +233,7 @@ def read_image_folder(path: str | Path, size: int, grayscale: bool) -> tuple[Ten
     Raises:
         DataError: missing folder, no class sub-folders, a class without images, an unreadable image.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise DataError(f"Image folder '{root}' not found. Give a folder with one sub-folder of images per class.")
-    class_dirs = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"Image folder '{root}' has no sub-folders; put each class's images in its own sub-folder (e.g. cats/, dogs/).")
+    class_dirs = class_folders(path, "Image", "images", "cats/, dogs/")
     # Imported here, after the cheap checks: torchvision takes a second to import.
     # Pillow decodes; torchvision.io's decoders are deprecated since torchvision 0.29.
     from PIL import Image, UnidentifiedImageError
