@@ -71,6 +71,13 @@ def test_run_grid_writes_summary_and_figure_and_resumes(tmp_path) -> None:
     assert result.notes == []
 
 
+def test_list_values_sweep_and_label_their_records(tmp_path) -> None:
+    spec = load_spec(overrides=SMALL)
+    result = run_grid(spec, {"model.hidden": [[4], [8, 8]]}, executor=InProcessExecutor(), output=tmp_path)
+    assert [row["model.hidden"] for row in result.rows] == ["[4]", "[8, 8]"]
+    assert [r["num_params"] for r in result.records] == [2 * 4 + 4 + 4 * 2 + 2, 2 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2]
+
+
 def test_a_key_the_spec_ignores_is_named(tmp_path) -> None:
     # model.width shapes MLP dense layers; a CNN without hidden layers ignores it.
     spec = load_spec(overrides=["data.source=mnist1d:num_samples=300", "model.arch=cnn1d", "model.channels=[4]",

@@ -101,10 +101,17 @@ def grid_tasks(spec: RunSpec, over: Mapping[str, Sequence[Any]], seeds: int = 1)
             run = RunSpec.from_dict(apply_overrides(spec.to_dict(), overrides))
         except ConfigError as error:
             raise ConfigError(f"Sweep combination {', '.join(overrides)}: {error}") from None
-        params = dict(zip(keys, values))
+        params = {key: _label(value) for key, value in zip(keys, values)}
         tasks += [SweepTask(run.data, run.model, run.train, seed=run.seed + s, params=params, device=run.device)
                   for s in range(seeds)]
     return tasks
+
+
+def _label(value: Any) -> Any:
+    """A swept value as a record label: scalars as they are, lists and mappings as compact YAML (hashable, readable)."""
+    if isinstance(value, (list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return value
 
 
 def make_executor(name: str, **options: Any) -> Executor:
