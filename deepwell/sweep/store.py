@@ -83,7 +83,8 @@ def run_sweep(tasks: Sequence[SweepTask], executor, store: RecordStore | str | P
         store: the records file (or a RecordStore); None keeps the records in memory only.
 
     Returns:
-        one record per task, in the order of ``tasks`` (finished ones loaded, the rest run now).
+        one record per task, in the order of ``tasks`` (finished ones loaded, the rest run now), labelled
+        with the task's current ``params``.
     """
     configure_cpu()  # flush-to-zero and threads, once per process (as deepwell.train and the studies do)
     store = RecordStore(store) if isinstance(store, (str, Path)) else store
@@ -101,7 +102,7 @@ def run_sweep(tasks: Sequence[SweepTask], executor, store: RecordStore | str | P
     missing = wanted - set(done)
     if missing:
         raise RuntimeError(f"The executor returned no record for {len(missing)} task(s), e.g. {sorted(missing)[0]}.")
-    return [done[task.run_id] for task in tasks]
+    return [done[task.run_id] | dict(task.params) for task in tasks]  # labels as this sweep names them
 
 
 def summarize(records: Iterable[Record], by: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
