@@ -69,7 +69,7 @@ def test_reference_rows_compare_the_curves_landmarks() -> None:
 
 
 TINY = dd.Settings(n_train=200, n_test=200, widths=(2, 6, 24), epochs=3, seeds=2, eval_every=1, sample_width=6,
-                   sample_sizes=(100, 200), sample_epochs=2)
+                   sample_sizes=(100, 200), sample_epochs=2, cnn_channels=(2, 6), cnn_epochs=2)
 
 
 def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +88,10 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
     assert len(model_wise) == len(TINY.widths) * TINY.seeds * len(dd.NOISE_MODES)
     assert all(r["executor"].startswith("batched") and len(r["curve"]) == TINY.epochs for r in model_wise)
     table = (folder / "double_descent.csv").read_text()
-    assert "test_error_std" in table.splitlines()[0] and "sample_wise" in table
+    assert "test_error_std" in table.splitlines()[0] and "sample_wise" in table and "cnn_model_wise" in table
+    cnn = [r for r in records if r["experiment"] == "cnn_model_wise"]  # the CNN curve: batched over widths (padded)
+    assert [r["width"] for r in cnn] == [2, 6] and all(r["executor"] == "batched:padded_stacked" for r in cnn)
+    assert cnn[1]["params"] == cnn[1]["num_params"] and (folder / "double_descent_cnn.png").stat().st_size > 10_000
     rerun = run_study("double-descent", quick=True, output=tmp_path)  # resumes: every run is already recorded
     assert rerun.verdicts[0].numbers == result.verdicts[0].numbers
 

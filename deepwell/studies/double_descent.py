@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
+from deepwell.models import build_model
 from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
 __all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks",
-           "sample_wise_tasks", "curve_numbers", "double_descent_verdict", "reference_rows", "run"]
+           "cnn_tasks", "sample_wise_tasks", "curve_numbers", "double_descent_verdict", "reference_rows", "run"]
 
 PEAK_MARGIN = 0.02      # the peak must stand 2 points above the first minimum and above the largest model
 PARAMS_WINDOW = 3.0     # "near params ~ n": the peak's parameter count within n/3 .. 3n
@@ -61,11 +62,19 @@ class Settings:
     sample_sizes: tuple[int, ...]
     sample_epochs: int
     init: str = "torch_default"  # weights and biases; the notebook's nets keep torch's default
+    cnn_channels: tuple[int, ...] = ()  # the notebook's CNN sweep (full mode only: minutes per width on a CPU)
+    cnn_epochs: int = 0
 
     def model(self, width: int) -> ModelSpec:
         """The notebook's net: MLP 40-h-h-10 of Linear/ReLU (drawn from the run's seed here)."""
         return ModelSpec(arch="mlp", depth=2, width=width, norm="none", activation="relu", init=self.init,
                          bias_init="torch_default" if self.init == "torch_default" else "zeros")
+
+    def cnn_model(self, channels: int) -> ModelSpec:
+        """The notebook's CNN, in deepwell's blocks: three conv layers of ``channels`` (kernel 3), each
+        followed by a max-pool (40 -> 5 positions; the notebook uses stride 2), flattened into the head."""
+        return ModelSpec(arch="cnn1d", channels=[channels, "pool"] * 3, kernel_size=3, norm="none", global_pool=False,
+                         activation="relu", init=self.init, bias_init="torch_default" if self.init == "torch_default" else "zeros")
 
     def data(self, mode: str, n_train: int | None = None) -> DataSpec:
         total = self.n_train + self.n_test
@@ -97,7 +106,8 @@ def mlp_params(width: int, inputs: int = 40, outputs: int = 10) -> int:
 
 
 FULL = Settings(n_train=4000, n_test=12000, widths=notebook_widths(2, 300, 20), epochs=500, seeds=3, eval_every=10,
-                sample_width=43, sample_sizes=(500, 1000, 1500, 2000, 3000, 4000), sample_epochs=500)
+                sample_width=43, sample_sizes=(500, 1000, 1500, 2000, 3000, 4000), sample_epochs=500,
+                cnn_channels=(2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64), cnn_epochs=500)
 # Quick mode: fewer widths and epochs; He init (zero biases) fits the noisy labels within 120 epochs, torch's default
 # init would need the full 500 to show the peak clearly.
 QUICK = Settings(n_train=4000, n_test=3000, widths=geometric_widths(2, 200, 9), epochs=120, seeds=2, eval_every=5,
@@ -118,6 +128,18 @@ def sample_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
                       seed=seed + s, params={"experiment": "sample_wise", "mode": "uniform", "width": settings.sample_width,
                                              "params": mlp_params(settings.sample_width), "n_train": n})
             for n in settings.sample_sizes for s in range(settings.seeds)]
+
+
+def cnn_tasks(settings: Settings, seed: int) -> list[SweepTask]:
+    """The CNN width sweep (``uniform`` noise, one seed): the notebook's second model-wise curve."""
+    tasks = []
+    for channels in settings.cnn_channels:
+        spec = settings.cnn_model(channels)
+        params = sum(p.numel() for p in build_model(spec, (1, 40), 10).parameters())
+        tasks.append(SweepTask(settings.data("uniform"), spec, settings.train(settings.cnn_epochs), seed=seed,
+                               params={"experiment": "cnn_model_wise", "mode": "uniform", "width": channels, "params": params,
+                                       "n_train": settings.n_train}))
+    return tasks
 
 
 def curve_numbers(rows: list[dict[str, Any]], n_train: int) -> dict[str, float]:
@@ -193,14 +215,44 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     verdicts = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
     references = [] if quick else reference_rows(summary["uniform"], settings.n_train)
     figure = _figure(folder, settings, summary, model_records, samples, verdicts, references)
-    tables = [_tables(folder, model_records + sample_records, summary, samples, references)]
+    cnn_records = run_sweep(cnn_tasks(settings, seed), executor, folder / "records.jsonl") if settings.cnn_channels else []
+    cnn = sorted(summarize(cnn_records, ["width", "params"], metrics), key=lambda row: row["width"])
+    tables = [_tables(folder, model_records + sample_records + cnn_records, summary | {"cnn": cnn}, samples, references)]
     caption = (f"Double descent on MNIST-1D, MLP 40-h-h-10, {LABEL_NOISE:.0%} label noise, n={settings.n_train}, "
                f"{settings.epochs} epochs, mean ± std over {settings.seeds} seeds; batched training (deepwell.sweep).")
-    return StudyOutput(verdicts, [(figure, caption)], tables)
+    figures = [(figure, caption)]
+    if cnn:
+        numbers = curve_numbers(cnn, settings.n_train)
+        figures.append((_cnn_figure(folder, cnn, settings), (
+            f"The notebook's CNN (3 conv layers of c channels, kernel 3, max-pool, flatten) over c, {LABEL_NOISE:.0%} label noise, "
+            f"{settings.cnn_epochs} epochs, one seed: {numbers['first_min_error']:.1%} at c={numbers['first_min_width']:g} -> peak "
+            f"{numbers['peak_error']:.1%} at c={numbers['peak_width']:g} -> {numbers['largest_error']:.1%} at "
+            f"c={numbers['largest_width']:g} (the notebook: 20.8% at c=10, ~36% near c=20, ~28% at c=100).")))
+    return StudyOutput(verdicts, figures, tables)
+
+
+def _cnn_figure(folder: Path, rows: list[dict], settings: Settings) -> str:
+    figure, axes = new_figure(6.5, 4.4)
+    ax = axes[0][0]
+    params = [r["params"] for r in rows]
+    ax.plot(params, [r["test_error_mean"] for r in rows], marker="o", ms=3, color=COLORS[0], label="test")
+    ax.plot(params, [r["train_error_mean"] for r in rows], marker="o", ms=3, linestyle="--", color=COLORS[0],
+            label="train (noisy labels)")
+    ax.axvline(settings.n_train, color="black", linestyle=":", label=f"params = n ({settings.n_train})")
+    for row in rows:
+        ax.annotate(f"c={row['width']}", (row["params"], row["test_error_mean"]), fontsize=6, xytext=(2, 4),
+                    textcoords="offset points")
+    ax.set(xscale="log", xlabel="parameters (log)", ylabel="error", ylim=(-0.02, 0.9),
+           title="Model-wise double descent, CNN (channels c)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    save_figure(figure, folder / "double_descent_cnn.png")
+    return "double_descent_cnn.png"
 
 
 def _tables(folder: Path, records: list[dict], summary: dict, samples: list[dict], references: list[dict]) -> tuple[str, str]:
-    rows = [{"table": "summary", "experiment": "model_wise", "mode": mode, **row} for mode, part in summary.items() for row in part]
+    rows = [{"table": "summary", "experiment": "cnn_model_wise" if mode == "cnn" else "model_wise",
+             "mode": "uniform" if mode == "cnn" else mode, **row} for mode, part in summary.items() for row in part]
     rows += [{"table": "summary", "experiment": "sample_wise", "mode": "uniform", **row} for row in samples]
     rows += [{"table": "curve", "experiment": r["experiment"], "mode": r["mode"], "width": r["width"], "params": r["params"],
               "n_train": r["n_train"], "seed": r["seed"], **point} for r in records for point in r["curve"]]
