@@ -5,7 +5,9 @@ Two tasks, each trained from the same seeds with and without augmentation (paire
 data split, initial weights and batch order per seed; the augmenter has its own generator):
 
 - *images*: sklearn digits (8 x 8, pixels in [0, 1], no preprocessing), ``DIGITS_N_TRAIN``
-  training examples, augmented with small rotations and zooms (``DIGITS_AUGMENT``).
+  training examples, augmented with random resized crops (``DIGITS_AUGMENT``). Measured on 3
+  seeds, n=150, 60 epochs: crop:0.8 +1.7 points; rotate:8 + scale:0.1 +0.2; translate +0.3;
+  rotations with translations hurt (8 x 8 pixels leave little room).
 - *signals*: MNIST-1D (standardised), ``MNIST1D_N_TRAIN`` training examples, augmented with
   shifts, stretches and amplitude changes (``MNIST1D_AUGMENT``).
 
@@ -43,7 +45,7 @@ MIN_GAIN = 0.02      # test accuracy must rise by at least 2 points ...
 NOISE_FACTOR = 2.0   # ... and by more than 2 standard errors of the paired (same seed) differences
 
 DIGITS_N_TRAIN, MNIST1D_N_TRAIN = 150, 500
-DIGITS_AUGMENT = ("rotate:8", "scale:0.1")
+DIGITS_AUGMENT = ("crop:0.8",)
 MNIST1D_AUGMENT = ("shift:4", "stretch:0.1", "amplitude:0.2")
 TASKS: dict[str, dict[str, Any]] = {
     "digits": {"data": DataSpec(source="digits", n_train=DIGITS_N_TRAIN, val_fraction=0.1, preprocess="none"),
@@ -175,6 +177,7 @@ def _samples_figure(folder: Path, seed: int, columns: int = 8, draws: int = 3) -
         ax.plot(originals[column, 0].cpu().numpy(), color="black", linewidth=1.2)
         ax.set_xticks([]), ax.set_yticks([])
         ax.set_title(f"label {int(signals.y_train[column])}", fontsize=7)
-    figure.suptitle("Augmented samples: digits (rotate, scale) and MNIST-1D (shift, stretch, amplitude)", fontsize=10)
+    figure.suptitle(f"Augmented samples: digits ({', '.join(DIGITS_AUGMENT)}) and MNIST-1D ({', '.join(MNIST1D_AUGMENT)})",
+                    fontsize=10)
     save_figure(figure, folder / "augmentation_samples.png")
     return "augmentation_samples.png"
