@@ -9,7 +9,7 @@ Example::
     rows = summarize(records, by=["width"], metrics=["test_error"])        # mean and std over seeds
 """
 
-from deepwell.sweep.ensemble import EnsembleResult, ensemble_layout, plan_buckets, train_ensemble
+from deepwell.sweep.ensemble import EnsembleResult, train_ensemble
 from deepwell.sweep.executors import (
     EXECUTORS,
     BatchedExecutor,
@@ -18,6 +18,7 @@ from deepwell.sweep.executors import (
     ProcessPoolExecutor,
     run_task,
 )
+from deepwell.sweep.layouts import ensemble_layout, plan_buckets
 from deepwell.sweep.ray_executor import RayExecutor
 from deepwell.sweep.store import RecordStore, run_sweep, summarize, write_csv
 from deepwell.sweep.tasks import Record, SweepTask, build_member, prepared_data, record_from_history

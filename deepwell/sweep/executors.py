@@ -22,7 +22,8 @@ import torch
 
 from deepwell.errors import ConfigError
 from deepwell.runtime import configure_cpu
-from deepwell.sweep.ensemble import ensemble_layout, train_ensemble
+from deepwell.sweep.ensemble import train_ensemble
+from deepwell.sweep.layouts import ensemble_layout
 from deepwell.sweep.tasks import Record, SweepTask, build_member, record_from_history
 from deepwell.training.loop import fit
 

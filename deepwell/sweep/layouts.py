@@ -1,0 +1,370 @@
+"""Ensemble layouts: how K networks become one batched module, and which layout fits which networks.
+
+- :class:`_Stacked` (one architecture): parameters stacked, forward by ``vmap`` over ``functional_call``.
+- :class:`_Padded` (MLPs of one depth, different widths): width buckets of batched matmuls, a
+  hand-written training step (:meth:`_Padded.train_step`).
+- :class:`_PaddedStacked` (any networks that differ only in width): zero-padded into the widest, stacked.
+- :class:`_Buckets`: several of these side by side, one per bucket of members.
+
+:func:`ensemble_layout` picks the layout, :func:`plan_buckets` the buckets. Every layout has
+``forward(x, source) -> (K, B, C)`` and ``export_(models)`` (trained weights back into each member);
+:func:`deepwell.sweep.ensemble.train_ensemble` trains them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from deepwell.errors import ConfigError
+from deepwell.models.network import Network
+
+__all__ = ["ensemble_layout", "plan_buckets"]
+
+
+def ensemble_layout(models: Sequence[nn.Module]) -> str:
+    """``stacked`` for one architecture, ``padded`` for MLPs of one depth that differ in width.
+
+    Raises:
+        ConfigError: a model the batched engine cannot train exactly (batchnorm, dropout, ...).
+    """
+    for model in models:
+        if not isinstance(model, Network):
+            raise ConfigError(f"The batched ensemble trains deepwell Networks (build_model); got {type(model).__name__}.")
+        bad = [name for name, m in model.named_modules()
+               if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)) or type(m).__name__ in ("Dropout", "DropConnectLinear")]
+        if bad or any(True for _ in model.buffers()):
+            raise ConfigError("The batched ensemble needs stateless, deterministic networks: no batchnorm, dropout or "
+                              f"DropConnect (found {bad[:3] or 'buffers'}). Use model.norm=none, dropout=none, or the "
+                              "in-process/process executor.")
+    reference = _structure(models[0])
+    if all(_structure(m) == reference for m in models):
+        return "stacked"
+    if all(_is_plain_mlp(m) for m in models):
+        depths = {len(m.dense) for m in models}
+        activations = {repr(m.dense[0].activation) for m in models if len(m.dense)}
+        shapes = {(m.dense[0].transform.in_features if len(m.dense) else m.head.in_features, m.head.out_features) for m in models}
+        if len(depths) == 1 and len(activations) <= 1 and len(shapes) == 1:
+            return "padded"
+    if _widest(models) is not None:
+        return "padded_stacked"
+    raise ConfigError("The batched ensemble needs one architecture for all members, or networks that differ only in "
+                      "width (same layers, kernels, activation with f(0) = 0, inputs and outputs; one member the widest "
+                      "everywhere). Group the runs, or use the in-process executor.")
+
+
+def _widest(models: Sequence[nn.Module]) -> int | None:
+    """The member every other one fits into by zero-padding (same layers up to widths), or None.
+
+    Zero padding is exact when each padded unit/channel stays zero: its weights and bias start at
+    zero, the activation maps 0 to 0, pooling keeps zeros, and flattening is channel-major (so a
+    narrower member's flattened features are a prefix of the widest's). Then every padded
+    weight's gradient is zero and elementwise optimisers leave it at zero.
+    """
+    def skeleton(model: nn.Module) -> list:
+        parts = []
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                parts.append((type(module).__name__, module.bias is not None) + (
+                    (module.kernel_size, module.stride, module.padding, module.dilation, module.groups)
+                    if isinstance(module, (nn.Conv1d, nn.Conv2d)) else ()))
+            elif not list(module.children()):
+                parts.append(repr(module))
+        return parts
+
+    reference = skeleton(models[0])
+    if any(skeleton(m) != reference for m in models) or any(getattr(m, "input_shape", None) != getattr(models[0], "input_shape", None)
+                                                            for m in models):
+        return None
+    for module in models[0].modules():
+        if not list(module.children()) and not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Flatten, nn.Identity)):
+            try:
+                with torch.no_grad():
+                    zero = module(torch.zeros(1, 1, 4)).abs().max() == 0   # activations and pools: f(0) must be 0
+            except (RuntimeError, ValueError):  # a reshape that cannot take the probe: moves values, keeps zeros
+                continue
+            if not zero:
+                return None
+    shapes = [[tuple(p.shape) for p in m.parameters()] for m in models]
+    widest = max(range(len(models)), key=lambda k: sum(math.prod(s) for s in shapes[k]))
+    fits = all(all(a <= b for a, b in zip(small, big)) for member in shapes for small, big in zip(member, shapes[widest]))
+    return widest if fits else None
+
+
+def _structure(model: nn.Module) -> tuple:
+    return tuple((name, tuple(p.shape)) for name, p in model.named_parameters()) + (repr(model),)
+
+
+def _is_plain_mlp(model: Network) -> bool:
+    return (len(model.features) == 0 and isinstance(model.reshape, nn.Flatten)
+            and all(isinstance(b.transform, nn.Linear) and b.transform.bias is not None and not b.residual
+                    and isinstance(b.norm, nn.Identity) and isinstance(b.dropout, nn.Identity) for b in model.dense))
+
+
+def plan_buckets(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -> list[list[int]]:
+    """Group members (given as their parameters' shapes) into buckets that minimise padded work + per-bucket overhead.
+
+    Members are sorted by size; a bucket is a contiguous run of that order, padded to its widest
+    member (per parameter, the largest size of each dimension). Cost of a bucket = members x
+    parameters of the padded member + ``overhead`` (in parameter-equivalents). Exact dynamic
+    programme over the sorted order, O(K^2).
+
+    Args:
+        shapes: for each member, the shapes of its parameters, in one order for all members.
+        overhead: what one more bucket costs, in parameters (CPU ~2e4, GPU: huge, i.e. one bucket).
+
+    Returns:
+        lists of member indices, one per bucket.
+    """
+    order = sorted(range(len(shapes)), key=lambda k: (sum(math.prod(s) for s in shapes[k]), tuple(shapes[k])))
+
+    def padded_params(members: list[int]) -> int:
+        first = shapes[members[0]]
+        return sum(math.prod(max(shapes[k][i][d] for k in members) for d in range(len(first[i]))) for i in range(len(first)))
+
+    best = [0.0] + [math.inf] * len(order)
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):
+            members = order[start:end]
+            cost = best[start] + len(members) * padded_params(members) + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    buckets, end = [], len(order)
+    while end > 0:
+        buckets.append(order[cut[end]:end])
+        end = cut[end]
+    return buckets[::-1]
+
+
+class _Padded(nn.Module):
+    """MLPs of one depth, padded to their bucket's widths: per bucket, one batched matmul per layer."""
+
+    def __init__(self, models: Sequence[Network], buckets: list[list[int]]) -> None:
+        super().__init__()
+        self.buckets = buckets
+        self.activation = models[0].dense[0].activation if len(models[0].dense) else nn.Identity()
+        zero = torch.zeros(1, requires_grad=True)
+        out = self.activation(zero)
+        (grad,) = torch.autograd.grad(out.sum(), zero)
+        self.needs_mask = bool(out.item() != 0 or grad.item() != 0)  # ReLU: padded units are exactly 0 already
+        weights, biases, self.masks, self.widths = [], [], [], []
+        for bucket in buckets:
+            layers = [list(_linears(models[k])) for k in bucket]
+            widths = [max(layer[i].weight.shape[0] for layer in layers) for i in range(len(layers[0]))]
+            fan_in = [layers[0][0].weight.shape[1]] + widths[:-1]
+            for i, (rows, cols) in enumerate(zip(widths, fan_in)):
+                weight = torch.zeros(len(bucket), rows, cols, device=layers[0][i].weight.device)
+                bias = torch.zeros(len(bucket), rows, device=weight.device)
+                for g, member in enumerate(layers):
+                    w, b = member[i].weight.detach(), member[i].bias.detach()
+                    weight[g, :w.shape[0], :w.shape[1]] = w
+                    bias[g, :b.shape[0]] = b
+                weights.append(weight)
+                biases.append(bias)
+            masks = []
+            for i in range(len(widths) - 1):
+                mask = torch.zeros(len(bucket), 1, widths[i], device=weight.device)
+                for g, member in enumerate(layers):
+                    mask[g, :, :member[i].weight.shape[0]] = 1.0
+                masks.append(mask)
+            self.masks.append(masks)
+            self.widths.append(widths)
+        self.depth = len(self.widths[0])
+        # Every weight and bias lives in one flat parameter (they are views of it): the optimiser then
+        # updates one tensor per step instead of 6 per bucket (its per-tensor overhead was ~15% of a step).
+        self.flat = nn.Parameter(torch.cat([t.flatten() for t in weights + biases]))
+        self._shapes = [t.shape for t in weights + biases]
+        self._offsets = [0]
+        for t in weights + biases:
+            self._offsets.append(self._offsets[-1] + t.numel())
+
+    def _view(self, slot: int) -> torch.Tensor:
+        return self.flat[self._offsets[slot]:self._offsets[slot + 1]].view(self._shapes[slot])
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Per bucket and layer (bucket-major), the (G, out, in) weights: views of ``flat``."""
+        return [self._view(slot) for slot in range(len(self._shapes) // 2)]
+
+    @property
+    def biases(self) -> list[torch.Tensor]:
+        """Per bucket and layer, the (G, out) biases: views of ``flat``."""
+        return [self._view(slot) for slot in range(len(self._shapes) // 2, len(self._shapes))]
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, D) shared by all members, or (S, B, D) with ``source[k]`` the row of member k -> logits (K, B, C)."""
+        outputs = []
+        weights, biases = self.weights, self.biases
+        for index, bucket in enumerate(self.buckets):
+            h = x if source is None else x[source[bucket]]                 # (B, D) shared, or (G, B, D)
+            for layer in range(self.depth):
+                weight = weights[index * self.depth + layer]               # (G, out, in)
+                bias = biases[index * self.depth + layer]                  # (G, out)
+                h = torch.matmul(h, weight.transpose(1, 2)) + bias.unsqueeze(1)  # (G, B, out)
+                if layer < self.depth - 1:
+                    h = self.activation(h)
+                    if self.needs_mask:
+                        h = h * self.masks[index][layer]
+            outputs.append(h)
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    def train_step(self, x: torch.Tensor, source: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+        """One training step's forward and backward, by hand: sets ``.grad`` of every parameter; returns losses (K,).
+
+        The same numbers autograd gives for ``cross_entropy(self(x, source), y).mean(1).sum()``, written
+        out because on a CPU these small batched matmuls are overhead-bound and autograd's bookkeeping
+        (graph nodes, transposed copies, gradient accumulation) doubled the step time (measured: 12.6 vs
+        5.3 ms a step on the double-descent sweep). Only activations whose derivative is known in
+        closed form take this path (``self.manual``); others use autograd.
+        """
+        losses, weight_grads, bias_grads = [], [], []
+        weights, biases = self.weights, self.biases
+        for index, bucket in enumerate(self.buckets):
+            params = weights[index * self.depth:(index + 1) * self.depth]
+            bias = biases[index * self.depth:(index + 1) * self.depth]
+            count, width = params[0].shape[:2]
+            # forward, keeping each layer's input
+            if source is None:  # one (B, D) batch for every member: layer 1 is a single matmul
+                h = torch.addmm(bias[0].reshape(1, -1), x, params[0].reshape(count * width, -1).t())
+                h = h.view(len(x), count, width).transpose(0, 1)                                  # (G, B, w)
+                inputs = [x]
+            else:
+                xs = x[source[bucket]]                                                            # (G, B, D)
+                h = torch.baddbmm(bias[0].unsqueeze(1), xs, params[0].transpose(1, 2))
+                inputs = [xs]
+            for layer in range(1, self.depth):
+                a = self._activate(h, index, layer - 1)
+                inputs.append(a)
+                h = torch.baddbmm(bias[layer].unsqueeze(1), a, params[layer].transpose(1, 2))
+            # cross-entropy, mean over the batch, per member: d loss / d logits = (softmax - onehot) / B
+            log_p = torch.log_softmax(h, 2)                                                       # (G, B, C)
+            target = y[bucket].unsqueeze(2)                                                       # (G, B, 1)
+            losses.append(-log_p.gather(2, target).squeeze(2).mean(1))
+            delta = log_p.exp_()
+            delta.scatter_add_(2, target, torch.full_like(target, -1, dtype=delta.dtype)).div_(target.shape[1])
+            # backward, output layer first
+            grads_w, grads_b = [], []
+            for layer in range(self.depth - 1, -1, -1):
+                a = inputs[layer]
+                if layer == 0 and source is None:  # shared input: one matmul for the whole bucket
+                    grads_w.append(torch.mm(delta.transpose(0, 1).reshape(len(x), count * width).t(), x))
+                else:
+                    grads_w.append(torch.bmm(delta.transpose(1, 2), a))
+                grads_b.append(delta.sum(1))
+                if layer:
+                    delta = self._derivative(torch.bmm(delta, params[layer]), a, index, layer - 1)
+            weight_grads += grads_w[::-1]
+            bias_grads += grads_b[::-1]
+        self.flat.grad = torch.cat([g.reshape(-1) for g in weight_grads + bias_grads])  # the flat layout's order
+        return torch.cat(losses)
+
+    def _activate(self, h: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
+        a = self.activation(h)
+        return a * self.masks[bucket][layer] if self.needs_mask else a
+
+    def _derivative(self, grad: torch.Tensor, out: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
+        """d loss / d pre-activation from d loss / d activation and the activation's output."""
+        act = self.activation
+        if isinstance(act, nn.ReLU):
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        elif isinstance(act, nn.LeakyReLU):
+            grad = grad * torch.where(out > 0, 1.0, act.negative_slope)
+        elif isinstance(act, nn.Tanh):
+            grad = grad * (1 - out * out)
+        elif isinstance(act, nn.Sigmoid):
+            grad = grad * out * (1 - out)   # padded units' out is 0 after the mask, so their gradient is 0
+        return grad * self.masks[bucket][layer] if self.needs_mask else grad
+
+    @property
+    def manual(self) -> bool:
+        """Whether :meth:`train_step` knows this activation's derivative (else: autograd)."""
+        return isinstance(self.activation, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity))
+
+    @torch.no_grad()
+    def export_(self, models: Sequence[Network]) -> None:
+        """Copy each member's (unpadded) trained weights back into its Network."""
+        weights, biases = self.weights, self.biases
+        for index, bucket in enumerate(self.buckets):
+            for g, k in enumerate(bucket):
+                for layer, linear in enumerate(_linears(models[k])):
+                    rows, cols = linear.weight.shape
+                    linear.weight.copy_(weights[index * self.depth + layer][g, :rows, :cols])
+                    linear.bias.copy_(biases[index * self.depth + layer][g, :rows])
+
+
+def _linears(model: Network) -> list[nn.Linear]:
+    return [block.transform for block in model.dense] + [model.head]
+
+
+class _Stacked(nn.Module):
+    """Members of one architecture: parameters stacked (K, ...), forward by vmap over functional_call."""
+
+    def __init__(self, models: Sequence[Network]) -> None:
+        super().__init__()
+        params, _ = stack_module_state(list(models))
+        self.names = list(params)
+        self.params = nn.ParameterList([nn.Parameter(params[name].detach().clone()) for name in self.names])
+        base = models[0]
+
+        def call(values: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(base, dict(zip(self.names, values)), (x,))
+
+        self._shared = vmap(call, in_dims=(0, None))
+        self._own = vmap(call, in_dims=(0, 0))
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        values = tuple(self.params)
+        return self._shared(values, x) if source is None else self._own(values, x[source])
+
+    @torch.no_grad()
+    def export_(self, models: Sequence[Network]) -> None:
+        for k, model in enumerate(models):
+            own = dict(model.named_parameters())
+            for name, value in zip(self.names, self.params):
+                own[name].copy_(value[k])
+
+
+class _PaddedStacked(_Stacked):
+    """Networks that differ only in width: each zero-padded into a copy of the widest, then stacked (vmap)."""
+
+    def __init__(self, models: Sequence[Network]) -> None:
+        widest = models[_widest(models)]
+        padded = []
+        for model in models:
+            copy_ = copy.deepcopy(widest)
+            with torch.no_grad():
+                for target, source in zip(copy_.parameters(), model.parameters()):
+                    target.zero_()
+                    target[tuple(slice(0, n) for n in source.shape)] = source
+            padded.append(copy_)
+        super().__init__(padded)
+
+    @torch.no_grad()
+    def export_(self, models: Sequence[Network]) -> None:
+        for k, model in enumerate(models):
+            for value, own in zip(self.params, model.parameters()):
+                own.copy_(value[k][tuple(slice(0, n) for n in own.shape)])
+
+
+class _Buckets(nn.Module):
+    """Several ensembles side by side (one per bucket of members): outputs concatenated in slot order."""
+
+    def __init__(self, nets: Sequence[nn.Module], buckets: list[list[int]]) -> None:
+        super().__init__()
+        self.nets, self.buckets = nn.ModuleList(nets), buckets
+        self.index = [torch.tensor(bucket) for bucket in buckets]
+
+    def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        outputs = [net(x, None if source is None else source[index.to(source.device)])
+                   for net, index in zip(self.nets, self.index)]
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+
+    def export_(self, models: Sequence[Network]) -> None:
+        for net, bucket in zip(self.nets, self.buckets):
+            net.export_([models[k] for k in bucket])
