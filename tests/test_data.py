@@ -56,28 +56,28 @@ def test_mnist1d_default_is_the_standard_split():
 
 
 def test_mnist1d_cache_gives_the_generated_arrays_and_survives_damage(tmp_path, monkeypatch):
-    from deepwell.data import sources
+    from deepwell.data import mnist1d as sources
 
     monkeypatch.setenv("DEEPWELL_CACHE", str(tmp_path))
     args = (120, 0.5, False, 1.0, 3)
-    fresh = sources._generate_mnist1d(*args)
-    sources._mnist1d_arrays.cache_clear()
-    first = sources._mnist1d_arrays(*args)           # generated, then written
+    fresh = sources.generate_mnist1d(*args)
+    sources.mnist1d_arrays.cache_clear()
+    first = sources.mnist1d_arrays(*args)           # generated, then written
     files = list(tmp_path.glob("mnist1d-*.npz"))
     assert len(files) == 1 and not list(tmp_path.glob(".*tmp"))
-    sources._mnist1d_arrays.cache_clear()
-    monkeypatch.setattr(sources, "_generate_mnist1d", lambda *a: pytest.fail("read from the cache, not generated"))
-    cached = sources._mnist1d_arrays(*args)          # read back
+    sources.mnist1d_arrays.cache_clear()
+    monkeypatch.setattr(sources, "generate_mnist1d", lambda *a: pytest.fail("read from the cache, not generated"))
+    cached = sources.mnist1d_arrays(*args)          # read back
     for a, b, c in zip(fresh, first, cached):
         assert np.array_equal(a, b) and np.array_equal(a, c) and not c.flags.writeable
     files[0].write_bytes(b"not an npz")              # a damaged file: generated again
     monkeypatch.undo()
     monkeypatch.setenv("DEEPWELL_CACHE", str(tmp_path))
-    sources._mnist1d_arrays.cache_clear()
-    assert all(np.array_equal(a, b) for a, b in zip(fresh, sources._mnist1d_arrays(*args)))
+    sources.mnist1d_arrays.cache_clear()
+    assert all(np.array_equal(a, b) for a, b in zip(fresh, sources.mnist1d_arrays(*args)))
     monkeypatch.setenv("DEEPWELL_CACHE", "off")
     assert sources.cache_dir() is None
-    sources._mnist1d_arrays.cache_clear()
+    sources.mnist1d_arrays.cache_clear()
 
 
 @pytest.mark.parametrize("noise", [1.0, 0.5])
