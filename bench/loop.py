@@ -28,9 +28,10 @@ from deepwell.runtime import configure_cpu
 from deepwell.training.loop import TensorData, fit
 
 
-def hand_written(model: nn.Module, data: TensorData, epochs: int, batch_size: int, lr: float) -> list[float]:
-    """The loop a PyTorch user writes by hand; returns seconds per epoch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+def hand_written(model: nn.Module, data: TensorData, epochs: int, batch_size: int, lr: float, eps: float = 1e-8) -> list[float]:
+    """The loop a PyTorch user writes by hand (Adam, shuffled batches, a validation pass per epoch);
+    returns seconds per epoch. bench/peers.py times the same loop."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=eps)
     generator = torch.Generator().manual_seed(0)
     n, times = len(data.x_train), []
     for _ in range(epochs):

@@ -69,6 +69,7 @@ from deepwell.runtime import configure_cpu  # noqa: E402
 from deepwell.training.callbacks import Callback  # noqa: E402
 from deepwell.training.checkpoint import atomic_write_text  # noqa: E402
 from deepwell.training.loop import TensorData, fit  # noqa: E402
+from loop import hand_written  # noqa: E402  (bench/loop.py, beside this script)
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = {"keras": "keras", "lightning": "lightning", "skorch": "skorch", "loss-landscapes": "loss_landscapes"}
@@ -164,28 +165,8 @@ def run_deepwell(work: Workload, data: TensorData, epochs: int, clean_train_exam
 
 
 def run_hand(work: Workload, data: TensorData, epochs: int) -> list[float]:
-    """The loop a PyTorch user writes by hand."""
-    clock, model = EpochClock(), work.torch_net()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, eps=EPS)
-    generator = torch.Generator().manual_seed(0)
-    n = len(data.x_train)
-    for _ in range(epochs):
-        clock.tick()
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        for i in range(0, n, BATCH):
-            index = order[i:i + BATCH]
-            loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            out = model(data.x_val)
-            val_loss, val_acc = F.cross_entropy(out, data.y_val).item(), (out.argmax(1) == data.y_val).float().mean().item()
-    clock.tick()
-    assert val_loss == val_loss and 0 <= val_acc <= 1
-    return clock.epochs()
+    """The loop a PyTorch user writes by hand: bench/loop.py's."""
+    return hand_written(work.torch_net(), data, epochs, BATCH, LR, eps=EPS)
 
 
 def run_keras(work: Workload, data: TensorData, epochs: int) -> list[float]:
