@@ -65,16 +65,21 @@ class Settings:
     cnn_channels: tuple[int, ...] = ()  # the notebook's CNN sweep (full mode only: minutes per width on a CPU)
     cnn_epochs: int = 0
 
+    @property
+    def bias_init(self) -> str:
+        """torch's default init draws biases too; the others start them at zero."""
+        return "torch_default" if self.init == "torch_default" else "zeros"
+
     def model(self, width: int) -> ModelSpec:
         """The notebook's net: MLP 40-h-h-10 of Linear/ReLU (drawn from the run's seed here)."""
         return ModelSpec(arch="mlp", depth=2, width=width, norm="none", activation="relu", init=self.init,
-                         bias_init="torch_default" if self.init == "torch_default" else "zeros")
+                         bias_init=self.bias_init)
 
     def cnn_model(self, channels: int) -> ModelSpec:
         """The notebook's CNN, in deepwell's blocks: three conv layers of ``channels`` (kernel 3), each
         followed by a max-pool (40 -> 5 positions; the notebook uses stride 2), flattened into the head."""
         return ModelSpec(arch="cnn1d", channels=[channels, "pool"] * 3, kernel_size=3, norm="none", global_pool=False,
-                         activation="relu", init=self.init, bias_init="torch_default" if self.init == "torch_default" else "zeros")
+                         activation="relu", init=self.init, bias_init=self.bias_init)
 
     def data(self, mode: str, n_train: int | None = None) -> DataSpec:
         total = self.n_train + self.n_test
