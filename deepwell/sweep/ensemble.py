@@ -154,8 +154,10 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         batch_sizes[-1] = n % spec.batch_size
     n_used = n - (1 if n % spec.batch_size == 1 else 0)
     optimizer = OPTIMIZERS.build(spec.optimizer, params=net.parameters(), lr=spec.lr)
-    for group in optimizer.param_groups:  # one multi-tensor kernel per update instead of one per tensor (same math)
-        if "foreach" in group:
+    for group in optimizer.param_groups:  # torch's fused (else multi-tensor) kernel: one call per update, same math
+        if "fused" in group and all(p.dtype in (torch.float32, torch.float64) for p in group["params"]):
+            group["fused"], group["foreach"] = True, False
+        elif "foreach" in group:
             group["foreach"] = True
     warmup = round(spec.warmup_epochs * steps)
     scheduler = None
@@ -171,15 +173,17 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
     manual = isinstance(net, _Padded) and net.manual
     for epoch in range(spec.epochs):
         orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)  # (S, N)
+        # the epoch's data in batch order, gathered once: a step's batch is then a slice
+        if single:
+            epoch_x, source, epoch_y = stream_x[stream_x_index[0], orders[0]], None, y_train[:, orders[0]]  # (N, ...), (K, N)
+        else:
+            epoch_x = stream_x[stream_x_index.unsqueeze(1), orders]          # (S, N, ...)
+            source, epoch_y = member_stream, y_train.gather(1, orders[member_stream])
         step_losses = torch.zeros(len(slots), steps, device=device)
         net.train()
         for i in range(steps):
-            index = orders[:, i * size:(i + 1) * size]                       # (S, B)
-            if single:
-                x, source, y = stream_x[stream_x_index[0], index[0]], None, y_train[:, index[0]]
-            else:
-                x = stream_x[stream_x_index.unsqueeze(1), index]              # (S, B, ...)
-                source, y = member_stream, y_train.gather(1, index[member_stream])
+            batch = slice(i * size, (i + 1) * size)
+            x, y = (epoch_x[batch], epoch_y[:, batch]) if single else (epoch_x[:, batch], epoch_y[:, batch])
             if manual:
                 with torch.no_grad():
                     losses = net.train_step(x, source, y)                    # sets .grad by hand (see _Padded.train_step)

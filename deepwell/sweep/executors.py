@@ -96,10 +96,11 @@ class BatchedExecutor:
     ``fit`` one by one, so every sweep runs; ``record["executor"]`` says which path ran.
 
     On a CPU a large group is also split into ``workers`` shards of about equal work, each trained
-    as its own ensemble in a spawned process with one torch thread: the batched matmuls of small
-    networks gain nothing from a second BLAS thread (measured: 2 threads 5.3 ms a step, 1 thread
-    5.0 ms on the double-descent sweep), while two processes run both the arithmetic and the
-    per-step Python overhead side by side. Members never interact, so sharding changes no result.
+    as its own ensemble with one torch thread, the heaviest in this process, the others in spawned
+    processes: the batched matmuls of small networks gain nothing from a second BLAS thread
+    (measured: 2 threads 5.3 ms a step, 1 thread 5.0 ms on the double-descent sweep), while two
+    processes run both the arithmetic and the per-step Python overhead side by side. Members never
+    interact, so sharding changes no result.
 
     Args:
         max_group: most members per ensemble (memory bound); larger groups are split.
@@ -140,10 +141,22 @@ class BatchedExecutor:
         if len(shards) == 1:
             yield from _train_group(tasks, self.bucket_overhead, built)
             return
-        del built, models
+        # This process trains the heaviest shard itself, on one thread like the workers, while they start
+        # (a spawned worker takes ~4 s to import torch before its first step).
+        shards.sort(key=lambda shard: -sum(sizes[i] for i in shard))
+        own, rest = shards[0], shards[1:]
+        del models
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(len(shards), mp_context=context, initializer=_worker_init) as pool:
-            futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in shards]
+        with concurrent.futures.ProcessPoolExecutor(len(rest), mp_context=context, initializer=_worker_init) as pool:
+            futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in rest]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                records = _train_group([tasks[i] for i in own], self.bucket_overhead, [built[i] for i in own])
+            finally:
+                torch.set_num_threads(threads)
+            del built
+            yield from records
             for future in concurrent.futures.as_completed(futures):
                 yield from future.result()
 
