@@ -49,9 +49,17 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.transform(x)
-        h = self.activation(self.norm(h)) if self.norm_first else self.norm(self.activation(h))
-        h = self.dropout(h)
+        h = self.activation(_call(self.norm, h)) if self.norm_first else _call(self.norm, self.activation(h))
+        h = _call(self.dropout, h)
         return x + h if self.residual else h
+
+
+def _call(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, skipping the call when the module passes its input through (``nn.Identity``, an empty
+    ``nn.Sequential``): a module call costs a few microseconds, ~3% of a small MLP's training step."""
+    if type(module) is nn.Identity or (type(module) is nn.Sequential and not len(module)):
+        return x
+    return module(x)
 
 
 class Network(nn.Module):
@@ -69,7 +77,7 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reshape(x)       # (B, *input_shape) -> [front-end] -> (B, C, L) / (B, C, H, W) / (B, F)
-        x = self.features(x)      # conv blocks: (B, C', L') ; MLP: empty
+        x = _call(self.features, x)  # conv blocks: (B, C', L') ; MLP: empty
         x = self.pool(x)          # (B, F)
         x = self.dense(x)         # (B, hidden)
         return self.head(x)       # (B, num_outputs)

@@ -154,10 +154,8 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         batch_sizes[-1] = n % spec.batch_size
     n_used = n - (1 if n % spec.batch_size == 1 else 0)
     optimizer = OPTIMIZERS.build(spec.optimizer, params=net.parameters(), lr=spec.lr)
-    for group in optimizer.param_groups:  # torch's fused (else multi-tensor) kernel: one call per update, same math
-        if "fused" in group and all(p.dtype in (torch.float32, torch.float64) for p in group["params"]):
-            group["fused"], group["foreach"] = True, False
-        elif "foreach" in group:
+    for group in optimizer.param_groups:  # without a fused kernel (RMSProp): the multi-tensor one, same math
+        if "foreach" in group and not group.get("fused"):
             group["foreach"] = True
     warmup = round(spec.warmup_epochs * steps)
     scheduler = None

@@ -296,7 +296,7 @@ class _Stepper:
         if self.plan.positions is not None:  # data-parallel: this process's shard of every global batch
             order = order[self.plan.positions.to(order.device)]
         model.train()
-        step_losses = torch.zeros(self.steps, device=order.device)
+        step_losses = []  # detached losses, stacked once at the end (cheaper than an indexed write a step)
         penalty_sum = torch.zeros((), device=order.device)
         for i in range(self.steps):
             index = order[bounds[i]:bounds[i + 1]]
@@ -320,11 +320,11 @@ class _Stepper:
             optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()
-            step_losses[i] = loss.detach()
+            step_losses.append(loss.detach())
             state.step += 1
             for callback in self.on_batch_end:
                 callback.on_batch_end(state)
-        return step_losses, penalty_sum
+        return torch.stack(step_losses).float(), penalty_sum
 
 
 def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,

