@@ -38,6 +38,8 @@ and ``update_ratio`` null.
 
 from __future__ import annotations
 
+import math
+
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,9 +71,10 @@ def _kind(activation: nn.Module) -> str:
     return "other"
 
 
-def _units(post: torch.Tensor) -> torch.Tensor:
-    """(B, C, *spatial) or (B, F) -> (C or F, B * spatial): one row per unit (channel for convs)."""
-    return post.transpose(0, 1).reshape(post.shape[1], -1)
+def _fired(post: torch.Tensor) -> torch.Tensor:
+    """ReLU outputs (B, C, *spatial) or (B, F) -> (C or F,): whether each unit (channel, for convs) is positive
+    for some example and position. The outputs are >= 0, so that is a sum > 0 (2-4x faster than a max on a CPU)."""
+    return post.sum(dim=[0, *range(2, post.dim())]) > 0
 
 
 def _activation_stats(post: torch.Tensor, kind: str) -> torch.Tensor:
@@ -81,12 +84,14 @@ def _activation_stats(post: torch.Tensor, kind: str) -> torch.Tensor:
         saturated = ((post < SATURATION) | (post > 1 - SATURATION)).float().mean()
         linear = (post * (1 - post) >= LINEAR * 0.25).float().mean()
     elif kind == "tanh":
-        saturated = (post.abs() > 1 - SATURATION).float().mean()
-        linear = (1 - post.square() >= LINEAR).float().mean()
+        size = post.abs()
+        saturated = (size > 1 - SATURATION).float().mean()
+        linear = (size <= math.sqrt(1 - LINEAR)).float().mean()  # 1 - tanh^2 >= LINEAR
     else:
         saturated, linear = zero, zero
-    dead = (_units(post) <= 0).all(1).float().mean() if kind == "relu" else zero
-    return torch.stack([post.mean(), post.std(), saturated, linear, dead])
+    dead = (~_fired(post)).float().mean() if kind == "relu" else zero  # dead: zero for every example
+    std, mean = torch.std_mean(post)
+    return torch.stack([mean, std, saturated, linear, dead])
 
 
 def _histogram_range(kind: str, post: torch.Tensor) -> tuple[float, float] | torch.Tensor:
@@ -205,8 +210,8 @@ class Probes(Callback):
 
     def _fired_hook(self, index: int):
         def hook(module, inputs, output):
-            if module.training:
-                self.fired[index] |= (_units(output) > 0).any(1)
+            if module.training:  # a unit fired when its largest output over the batch (and positions) is > 0
+                self.fired[index] |= _fired(output.detach())
         return hook
 
     def _weights(self) -> list[torch.Tensor]:
