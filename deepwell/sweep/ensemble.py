@@ -177,7 +177,7 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         else:
             epoch_x = stream_x[stream_x_index.unsqueeze(1), orders]          # (S, N, ...)
             source, epoch_y = member_stream, y_train.gather(1, orders[member_stream])
-        step_losses = torch.zeros(len(slots), steps, device=device)
+        step_losses = []  # (K,) a step, stacked once an epoch
         net.train()
         for i in range(steps):
             batch = slice(i * size, (i + 1) * size)
@@ -193,8 +193,8 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            step_losses[:, i] = losses.detach()
-        epoch_loss = (step_losses * batch_sizes).sum(1) / n_used            # (K,)
+            step_losses.append(losses.detach())
+        epoch_loss = (torch.stack(step_losses, 1) * batch_sizes).sum(1) / n_used  # (K,)
         metrics = {"train/loss": epoch_loss}
         if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
             metrics |= evaluator()

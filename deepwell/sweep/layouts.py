@@ -288,7 +288,7 @@ class _Padded(nn.Module):
         return cached
 
     def _activate(self, h: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
-        a = self.activation(h)
+        a = h.relu_() if type(self.activation) is nn.ReLU else self.activation(h)  # in place: h is not needed again
         return a * self.masks[bucket][layer] if self.needs_mask else a
 
     def _derivative(self, grad: torch.Tensor, out: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
