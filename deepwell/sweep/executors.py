@@ -99,8 +99,10 @@ class BatchedExecutor:
     as its own ensemble with one torch thread, the heaviest in this process, the others in spawned
     processes: the batched matmuls of small networks gain nothing from a second BLAS thread
     (measured: 2 threads 5.3 ms a step, 1 thread 5.0 ms on the double-descent sweep), while two
-    processes run both the arithmetic and the per-step Python overhead side by side. Members never
-    interact, so sharding changes no result.
+    processes run both the arithmetic and the per-step Python overhead side by side (two Python
+    threads in one process: 3.75 ms a step against 2.7, the GIL serialises the overhead; a forked
+    worker deadlocks in torch's thread pool, hence spawn). Members never interact, so sharding
+    changes no result.
 
     Args:
         max_group: most members per ensemble (memory bound); larger groups are split.
