@@ -450,6 +450,11 @@ def main() -> None:
         "",
         *[f"- {line}" for line in verdicts],
         "",
+        "A ratio is the median over rounds of the two medians' ratio within a round (paired: the machine's load "
+        "changes between rounds). deepwell's `fit` steps torch's fused optimiser kernel (`fused=True`, the same "
+        "update), which the hand-written loop and the peers leave at torch's default per-tensor loop: most of its "
+        "lead on the MLP. Its epoch also measures the clean training loss on 1024 examples, which no other entry does.",
+        "",
         "## Loss landscape: deepwell vs loss-landscapes (same trained MLP, data, directions and points)",
         "",
         "| slice | points | max abs difference | deepwell s | loss-landscapes s |",
