@@ -15,7 +15,7 @@ from rich.console import Console
 
 import deepwell
 from deepwell.diagnostics import RULES, Finding, diagnose, health_line, print_findings
-from deepwell.diagnostics.rules import DEAD_FRACTION, EXPLODING_RATIO, SATURATED_FRACTION, VANISHING_RATIO
+from deepwell.diagnostics.rules.network import DEAD_FRACTION, EXPLODING_RATIO, SATURATED_FRACTION, VANISHING_RATIO
 
 BASE = ["data.source=moons:n=300", "model.arch=mlp", "model.norm=none", "train.schedule=constant", "train.epochs=3",
         "diagnostics.every=2", "train.checkpoint_every=100"]

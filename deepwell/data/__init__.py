@@ -27,6 +27,7 @@ from deepwell.data.dataset import Dataset, Task, validate_dataset
 from deepwell.data.files import load_array_file
 from deepwell.data.preprocess import PREPROCESSORS, Preprocessor
 from deepwell.data.sources import DATASETS, build_dataset, dataset_from_arrays
+from deepwell.data import file_sources  # noqa: E402,F401  (registers the datasets read from the user's files)
 from deepwell.data.splits import add_label_noise, split_validation, subset
 from deepwell.errors import CheckpointError, ConfigError
 
