@@ -42,3 +42,29 @@ def cli(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def train_recording(cli, monkeypatch):
+    """Run ``deepwell train`` in-process, recording what augmentation sees:
+    ``train_recording(*args) -> (exit code, stderr, [x_val, each training batch given to the augmenter])``."""
+    import deepwell.run as run_module
+
+    def run(*args: str) -> tuple[int, str, list]:
+        seen: list = []
+        real_fit = run_module.fit
+
+        def spy(model, data, *rest, **kwargs):
+            augment = kwargs["batch_transform"]
+            seen.append(data.x_val)
+
+            def recording(x, y):
+                seen.append(x.clone())
+                return augment(x, y)
+            return real_fit(model, data, *rest, **{**kwargs, "batch_transform": recording})
+
+        monkeypatch.setattr(run_module, "fit", spy)
+        code, _, err = cli("train", *args, "--progress", "none")
+        return code, err, seen
+
+    return run

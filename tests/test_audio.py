@@ -154,33 +154,12 @@ def test_audio_data_refuses_numeric_preprocessing(tmp_path):
         prepare_data(DataSpec(source=f"wav:path={root},sample_rate={RATE},duration=0.5", preprocess="standardize"), seed=0)
 
 
-def train_recording(cli, monkeypatch, *args: str) -> tuple[int, str, list[torch.Tensor]]:
-    """Run `deepwell train` in-process; return (exit code, stderr, [x_val, each batch given to the augmenter])."""
-    import deepwell.run as run_module
-
-    seen: list[torch.Tensor] = []
-    real_fit = run_module.fit
-
-    def spy(model, data, *rest, **kwargs):
-        augment = kwargs["batch_transform"]
-        seen.append(data.x_val)
-
-        def recording(x, y):
-            seen.append(x.clone())
-            return augment(x, y)
-        return real_fit(model, data, *rest, **{**kwargs, "batch_transform": recording})
-
-    monkeypatch.setattr(run_module, "fit", spy)
-    code, _, err = cli("train", *args, "--progress", "none")
-    return code, err, seen
-
-
-def test_train_wav_folder_of_tones_end_to_end_with_augmentation(cli, tmp_path, monkeypatch):
+def test_train_wav_folder_of_tones_end_to_end_with_augmentation(train_recording, tmp_path):
     from deepwell.run import Run
 
     root = write_tone_folder(tmp_path / "tones")
     code, err, seen = train_recording(
-        cli, monkeypatch, "--set", f"data.source=wav:path={root},sample_rate={RATE},duration=0.5,n_mels=32,n_fft=256",
+        "--set", f"data.source=wav:path={root},sample_rate={RATE},duration=0.5,n_mels=32,n_fft=256",
         "--set", "data.augment=[pitch:1, speed:0.1, amplitude:0.2]", "--set", "train.epochs=8", "--set", "train.batch_size=8",
         "--set", "model.channels=[16, pool, 16]", "--set", f"output.dir={tmp_path}", "--set", "output.name=tones",
         "--set", "output.report=false")

@@ -202,29 +202,15 @@ def test_missing_wordnet_database_names_the_package_and_the_file_option(tmp_path
 # --- end to end ------------------------------------------------------------------------------------
 
 
-def test_train_text_csv_end_to_end_with_augmentation(cli, tmp_path, monkeypatch):
-    import deepwell.run as run_module
+def test_train_text_csv_end_to_end_with_augmentation(train_recording, tmp_path):
     from deepwell.run import Run
 
     path = write_reviews(tmp_path / "reviews.csv", n=200)
-    seen: list[torch.Tensor] = []
-    real_fit = run_module.fit
-
-    def spy(model, data, *args, **kwargs):  # record what the augmenter is given
-        augment = kwargs["batch_transform"]
-        seen.append(data.x_val)
-
-        def recording(x, y):
-            seen.append(x.clone())
-            return augment(x, y)
-        return real_fit(model, data, *args, **{**kwargs, "batch_transform": recording})
-
-    monkeypatch.setattr(run_module, "fit", spy)
     synonym = "synonym:0.2" if (WORDNET / "index.noun").is_file() else "swap:1"
-    code, out, err = cli("train", "--set", f"data.source=csv_text:path={path},text=review,target=sentiment,max_length=12",
-                         "--set", f"data.augment=[{synonym}, delete:0.1, swap:1]", "--set", "train.epochs=6",
-                         "--set", f"output.dir={tmp_path}", "--set", "output.name=text", "--set", "output.report=false",
-                         "--progress", "none")
+    code, err, seen = train_recording(
+        "--set", f"data.source=csv_text:path={path},text=review,target=sentiment,max_length=12",
+        "--set", f"data.augment=[{synonym}, delete:0.1, swap:1]", "--set", "train.epochs=6",
+        "--set", f"output.dir={tmp_path}", "--set", "output.name=text", "--set", "output.report=false")
     assert code == 0, err
     run = Run.load(tmp_path / "text")
     assert run.spec.model.arch == "embedding_bag" and run.meta["inputs"]["kind"] == "tokens"
