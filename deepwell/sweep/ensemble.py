@@ -37,6 +37,7 @@ from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError
 from deepwell.models.network import Network
 from deepwell.sweep.layouts import _Buckets, _Padded, _PaddedStacked, _Stacked, ensemble_layout, plan_buckets
+from deepwell.training.distributed import plan_batches
 from deepwell.training.loop import EVAL_BATCH, TensorData
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 
@@ -146,13 +147,9 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
     member_stream = torch.tensor(stream_of, device=device)
     generators = [torch.Generator().manual_seed(int(s[1])) for s in streams]
 
-    steps = n // spec.batch_size + (1 if n % spec.batch_size > 1 else 0)
-    if steps == 0:
-        raise ConfigError(f"train.batch_size={spec.batch_size} leaves no batch for {n} training example(s); lower it.")
-    batch_sizes = torch.full((steps,), float(spec.batch_size), device=device)
-    if n % spec.batch_size > 1:
-        batch_sizes[-1] = n % spec.batch_size
-    n_used = n - (1 if n % spec.batch_size == 1 else 0)
+    plan = plan_batches(n, spec.batch_size)  # fit's batches: a lone last example is dropped
+    steps = plan.steps
+    batch_sizes = torch.tensor(plan.sizes, dtype=torch.float32, device=device)
     optimizer = OPTIMIZERS.build(spec.optimizer, params=net.parameters(), lr=spec.lr)
     for group in optimizer.param_groups:  # without a fused kernel (RMSProp): the multi-tensor one, same math
         if "foreach" in group and not group.get("fused"):
@@ -166,7 +163,6 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
                            [inputs(data[k].x_val) if data[k].x_val is not None else None for k in slots],
                            [data[k].y_val for k in slots])
     histories: list[list[dict[str, float]]] = [[] for _ in slots]
-    size = spec.batch_size
     single = len(streams) == 1
     manual = isinstance(net, _Padded) and net.manual
     for epoch in range(spec.epochs):
@@ -180,7 +176,7 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         step_losses = []  # (K,) a step, stacked once an epoch
         net.train()
         for i in range(steps):
-            batch = slice(i * size, (i + 1) * size)
+            batch = slice(plan.bounds[i], plan.bounds[i + 1])
             x, y = (epoch_x[batch], epoch_y[:, batch]) if single else (epoch_x[:, batch], epoch_y[:, batch])
             if manual:
                 with torch.no_grad():
@@ -194,7 +190,7 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
             if scheduler is not None:
                 scheduler.step()
             step_losses.append(losses.detach())
-        epoch_loss = (torch.stack(step_losses, 1) * batch_sizes).sum(1) / n_used  # (K,)
+        epoch_loss = (torch.stack(step_losses, 1) * batch_sizes).sum(1) / plan.examples  # (K,)
         metrics = {"train/loss": epoch_loss}
         if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
             metrics |= evaluator()

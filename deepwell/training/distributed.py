@@ -92,7 +92,7 @@ def plan_batches(n: int, batch_size: int, world_size: int = 1, rank: int = 0) ->
         the :class:`BatchPlan`; with ``world_size=1`` the plain single-process batches.
 
     Raises:
-        ConfigError: a global batch too small to give every process ``MIN_EXAMPLES`` examples.
+        ConfigError: no batch at all, or a global batch too small to give every process ``MIN_EXAMPLES`` examples.
 
     Example::
 
@@ -105,6 +105,8 @@ def plan_batches(n: int, batch_size: int, world_size: int = 1, rank: int = 0) ->
             f"{MIN_EXAMPLES} examples. Use train.batch_size >= {minimum} or fewer processes.")
     full, rest = divmod(n, batch_size)
     sizes = [batch_size] * full + ([rest] if rest >= minimum else [])
+    if not sizes:
+        raise ConfigError(f"train.batch_size={batch_size} leaves no batch for {n} training example(s); lower it.")
     if world_size == 1:
         return BatchPlan(sizes, [0, *torch.tensor(sizes, dtype=torch.long).cumsum(0).tolist()], None, None)
     bounds, pieces, scales, start = [0], [], [], 0

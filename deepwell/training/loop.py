@@ -158,8 +158,6 @@ def fit(
     # A last batch too small to give each process 2 examples is dropped (a lone example breaks BatchNorm).
     plan = distributed.plan(n, spec.batch_size) if distributed is not None else plan_batches(n, spec.batch_size)
     steps_per_epoch = plan.steps
-    if steps_per_epoch == 0:
-        raise ConfigError(f"train.batch_size={spec.batch_size} leaves no batch for {n} training example(s); lower it.")
     total_steps = steps_per_epoch * spec.epochs
     loss_fn = loss_function(task, spec)
     penalty = PENALTIES.build(spec.penalty)
