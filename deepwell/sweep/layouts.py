@@ -192,33 +192,34 @@ class _Padded(nn.Module):
             raise ValueError(f"_Padded needs buckets of consecutive members in order (train_ensemble's slots); got {buckets}")
         self.ranges = [slice(a, b) for a, b in zip(starts, starts[1:])]  # bucket -> its members, as a slice
 
-    def _view(self, slot: int) -> torch.Tensor:
-        return self.flat[self._offsets[slot]:self._offsets[slot + 1]].view(self._shapes[slot])
+    def _slices(self, flat: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(weights, biases) as views of a flat tensor in this layout's order (bucket-major, layer by layer)."""
+        views = [flat[self._offsets[s]:self._offsets[s + 1]].view(self._shapes[s]) for s in range(len(self._shapes))]
+        half = len(views) // 2
+        return views[:half], views[half:]
 
     @property
     def weights(self) -> list[torch.Tensor]:
         """Per bucket and layer (bucket-major), the (G, out, in) weights: views of ``flat``."""
-        return [self._view(slot) for slot in range(len(self._shapes) // 2)]
+        return self._slices(self.flat)[0]
 
     @property
     def biases(self) -> list[torch.Tensor]:
         """Per bucket and layer, the (G, out) biases: views of ``flat``."""
-        return [self._view(slot) for slot in range(len(self._shapes) // 2, len(self._shapes))]
+        return self._slices(self.flat)[1]
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
         """x: (B, D) shared by all members, or (S, B, D) with ``source[k]`` the row of member k -> logits (K, B, C)."""
         outputs = []
-        weights, biases = self.weights, self.biases
-        for index, bucket in enumerate(self.buckets):
-            h = x if source is None else x[source[bucket]]                 # (B, D) shared, or (G, B, D)
+        weights, biases = self._slices(self.flat)
+        for index, members in enumerate(self.ranges):
+            h = x if source is None else x[source[members]]                # (B, D) shared, or (G, B, D)
             for layer in range(self.depth):
                 weight = weights[index * self.depth + layer]               # (G, out, in)
                 bias = biases[index * self.depth + layer]                  # (G, out)
                 h = torch.matmul(h, weight.transpose(1, 2)) + bias.unsqueeze(1)  # (G, B, out)
                 if layer < self.depth - 1:
-                    h = self.activation(h)
-                    if self.needs_mask:
-                        h = h * self.masks[index][layer]
+                    h = self._activate(h, index, layer)
             outputs.append(h)
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
@@ -275,17 +276,13 @@ class _Padded(nn.Module):
         return self._ones
 
     def _split(self, flat: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(weights, biases) as views of a flat tensor in this layout's order; cached per storage (saves ~40 views a step)."""
+        """:meth:`_slices` of a detached tensor, cached per storage (saves ~40 views a step)."""
         key = (flat.data_ptr(), flat.shape)
-        cached = self._views.get(key)
-        if cached is None:
-            data = flat.detach()
-            views = [data[self._offsets[s]:self._offsets[s + 1]].view(self._shapes[s]) for s in range(len(self._shapes))]
-            half = len(views) // 2
-            cached = self._views[key] = (views[:half], views[half:])
+        if key not in self._views:
+            self._views[key] = self._slices(flat.detach())
             while len(self._views) > 2:  # the parameter and its gradient
                 self._views.pop(next(iter(self._views)))
-        return cached
+        return self._views[key]
 
     def _activate(self, h: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
         a = h.relu_() if type(self.activation) is nn.ReLU else self.activation(h)  # in place: h is not needed again
@@ -312,7 +309,7 @@ class _Padded(nn.Module):
     @torch.no_grad()
     def export_(self, models: Sequence[Network]) -> None:
         """Copy each member's (unpadded) trained weights back into its Network."""
-        weights, biases = self.weights, self.biases
+        weights, biases = self._slices(self.flat)
         for index, bucket in enumerate(self.buckets):
             for g, k in enumerate(bucket):
                 for layer, linear in enumerate(_linears(models[k])):
