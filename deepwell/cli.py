@@ -216,8 +216,8 @@ def sweep_command(
     grid = parse_over(over or [])
     result = run_grid(base, grid, seeds=seeds, executor=make_executor(executor, workers=workers, address=address),
                       output=output, name=name)
-    table = Table(*result.keys, "n", result.metric, f"{result.metric.replace('test', 'train')}")
     train = result.metric.replace("test", "train")
+    table = Table(*result.keys, "n", result.metric, train)
     for row in result.rows:
         cells = [str(row[key]) for key in result.keys] + [str(row["n"])]
         cells.append(f"{row[f'{result.metric}_mean']:.4f} +- {row[f'{result.metric}_std']:.4f}")

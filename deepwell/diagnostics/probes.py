@@ -38,9 +38,8 @@ and ``update_ratio`` null.
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,7 +216,7 @@ class Probes(Callback):
 
     def _fired_hook(self, index: int):
         def hook(module, inputs, output):
-            if module.training:  # a unit fired when its largest output over the batch (and positions) is > 0
+            if module.training:  # a unit fired when it is positive for some example (and position)
                 self.fired[index] |= _fired(output.detach())
         return hook
 
