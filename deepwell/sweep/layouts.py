@@ -143,7 +143,13 @@ def plan_buckets(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -
 
 
 class _Padded(nn.Module):
-    """MLPs of one depth, padded to their bucket's widths: per bucket, one batched matmul per layer."""
+    """MLPs of one depth, padded to their bucket's widths: per bucket, one batched matmul per layer.
+
+    Layer ``l`` of a bucket of G members is one (G, out, in + 1) block ``[weight | bias]`` (the bias is
+    its last column), a view of one flat parameter. The hand-written step (:meth:`train_step`) runs
+    features-major: a layer's input is (G, in + 1, B), its last row ones, so one ``bmm`` gives the
+    layer's output with the bias added, and one more gives the weight and bias gradients together.
+    """
 
     def __init__(self, models: Sequence[Network], buckets: list[list[int]]) -> None:
         super().__init__()
@@ -153,38 +159,36 @@ class _Padded(nn.Module):
         out = self.activation(zero)
         (grad,) = torch.autograd.grad(out.sum(), zero)
         self.needs_mask = bool(out.item() != 0 or grad.item() != 0)  # ReLU: padded units are exactly 0 already
-        weights, biases, self.masks, self.widths = [], [], [], []
+        blocks, self.masks, self.widths = [], [], []
         for bucket in buckets:
             layers = [list(_linears(models[k])) for k in bucket]
             widths = [max(layer[i].weight.shape[0] for layer in layers) for i in range(len(layers[0]))]
             fan_in = [layers[0][0].weight.shape[1]] + widths[:-1]
             for i, (rows, cols) in enumerate(zip(widths, fan_in)):
-                weight = torch.zeros(len(bucket), rows, cols, device=layers[0][i].weight.device)
-                bias = torch.zeros(len(bucket), rows, device=weight.device)
+                block = torch.zeros(len(bucket), rows, cols + 1, device=layers[0][i].weight.device)
                 for g, member in enumerate(layers):
                     w, b = member[i].weight.detach(), member[i].bias.detach()
-                    weight[g, :w.shape[0], :w.shape[1]] = w
-                    bias[g, :b.shape[0]] = b
-                weights.append(weight)
-                biases.append(bias)
-            masks = []
+                    block[g, :w.shape[0], :w.shape[1]] = w
+                    block[g, :b.shape[0], cols] = b
+                blocks.append(block)
+            masks = []  # per hidden layer, (G, width): 1 for a member's own units, 0 for its padding
             for i in range(len(widths) - 1):
-                mask = torch.zeros(len(bucket), 1, widths[i], device=weight.device)
+                mask = torch.zeros(len(bucket), widths[i], device=block.device)
                 for g, member in enumerate(layers):
-                    mask[g, :, :member[i].weight.shape[0]] = 1.0
+                    mask[g, :member[i].weight.shape[0]] = 1.0
                 masks.append(mask)
             self.masks.append(masks)
             self.widths.append(widths)
         self.depth = len(self.widths[0])
-        # Every weight and bias lives in one flat parameter (they are views of it): the optimiser then
-        # updates one tensor per step instead of 6 per bucket (its per-tensor overhead was ~15% of a step).
-        self.flat = nn.Parameter(torch.cat([t.flatten() for t in weights + biases]))
-        self._shapes = [t.shape for t in weights + biases]
+        # Every block lives in one flat parameter (they are views of it): the optimiser then updates
+        # one tensor per step instead of 6 per bucket (its per-tensor overhead was ~15% of a step).
+        self.flat = nn.Parameter(torch.cat([t.flatten() for t in blocks]))
+        self._shapes = [t.shape for t in blocks]
         self._offsets = [0]
-        for t in weights + biases:
+        for t in blocks:
             self._offsets.append(self._offsets[-1] + t.numel())
         self._views: dict[tuple, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-        self._ones: torch.Tensor | None = None
+        self._workspaces: dict[tuple, _Workspace] = {}
         starts = [0]
         for bucket in buckets:
             starts.append(starts[-1] + len(bucket))
@@ -192,34 +196,34 @@ class _Padded(nn.Module):
             raise ValueError(f"_Padded needs buckets of consecutive members in order (train_ensemble's slots); got {buckets}")
         self.ranges = [slice(a, b) for a, b in zip(starts, starts[1:])]  # bucket -> its members, as a slice
 
-    def _slices(self, flat: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(weights, biases) as views of a flat tensor in this layout's order (bucket-major, layer by layer)."""
-        views = [flat[self._offsets[s]:self._offsets[s + 1]].view(self._shapes[s]) for s in range(len(self._shapes))]
-        half = len(views) // 2
-        return views[:half], views[half:]
+    def _blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Per bucket and layer (bucket-major), the (G, out, in + 1) [weight | bias] views of a flat tensor."""
+        return [flat[self._offsets[s]:self._offsets[s + 1]].view(self._shapes[s]) for s in range(len(self._shapes))]
 
     @property
     def weights(self) -> list[torch.Tensor]:
         """Per bucket and layer (bucket-major), the (G, out, in) weights: views of ``flat``."""
-        return self._slices(self.flat)[0]
+        return [block[..., :-1] for block in self._blocks(self.flat)]
 
     @property
     def biases(self) -> list[torch.Tensor]:
         """Per bucket and layer, the (G, out) biases: views of ``flat``."""
-        return self._slices(self.flat)[1]
+        return [block[..., -1] for block in self._blocks(self.flat)]
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
         """x: (B, D) shared by all members, or (S, B, D) with ``source[k]`` the row of member k -> logits (K, B, C)."""
         outputs = []
-        weights, biases = self._slices(self.flat)
+        blocks = self._blocks(self.flat)
         for index, members in enumerate(self.ranges):
             h = x if source is None else x[source[members]]                # (B, D) shared, or (G, B, D)
             for layer in range(self.depth):
-                weight = weights[index * self.depth + layer]               # (G, out, in)
-                bias = biases[index * self.depth + layer]                  # (G, out)
-                h = torch.matmul(h, weight.transpose(1, 2)) + bias.unsqueeze(1)  # (G, B, out)
+                block = blocks[index * self.depth + layer]                 # (G, out, in + 1)
+                h = torch.baddbmm(block[..., -1:].transpose(1, 2), h.expand(len(block), *h.shape[-2:]),
+                                  block[..., :-1].transpose(1, 2))          # (G, B, out)
                 if layer < self.depth - 1:
-                    h = self._activate(h, index, layer)
+                    h = self.activation(h)
+                    if self.needs_mask:
+                        h = h * self.masks[index][layer].unsqueeze(1)
             outputs.append(h)
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
@@ -229,67 +233,74 @@ class _Padded(nn.Module):
         The same numbers autograd gives for ``cross_entropy(self(x, source), y).mean(1).sum()``, written
         out because on a CPU these small batched matmuls are overhead-bound and autograd's bookkeeping
         (graph nodes, transposed copies, gradient accumulation) doubled the step time (measured: 12.6 vs
-        5.3 ms a step on the double-descent sweep). Gradients are written in place into one flat
-        buffer (``flat.grad``, kept from step to step) by the matmuls' ``out=``. Only activations whose
-        derivative is known in closed form take this path (``self.manual``); others use autograd.
+        5.3 ms a step on the double-descent sweep). Features-major, (G, units, B): the output layer's
+        (G, B, 10) product ran at a quarter of the speed of its transpose, and the narrow buckets'
+        products gain too. Gradients are written in place into one flat buffer (``flat.grad``, kept
+        from step to step) by the matmuls' ``out=``; activations, logits and their views live in a
+        workspace kept between steps (:class:`_Workspace`). Only activations whose derivative is known
+        in closed form take this path (``self.manual``); others use autograd.
         """
-        weights, biases = self._split(self.flat)
+        blocks, weights_t = self._split(self.flat)
         grad = self.flat.grad
         if grad is None or grad.shape != self.flat.shape:
             grad = self.flat.grad = torch.empty_like(self.flat)
-        weight_grads, bias_grads = self._split(grad)
-        logits = torch.empty(y.shape + (weights[self.depth - 1].shape[1],), dtype=x.dtype, device=x.device)  # (K, B, C)
-        kept = []
-        for index, members in enumerate(self.ranges):  # forward, bucket by bucket, keeping each layer's input
-            params, bias = weights[index * self.depth:(index + 1) * self.depth], biases[index * self.depth:(index + 1) * self.depth]
-            # (G, B, D): one batch shared by every member (broadcast, no copy), or each member's own
-            inputs = [x.expand(len(params[0]), *x.shape) if source is None else x[source[members]]]
-            h = torch.baddbmm(bias[0].unsqueeze(1), inputs[0], params[0].transpose(1, 2),
-                              out=logits[members] if self.depth == 1 else None)
-            for layer in range(1, self.depth):
-                a = self._activate(h, index, layer - 1)
-                inputs.append(a)
-                h = torch.baddbmm(bias[layer].unsqueeze(1), a, params[layer].transpose(1, 2),
-                                  out=logits[members] if layer == self.depth - 1 else None)
-            kept.append(inputs)
+        grads = self._split(grad)[0]
+        work = self._workspace(x, source, y.shape[0])
+        if source is None:
+            work.shared.copy_(x.t())                                   # the one input every bucket reads (broadcast)
+        for index, members in enumerate(self.ranges):                  # forward, bucket by bucket
+            inputs, hidden = work.inputs[index], work.hidden[index]
+            if source is not None:                                     # each member's own batch
+                hidden[0].copy_(x[source[members]].transpose(1, 2))
+            for layer in range(self.depth):
+                last = layer == self.depth - 1
+                h = torch.bmm(blocks[index * self.depth + layer], inputs[layer], out=work.logits[index] if last else None)
+                if not last:
+                    self._activate_into(h, hidden[layer + 1], index, layer)
         # cross-entropy, mean over the batch, per member, all buckets at once: d loss / d logits = (softmax - onehot) / B
-        log_p = torch.log_softmax(logits, 2)
-        target = y.unsqueeze(2)                                                                   # (K, B, 1)
-        losses = -log_p.gather(2, target).squeeze(2).mean(1)
-        delta_all = log_p.exp_().scatter_add_(2, target, self._minus_ones(target, x.dtype)).div_(y.shape[1])
-        for index, (members, inputs) in enumerate(zip(self.ranges, kept)):  # backward, output layer first
-            params = weights[index * self.depth:(index + 1) * self.depth]
-            grads_w, grads_b = weight_grads[index * self.depth:], bias_grads[index * self.depth:]
-            delta = delta_all[members]
+        log_p = torch.log_softmax(work.logits.full, 1, out=work.log_p.full)                      # (K, C, B)
+        target = y.unsqueeze(1)                                                                   # (K, 1, B)
+        losses = -log_p.gather(1, target).squeeze(1).mean(1)
+        log_p.exp_().scatter_add_(1, target, work.minus_ones).div_(y.shape[1])                   # in place: the deltas
+        for index in range(len(self.ranges)):                           # backward, output layer first
+            delta, transposed, hidden = work.log_p[index], work.transposed[index], work.hidden[index]  # delta: (G, out, B)
             for layer in range(self.depth - 1, -1, -1):
-                a = inputs[layer]
-                torch.bmm(delta.transpose(1, 2), a, out=grads_w[layer])
-                torch.sum(delta, 1, out=grads_b[layer])
+                torch.bmm(delta, transposed[layer], out=grads[index * self.depth + layer])        # [dW | db]
                 if layer:
-                    delta = self._derivative(torch.bmm(delta, params[layer]), a, index, layer - 1)
+                    delta = self._derivative(torch.bmm(weights_t[index * self.depth + layer], delta), hidden[layer], index, layer - 1)
         return losses
 
-    def _minus_ones(self, target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """-1 at each target, to subtract the one-hot from the softmax (kept between steps of one shape)."""
-        if self._ones is None or self._ones.shape != target.shape or self._ones.dtype != dtype:
-            self._ones = torch.full(target.shape, -1.0, dtype=dtype, device=target.device)
-        return self._ones
+    def _workspace(self, x: torch.Tensor, source: torch.Tensor | None, members: int) -> _Workspace:
+        """The buffers and views of a step with this batch shape (built once, kept; a few shapes at most)."""
+        key = (x.shape[-2], source is None, x.dtype, x.device)
+        if key not in self._workspaces:
+            if len(self._workspaces) > 2:  # a new batch size (an epoch's short last batch) or dtype: keep a few
+                self._workspaces.pop(next(iter(self._workspaces)))
+            fan_ins = [[x.shape[-1]] + widths[:-1] for widths in self.widths]
+            self._workspaces[key] = _Workspace(x, source is None, self.ranges, fan_ins, members, self.widths[0][-1])
+        return self._workspaces[key]
 
     def _split(self, flat: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """:meth:`_slices` of a detached tensor, cached per storage (saves ~40 views a step)."""
+        """(blocks, transposed weights without the bias column) of a detached flat tensor, cached per storage."""
         key = (flat.data_ptr(), flat.shape)
         if key not in self._views:
-            self._views[key] = self._slices(flat.detach())
+            blocks = self._blocks(flat.detach())
+            self._views[key] = blocks, [block[..., :-1].transpose(1, 2) for block in blocks]
             while len(self._views) > 2:  # the parameter and its gradient
                 self._views.pop(next(iter(self._views)))
         return self._views[key]
 
-    def _activate(self, h: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
-        a = h.relu_() if type(self.activation) is nn.ReLU else self.activation(h)  # in place: h is not needed again
-        return a * self.masks[bucket][layer] if self.needs_mask else a
+    def _activate_into(self, h: torch.Tensor, out: torch.Tensor, bucket: int, layer: int) -> None:
+        """The activation of (G, units, B) pre-activations ``h``, written into the next layer's input ``out``."""
+        if type(self.activation) is nn.ReLU:
+            torch.clamp_min(h, 0, out=out)
+        elif self.needs_mask:
+            torch.mul(self.activation(h), self.masks[bucket][layer].unsqueeze(2), out=out)
+        else:
+            out.copy_(self.activation(h))
 
     def _derivative(self, grad: torch.Tensor, out: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
-        """d loss / d pre-activation from d loss / d activation and the activation's output."""
+        """d loss / d pre-activation from d loss / d activation and the activation's output, both (G, units, B)."""
         act = self.activation
         if isinstance(act, nn.ReLU):
             grad = torch.ops.aten.threshold_backward(grad, out, 0)
@@ -299,7 +310,7 @@ class _Padded(nn.Module):
             grad = grad * (1 - out * out)
         elif isinstance(act, nn.Sigmoid):
             grad = grad * out * (1 - out)   # padded units' out is 0 after the mask, so their gradient is 0
-        return grad * self.masks[bucket][layer] if self.needs_mask else grad
+        return grad * self.masks[bucket][layer].unsqueeze(2) if self.needs_mask else grad
 
     @property
     def manual(self) -> bool:
@@ -309,13 +320,50 @@ class _Padded(nn.Module):
     @torch.no_grad()
     def export_(self, models: Sequence[Network]) -> None:
         """Copy each member's (unpadded) trained weights back into its Network."""
-        weights, biases = self._slices(self.flat)
+        weights, biases = self.weights, self.biases
         for index, bucket in enumerate(self.buckets):
             for g, k in enumerate(bucket):
                 for layer, linear in enumerate(_linears(models[k])):
                     rows, cols = linear.weight.shape
                     linear.weight.copy_(weights[index * self.depth + layer][g, :rows, :cols])
                     linear.bias.copy_(biases[index * self.depth + layer][g, :rows])
+
+
+class _Bucketed:
+    """One (K, ...) tensor and its per-bucket slices (G, ...)."""
+
+    def __init__(self, full: torch.Tensor, ranges: Sequence[slice]) -> None:
+        self.full, self.parts = full, [full[members] for members in ranges]
+
+    def __getitem__(self, bucket: int) -> torch.Tensor:
+        return self.parts[bucket]
+
+
+class _Workspace:
+    """What :meth:`_Padded.train_step` writes each step for one batch shape, with the views it reads.
+
+    ``inputs[b][l]``: bucket b's input to layer l, (G, in + 1, B), its last row ones (set here, once);
+    with one shared batch, layer 0's is the one ``shared`` (in, B) buffer broadcast over members.
+    ``hidden[b][l]``: the same without the ones row (what the activation writes); ``transposed[b][l]``:
+    ``inputs[b][l]`` as (G, B, in + 1), for the weight gradient. ``logits`` and ``log_p``: (K, C, B).
+    """
+
+    def __init__(self, x: torch.Tensor, shared: bool, ranges: Sequence[slice], fan_ins: list[list[int]], members: int,
+                 classes: int) -> None:
+        batch, options = x.shape[-2], {"dtype": x.dtype, "device": x.device}
+        common = torch.ones(x.shape[-1] + 1, batch, **options)
+        self.shared = common[:-1]
+        self.inputs, self.hidden, self.transposed = [], [], []
+        for part, fan_in in zip(ranges, fan_ins):
+            count = part.stop - part.start
+            first = [common.expand(count, *common.shape)] if shared else [torch.ones(count, fan_in[0] + 1, batch, **options)]
+            inputs = first + [torch.ones(count, n + 1, batch, **options) for n in fan_in[1:]]
+            self.inputs.append(inputs)
+            self.hidden.append([t[:, :-1] for t in inputs])
+            self.transposed.append([t.transpose(1, 2) for t in inputs])
+        self.logits = _Bucketed(torch.empty(members, classes, batch, **options), ranges)
+        self.log_p = _Bucketed(torch.empty(members, classes, batch, **options), ranges)
+        self.minus_ones = torch.full((members, 1, batch), -1.0, **options)  # subtracts the one-hot from the softmax
 
 
 def _linears(model: Network) -> list[nn.Linear]:
