@@ -222,6 +222,8 @@ def test_balanced_shards_split_work_evenly() -> None:
     assert balanced_shards([105, 60, 40, 30, 5], 2) == [[0, 4], [1, 2, 3]]
     assert balanced_shards([1, 1, 1], 5) == [[0], [1], [2]]
     assert balanced_shards([3, 2], 1) == [[0, 1]]
+    # The first shard (this process's) starts 20 ahead: it takes 135 against the other's 20 + 105.
+    assert balanced_shards([105, 60, 40, 30, 5], 2, head_start=20) == [[0, 3], [1, 2, 4]]
 
 
 def test_batched_workers_give_the_records_of_one_process() -> None:

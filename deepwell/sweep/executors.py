@@ -96,7 +96,7 @@ class BatchedExecutor:
     ``fit`` one by one, so every sweep runs; ``record["executor"]`` says which path ran.
 
     On a CPU a large group is also split into ``workers`` shards of about equal work, each trained
-    as its own ensemble with one torch thread, the heaviest in this process, the others in spawned
+    as its own ensemble with one torch thread, the first in this process (given the workers' start-up as a head start), the others in spawned
     processes: the batched matmuls of small networks gain nothing from a second BLAS thread
     (measured: 2 threads 5.3 ms a step, 1 thread 5.0 ms on the double-descent sweep), while two
     processes run both the arithmetic and the per-step Python overhead side by side (two Python
@@ -137,19 +137,20 @@ class BatchedExecutor:
             return
         sizes = [sum(p.numel() for p in model.parameters()) for model in models]
         device = built[0][1].x_train.device
-        flops = 6 * sum(sizes) * len(built[0][1].x_train) * tasks[0].train.epochs  # forward + backward, every epoch
-        workers = self.workers or (torch.get_num_threads() if flops >= WORKER_MIN_FLOPS else 1)  # the cores deepwell was given
-        shards = balanced_shards(sizes, workers) if device.type == "cpu" and len(tasks) > 1 else [list(range(len(tasks)))]
+        flops_per_param = 6 * len(built[0][1].x_train) * tasks[0].train.epochs  # forward + backward, every epoch
+        workers = self.workers or (torch.get_num_threads() if sum(sizes) * flops_per_param >= WORKER_MIN_FLOPS else 1)
+        shards = ([list(range(len(tasks)))] if device.type != "cpu" or len(tasks) == 1 else
+                  balanced_shards(sizes, workers, head_start=WORKER_START_FLOPS / flops_per_param))
         if len(shards) == 1:
             yield from _train_group(tasks, self.bucket_overhead, built)
             return
-        # This process trains the heaviest shard itself, on one thread like the workers, while they start
-        # (a spawned worker takes ~4 s to import torch before its first step).
-        shards.sort(key=lambda shard: -sum(sizes[i] for i in shard))
+        # This process trains the first shard itself, on one thread like the workers, while they start
+        # (a spawned worker takes ~3.5 s to import torch before its first step): the balance gives it that head start.
         own, rest = shards[0], shards[1:]
         del models
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(len(rest), mp_context=context, initializer=_worker_init) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(len(rest), mp_context=multiprocessing.get_context("spawn"),
+                                                      initializer=_worker_init)
+        try:
             futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in rest]
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
@@ -161,21 +162,28 @@ class BatchedExecutor:
             yield from records
             for future in concurrent.futures.as_completed(futures):
                 yield from future.result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # a worker's interpreter exit (~0.7 s) off the critical path
 
 
-WORKER_MIN_FLOPS = 5e11  # ~10 s of one core's work: below this, starting worker processes costs more than it saves
+WORKER_MIN_FLOPS = 5e11    # ~10 s of one core's work: below this, starting worker processes costs more than it saves
+WORKER_START_FLOPS = 1e11  # what this process computes while a spawned worker starts (~3.5 s at ~3e10 flop/s a core)
 
 
-def balanced_shards(costs: Sequence[float], count: int) -> list[list[int]]:
-    """Split items into at most ``count`` shards of about equal total cost (largest first, to the lightest shard).
+def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0) -> list[list[int]]:
+    """Split items into at most ``count`` shards that end together (largest first, to the shard that ends first).
+
+    Every shard but the first starts ``head_start`` later (a worker process's start-up, in cost
+    units), so the first, this process's, takes that much more work.
 
     Example::
 
-        balanced_shards([105, 60, 40, 30, 5], 2)  # [[0, 4], [1, 2, 3]]
+        balanced_shards([105, 60, 40, 30, 5], 2)                 # [[0, 4], [1, 2, 3]]
+        balanced_shards([105, 60, 40, 30, 5], 2, head_start=20)  # [[0, 3], [1, 2, 4]]: 135 against 20 + 105
     """
     count = max(1, min(count, len(costs)))
     shards: list[list[int]] = [[] for _ in range(count)]
-    loads = [0.0] * count
+    loads = [0.0] + [head_start] * (count - 1)
     for index in sorted(range(len(costs)), key=lambda i: -costs[i]):
         lightest = loads.index(min(loads))
         shards[lightest].append(index)
