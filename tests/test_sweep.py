@@ -216,6 +216,10 @@ def test_hand_written_backward_equals_autograd(data: TensorData) -> None:
         torch.testing.assert_close(net.flat.grad, expected, atol=1e-6, rtol=1e-5)
 
 
+def _two_way_splits(n: int) -> list[tuple[list[int], list[int]]]:
+    return [([i for i in range(n) if mask >> i & 1], [i for i in range(n) if not mask >> i & 1]) for mask in range(1, 2 ** n - 1)]
+
+
 def test_balanced_shards_split_work_evenly() -> None:
     from deepwell.sweep.executors import balanced_shards
 
@@ -224,6 +228,15 @@ def test_balanced_shards_split_work_evenly() -> None:
     assert balanced_shards([3, 2], 1) == [[0, 1]]
     # The first shard (this process's) starts 20 ahead: it takes 135 against the other's 20 + 105.
     assert balanced_shards([105, 60, 40, 30, 5], 2, head_start=20) == [[0, 3], [1, 2, 4]]
+    # A shard costs more than its items' sum (here 10 a shard per item beyond the first, like a bucket's
+    # padding): greedy by item cost gives [[0, 4], [1, 2, 3]], 110 + 10 against 130 + 20; the refinement
+    # swaps items 3 and 4 to end at 135 + 10 and 105 + 20, the best of all two-way splits.
+    def cost_of(shard: list[int]) -> float:
+        return sum((105, 60, 40, 30, 5)[i] for i in shard) + 10 * (len(shard) - 1)
+
+    shards = balanced_shards([105, 60, 40, 30, 5], 2, cost_of=cost_of)
+    assert shards == [[0, 3], [1, 2, 4]]
+    assert max(map(cost_of, shards)) == min(max(cost_of(a), cost_of(b)) for a, b in _two_way_splits(5))
 
 
 def test_batched_workers_give_the_records_of_one_process() -> None:

@@ -15,15 +15,15 @@ import concurrent.futures
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import torch
 
 from deepwell.errors import ConfigError
 from deepwell.runtime import configure_cpu
-from deepwell.sweep.ensemble import train_ensemble
-from deepwell.sweep.layouts import ensemble_layout
+from deepwell.sweep.ensemble import CPU_BUCKET_OVERHEAD, train_ensemble
+from deepwell.sweep.layouts import ensemble_layout, plan_cost
 from deepwell.sweep.tasks import Record, SweepTask, build_member, record_from_history
 from deepwell.training.loop import fit
 
@@ -139,8 +139,13 @@ class BatchedExecutor:
         device = built[0][1].x_train.device
         flops_per_param = 6 * len(built[0][1].x_train) * tasks[0].train.epochs  # forward + backward, every epoch
         workers = self.workers or (torch.get_num_threads() if sum(sizes) * flops_per_param >= WORKER_MIN_FLOPS else 1)
-        shards = ([list(range(len(tasks)))] if device.type != "cpu" or len(tasks) == 1 else
-                  balanced_shards(sizes, workers, head_start=WORKER_START_FLOPS / flops_per_param))
+        if device.type != "cpu" or len(tasks) == 1 or workers == 1:
+            shards = [list(range(len(tasks)))]
+        else:
+            shapes = [[tuple(p.shape) for p in model.parameters()] for model in models]
+            overhead = CPU_BUCKET_OVERHEAD if self.bucket_overhead is None else self.bucket_overhead
+            shards = balanced_shards(sizes, workers, head_start=WORKER_START_FLOPS / flops_per_param,
+                                     cost_of=lambda shard: plan_cost([shapes[i] for i in shard], overhead))
         if len(shards) == 1:
             yield from _train_group(tasks, self.bucket_overhead, built)
             return
@@ -170,11 +175,15 @@ WORKER_MIN_FLOPS = 5e11    # ~10 s of one core's work: below this, starting work
 WORKER_START_FLOPS = 1e11  # what this process computes while a spawned worker starts (~3.5 s at ~3e10 flop/s a core)
 
 
-def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0) -> list[list[int]]:
+def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0,
+                    cost_of: Callable[[list[int]], float] | None = None) -> list[list[int]]:
     """Split items into at most ``count`` shards that end together (largest first, to the shard that ends first).
 
     Every shard but the first starts ``head_start`` later (a worker process's start-up, in cost
-    units), so the first, this process's, takes that much more work.
+    units), so the first, this process's, takes that much more work. With ``cost_of`` (what a
+    whole shard costs, when that is not the sum of its items' costs: the batched engine pads each
+    bucket to its widest member and pays per bucket), single moves and pairwise swaps out of the
+    shard that ends last then refine the split while they bring the last end forward.
 
     Example::
 
@@ -183,12 +192,38 @@ def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0)
     """
     count = max(1, min(count, len(costs)))
     shards: list[list[int]] = [[] for _ in range(count)]
-    loads = [0.0] + [head_start] * (count - 1)
+    starts = [0.0] + [head_start] * (count - 1)
+    loads = list(starts)
     for index in sorted(range(len(costs)), key=lambda i: -costs[i]):
         lightest = loads.index(min(loads))
         shards[lightest].append(index)
         loads[lightest] += costs[index]
+    if cost_of is not None:
+        _rebalance(shards, starts, cost_of)
     return [sorted(shard) for shard in shards if shard]
+
+
+def _rebalance(shards: list[list[int]], starts: list[float], cost_of: Callable[[list[int]], float]) -> None:
+    """Improve ``shards`` in place: move one item, or swap two, between the shard that ends last and another."""
+    ends = [cost_of(shard) + start if shard else start for shard, start in zip(shards, starts)]
+    while True:
+        last = ends.index(max(ends))
+        best = None
+        for other in (k for k in range(len(shards)) if k != last):
+            for item in shards[last]:
+                for swapped in [None, *shards[other]]:
+                    mine = [k for k in shards[last] if k != item] + ([swapped] if swapped is not None else [])
+                    theirs = [k for k in shards[other] if k != swapped] + [item]
+                    if not mine:
+                        continue
+                    pair = (cost_of(mine) + starts[last], cost_of(theirs) + starts[other])
+                    if max(pair) < ends[last] and (best is None or max(pair) < max(best[0])):
+                        best = (pair, other, mine, theirs)
+        if best is None:
+            return
+        pair, other, mine, theirs = best
+        ends[last], ends[other] = pair
+        shards[last], shards[other] = mine, theirs
 
 
 def _train_group(tasks: list[SweepTask], bucket_overhead: float | None,

@@ -24,7 +24,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from deepwell.errors import ConfigError
 from deepwell.models.network import Network
 
-__all__ = ["ensemble_layout", "plan_buckets"]
+__all__ = ["ensemble_layout", "plan_buckets", "plan_cost"]
 
 
 def ensemble_layout(models: Sequence[nn.Module]) -> str:
@@ -121,25 +121,30 @@ def plan_buckets(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -
     Returns:
         lists of member indices, one per bucket.
     """
+    return _plan(shapes, overhead)[0]
+
+
+def plan_cost(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -> float:
+    """What a step of :func:`plan_buckets`' buckets costs, in parameter-equivalents (padded parameters + overheads)."""
+    return _plan(shapes, overhead)[1]
+
+
+def _plan(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -> tuple[list[list[int]], float]:
     order = sorted(range(len(shapes)), key=lambda k: (sum(math.prod(s) for s in shapes[k]), tuple(shapes[k])))
-
-    def padded_params(members: list[int]) -> int:
-        first = shapes[members[0]]
-        return sum(math.prod(max(shapes[k][i][d] for k in members) for d in range(len(first[i]))) for i in range(len(first)))
-
     best = [0.0] + [math.inf] * len(order)
     cut = [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
-        for start in range(end):
-            members = order[start:end]
-            cost = best[start] + len(members) * padded_params(members) + overhead
-            if cost < best[end]:
+        widest = [tuple(s) for s in shapes[order[end - 1]]]  # of order[start:end], grown as start moves left
+        for start in range(end - 1, -1, -1):
+            widest = [tuple(map(max, a, b)) for a, b in zip(widest, shapes[order[start]])]
+            cost = best[start] + (end - start) * sum(math.prod(s) for s in widest) + overhead
+            if cost <= best[end]:  # a tie goes to the longer bucket
                 best[end], cut[end] = cost, start
     buckets, end = [], len(order)
     while end > 0:
         buckets.append(order[cut[end]:end])
         end = cut[end]
-    return buckets[::-1]
+    return buckets[::-1], best[-1]
 
 
 class _Padded(nn.Module):
