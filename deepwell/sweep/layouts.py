@@ -164,6 +164,7 @@ class _Padded(nn.Module):
         out = self.activation(zero)
         (grad,) = torch.autograd.grad(out.sum(), zero)
         self.needs_mask = bool(out.item() != 0 or grad.item() != 0)  # ReLU: padded units are exactly 0 already
+        self.relu = isinstance(self.activation, nn.ReLU)  # a plain flag: the step reads it without nn.Module's attribute lookup
         blocks, self.masks, self.widths = [], [], []
         for bucket in buckets:
             layers = [list(_linears(models[k])) for k in bucket]
@@ -245,10 +246,11 @@ class _Padded(nn.Module):
         workspace kept between steps (:class:`_Workspace`). Only activations whose derivative is known
         in closed form take this path (``self.manual``); others use autograd.
         """
-        blocks, weights_t = self._split(self.flat)
-        grad = self.flat.grad
-        if grad is None or grad.shape != self.flat.shape:
-            grad = self.flat.grad = torch.empty_like(self.flat)
+        flat = self.flat
+        blocks, weights_t = self._split(flat)
+        grad = flat.grad
+        if grad is None or grad.shape != flat.shape:
+            grad = flat.grad = torch.empty_like(flat)
         grads = self._split(grad)[0]
         work = self._workspace(x, source, y.shape[0])
         if source is None:
@@ -297,7 +299,7 @@ class _Padded(nn.Module):
 
     def _activate_into(self, h: torch.Tensor, out: torch.Tensor, bucket: int, layer: int) -> None:
         """The activation of (G, units, B) pre-activations ``h``, written into the next layer's input ``out``."""
-        if type(self.activation) is nn.ReLU:
+        if self.relu:
             torch.clamp_min(h, 0, out=out)
         elif self.needs_mask:
             torch.mul(self.activation(h), self.masks[bucket][layer].unsqueeze(2), out=out)
@@ -306,10 +308,10 @@ class _Padded(nn.Module):
 
     def _derivative(self, grad: torch.Tensor, out: torch.Tensor, bucket: int, layer: int) -> torch.Tensor:
         """d loss / d pre-activation from d loss / d activation and the activation's output, both (G, units, B)."""
+        if self.relu:  # in place: grad is the step's own temporary
+            return torch.ops.aten.threshold_backward.grad_input(grad, out, 0, grad_input=grad)
         act = self.activation
-        if isinstance(act, nn.ReLU):
-            grad = torch.ops.aten.threshold_backward(grad, out, 0)
-        elif isinstance(act, nn.LeakyReLU):
+        if isinstance(act, nn.LeakyReLU):
             grad = grad * torch.where(out > 0, 1.0, act.negative_slope)
         elif isinstance(act, nn.Tanh):
             grad = grad * (1 - out * out)
