@@ -44,7 +44,8 @@ from deepwell.training.optim import OPTIMIZERS, build_schedule
 __all__ = ["train_ensemble", "EnsembleResult"]
 
 EVAL_ELEMENTS = 1 << 24  # hidden activations per evaluation chunk (K x examples x width); bounds memory only
-CPU_BUCKET_OVERHEAD = 20_000      # per-bucket cost in parameter-equivalents on a CPU (measured: ~0.12 ms a step a bucket, ~10 ns a padded parameter; 1e4 and 2e4 plan alike)
+CPU_BUCKET_OVERHEAD = 20_000      # per-bucket cost in parameter-equivalents on a CPU (measured: ~0.12 ms a step a bucket,
+                                  # ~10 ns a padded parameter; 1e4 and 2e4 give equally fast plans)
 GPU_BUCKET_OVERHEAD = 10_000_000  # on a GPU padding is nearly free and every launch counts: one bucket
 
 

@@ -95,10 +95,11 @@ class BatchedExecutor:
     Tasks the ensemble cannot train exactly (batchnorm, dropout, penalties, ...) fall back to
     ``fit`` one by one, so every sweep runs; ``record["executor"]`` says which path ran.
 
-    On a CPU a large group is also split into ``workers`` shards of about equal work, each trained
-    as its own ensemble with one torch thread, the first in this process (given the workers' start-up as a head start), the others in spawned
-    processes: the batched matmuls of small networks gain nothing from a second BLAS thread
-    (measured: 2 threads 5.3 ms a step, 1 thread 5.0 ms on the double-descent sweep), while two
+    On a CPU a large group is also split into ``workers`` shards that should end together, each
+    trained as its own ensemble with one torch thread, the first in this process (with the workers'
+    start-up as its head start), the others in spawned processes: the batched matmuls of small
+    networks gain nothing from a second BLAS thread (the whole double-descent sweep in one process
+    on 2 threads: 3.3 ms a step, against ~2.2 ms for each of two one-thread shards), while two
     processes run both the arithmetic and the per-step Python overhead side by side (two Python
     threads in one process: 3.75 ms a step against 2.7, the GIL serialises the overhead; a forked
     worker deadlocks in torch's thread pool, hence spawn). Members never interact, so sharding
@@ -173,6 +174,7 @@ class BatchedExecutor:
 
 WORKER_MIN_FLOPS = 5e11    # ~10 s of one core's work: below this, starting worker processes costs more than it saves
 WORKER_START_FLOPS = 1e11  # what this process computes while a spawned worker starts (~3.5 s at ~3e10 flop/s a core)
+REBALANCE_MAX_ITEMS = 24   # moves and swaps cost O(items^2) shard costings (0.35 s for the 19 double-descent widths)
 
 
 def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0,
@@ -183,7 +185,8 @@ def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0,
     units), so the first, this process's, takes that much more work. With ``cost_of`` (what a
     whole shard costs, when that is not the sum of its items' costs: the batched engine pads each
     bucket to its widest member and pays per bucket), single moves and pairwise swaps out of the
-    shard that ends last then refine the split while they bring the last end forward.
+    shard that ends last then refine the split while they bring the last end forward (up to
+    ``REBALANCE_MAX_ITEMS`` items; beyond, the greedy split stands).
 
     Example::
 
@@ -198,7 +201,7 @@ def balanced_shards(costs: Sequence[float], count: int, head_start: float = 0.0,
         lightest = loads.index(min(loads))
         shards[lightest].append(index)
         loads[lightest] += costs[index]
-    if cost_of is not None:
+    if cost_of is not None and len(costs) <= REBALANCE_MAX_ITEMS:
         _rebalance(shards, starts, cost_of)
     return [sorted(shard) for shard in shards if shard]
 

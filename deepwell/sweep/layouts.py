@@ -274,7 +274,8 @@ class _Padded(nn.Module):
             for layer in range(self.depth - 1, -1, -1):
                 torch.bmm(delta, transposed[layer], out=grads[index * self.depth + layer])        # [dW | db]
                 if layer:
-                    delta = self._derivative(torch.bmm(weights_t[index * self.depth + layer], delta), hidden[layer], index, layer - 1)
+                    back = torch.bmm(weights_t[index * self.depth + layer], delta)                 # d loss / d activation
+                    delta = self._derivative(back, hidden[layer], index, layer - 1)
         return losses
 
     def _workspace(self, x: torch.Tensor, source: torch.Tensor | None, members: int) -> _Workspace:
