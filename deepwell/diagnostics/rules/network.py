@@ -188,31 +188,34 @@ def _activation_scale(evidence: RunEvidence) -> tuple[list[float], list[str], li
 
 def activation_collapse(evidence: RunEvidence) -> Finding | None:
     """At init the activations shrink layer after layer (weights too small for the depth)."""
-    found = _activation_scale(evidence)
-    if found is None or found[0][-1] >= 1 / ACTIVATION_SCALE_FACTOR:
-        return None
-    ratios, names, stds = found
-    layers = [name for name, r in zip(names, ratios) if r < 1 / ACTIVATION_SCALE_FACTOR]
-    return Finding(
-        "activation_collapse", "warning", "Activations collapse towards zero across the layers",
-        f"At initialisation the activation std falls from {_g(stds[0])} in {names[0]} to {_g(stds[-1])} in {names[-1]} "
-        f"({_g(ratios[-1])}x); from {layers[0]} on it is below 1/{ACTIVATION_SCALE_FACTOR:g} of the first layer's, "
-        "so the deep layers see almost no signal (init too small for this depth).",
-        layers=layers, steps=[0], numbers={"std_first": stds[0], "std_last": stds[-1], "ratio": ratios[-1]},
-        remedies=[_init_remedy(evidence), *_norm_remedy(evidence)])
+    return _activation_scale_finding(evidence, grows=False)
 
 
 def activation_growth(evidence: RunEvidence) -> Finding | None:
     """At init the activations grow layer after layer (weights too large for the depth)."""
+    return _activation_scale_finding(evidence, grows=True)
+
+
+def _activation_scale_finding(evidence: RunEvidence, grows: bool) -> Finding | None:
+    """The finding of activation_growth (``grows``) or activation_collapse: the last layer's std beyond the factor."""
     found = _activation_scale(evidence)
-    if found is None or found[0][-1] <= ACTIVATION_SCALE_FACTOR:
+    if found is None:
         return None
     ratios, names, stds = found
-    layers = [name for name, r in zip(names, ratios) if r > ACTIVATION_SCALE_FACTOR]
+    beyond = (lambda r: r > ACTIVATION_SCALE_FACTOR) if grows else (lambda r: r < 1 / ACTIVATION_SCALE_FACTOR)
+    if not beyond(ratios[-1]):
+        return None
+    layers = [name for name, r in zip(names, ratios) if beyond(r)]
+    if grows:
+        rule, title, verb, bound = ("activation_growth", "Activations grow layer after layer", "grows",
+                                    f"above {ACTIVATION_SCALE_FACTOR:g}x the first layer's (init too large for this depth)")
+    else:
+        rule, title, verb, bound = ("activation_collapse", "Activations collapse towards zero across the layers", "falls",
+                                    f"below 1/{ACTIVATION_SCALE_FACTOR:g} of the first layer's, so the deep layers see "
+                                    "almost no signal (init too small for this depth)")
     return Finding(
-        "activation_growth", "warning", "Activations grow layer after layer",
-        f"At initialisation the activation std grows from {_g(stds[0])} in {names[0]} to {_g(stds[-1])} in {names[-1]} "
-        f"({_g(ratios[-1])}x); from {layers[0]} on it is above {ACTIVATION_SCALE_FACTOR:g}x the first layer's "
-        "(init too large for this depth).",
+        rule, "warning", title,
+        f"At initialisation the activation std {verb} from {_g(stds[0])} in {names[0]} to {_g(stds[-1])} in {names[-1]} "
+        f"({_g(ratios[-1])}x); from {layers[0]} on it is {bound}.",
         layers=layers, steps=[0], numbers={"std_first": stds[0], "std_last": stds[-1], "ratio": ratios[-1]},
         remedies=[_init_remedy(evidence), *_norm_remedy(evidence)])
