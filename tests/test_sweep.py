@@ -101,7 +101,7 @@ def test_cnns_of_different_widths_pad_into_the_widest_and_match_fit(data: Tensor
 
 
 def test_padded_units_stay_exactly_zero(data: TensorData) -> None:
-    from deepwell.sweep.layouts import _Padded
+    from deepwell.sweep.padded import _Padded
 
     models = [_mlp(3, 0), _mlp(9, 1)]
     net = _Padded(models, [[0, 1]])
@@ -200,7 +200,7 @@ def test_process_pool_gives_the_same_records_as_the_loop() -> None:
 
 
 def test_hand_written_backward_equals_autograd(data: TensorData) -> None:
-    from deepwell.sweep.layouts import _Padded
+    from deepwell.sweep.padded import _Padded
 
     models = [_mlp(3, 0, "tanh"), _mlp(9, 1, "tanh"), _mlp(20, 2, "tanh")]
     x, y = data.x_train[:16].flatten(1), data.y_train[:16]

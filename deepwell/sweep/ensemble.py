@@ -36,7 +36,8 @@ from torch import nn
 from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError
 from deepwell.models.network import Network
-from deepwell.sweep.layouts import _Buckets, _Padded, _PaddedStacked, _Stacked, ensemble_layout, plan_buckets
+from deepwell.sweep.layouts import _Buckets, _PaddedStacked, _Stacked, ensemble_layout, plan_buckets
+from deepwell.sweep.padded import _Padded
 from deepwell.training.distributed import plan_batches
 from deepwell.training.loop import EVAL_BATCH, TensorData
 from deepwell.training.optim import OPTIMIZERS, build_schedule
