@@ -179,7 +179,7 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         net.train()
         for i in range(steps):
             batch = slice(plan.bounds[i], plan.bounds[i + 1])
-            x, y = (epoch_x[batch], epoch_y[:, batch]) if single else (epoch_x[:, batch], epoch_y[:, batch])
+            x, y = epoch_x[batch] if single else epoch_x[:, batch], epoch_y[:, batch]
             if manual:
                 with torch.no_grad():
                     losses = net.train_step(x, source, y)                    # sets .grad by hand (see _Padded.train_step)
