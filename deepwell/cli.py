@@ -7,6 +7,7 @@ exit with code 2; a run whose loss diverged exits with code 1.
 from __future__ import annotations
 
 import csv
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from deepwell.errors import DeepwellError
+from deepwell.errors import DeepwellError, Interrupted, storage_error
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Build, train and diagnose deep networks; see each lecture idea happen.")
@@ -275,16 +276,31 @@ def augment_command(
         out.print(f"Augmented sounds: {', '.join(str(path) for path in written[1:])}")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
-    """Entry point: run the app, turning deepwell's own errors into one line and exit code 2."""
+    """Entry point: run the app, turning deepwell's own errors into one line and exit code 2.
+
+    Ctrl-C and SIGTERM raise :class:`Interrupted` (training turns them into a stop at the next step
+    boundary, with the checkpoint saved): one line saying how to resume, exit code 130 / 143.
+    An OSError (a full disk, a read-only folder) is one line and exit code 2 too.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)  # not KeyboardInterrupt: click turns that into a silent exit
     try:
         app()
     except DeepwellError as error:
         err.print(f"error: {error}", markup=False, highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("Interrupted. Resume a training run with `deepwell train --resume RUN_FOLDER`.")
-        sys.exit(130)
+    except OSError as error:
+        err.print(f"error: {storage_error(error, verb='write or read')}", markup=False, highlight=False)
+        sys.exit(2)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
+        err.print(stop.resume_hint(), markup=False, highlight=False)
+        sys.exit(stop.exit_code)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -164,17 +165,44 @@ class DiagnosticsSpec(_Spec):
     probe_examples: int = Field(256, ge=1, description="size of the fixed probe batch (from the training split)")
 
 
+def check_folder_name(name: str, what: str = "output.name") -> str:
+    """``name`` when it is one folder name inside its parent folder; else a ConfigError saying why.
+
+    Refused: empty, ``.``, ``..``, an absolute path, and any path separator: each would write
+    outside (or straight into) the parent folder.
+
+    Example::
+
+        check_folder_name("lr-sweep")        # 'lr-sweep'
+        check_folder_name("../x")            # ConfigError: ... a single folder name ...
+    """
+    separators = {"/", "\\"} | ({os.sep, os.altsep} - {None})
+    if name in ("", ".", "..") or any(sep in name for sep in separators) or "\0" in name:
+        raise ConfigError(f"{what} must be a single folder name (created inside the output folder); got {name!r}. "
+                          "Use a name without '/', '\\', '.' or '..', e.g. 'my-run'; choose the parent folder with "
+                          f"{'output.dir' if what == 'output.name' else '--out'}.")
+    return name
+
+
 class OutputSpec(_Spec):
     """Where the run folder goes."""
 
     dir: Path = Path("runs")
-    name: str | None = Field(None, description="run folder name; default: <dataset>-<arch>-<timestamp>")
+    name: str | None = Field(None, description="run folder name (one folder name, no '/'); default: "
+                             "<dataset>-<arch>-<timestamp>")
+    overwrite: bool = Field(False, description="replace the files of a finished or unfinished run already in the named "
+                            "folder (otherwise that is refused: resume it with --resume, or pick another name)")
     report: bool = Field(True, description="diagnose the run and write report.html when training ends")
     tracking: list[_option("tracker")] = Field(
         default_factory=list,
         description="also log to trackers, e.g. [tensorboard, mlflow] or mlflow:uri=http://host:5000,experiment=x; "
         "the run folder stays the record (needs pip install 'deepwell[tracking]')",
     )
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _one_folder(cls, name: str | None) -> str | None:
+        return None if name is None else check_folder_name(name)
 
 
 class RunSpec(_Spec):

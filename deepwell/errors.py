@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "did_you_mean", "missing_extra"]
+__all__ = ["DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "StorageError", "Interrupted",
+           "storage_error", "did_you_mean", "missing_extra"]
 
 
 class DeepwellError(Exception):
@@ -26,6 +27,67 @@ class CheckpointError(DeepwellError, ValueError):
 
 class TrainingError(DeepwellError, RuntimeError):
     """Training cannot go on (for example the loss became non-finite)."""
+
+
+class StorageError(DeepwellError, OSError):
+    """A file or folder could not be written (full disk, read-only or missing folder, a file where a folder should be)."""
+
+
+class Interrupted(BaseException):
+    """Training was stopped by a signal (Ctrl-C, SIGTERM) at a step boundary, after saving what can be resumed.
+
+    A BaseException, like KeyboardInterrupt, so that ``except Exception`` does not swallow it; not a
+    KeyboardInterrupt, which click (under the CLI) turns into a silent exit before deepwell can say how
+    to resume. ``run_dir`` (set by ``deepwell.train``) is the folder to resume and ``resumable`` whether
+    it holds a checkpoint; ``epoch`` the completed epochs the checkpoint holds (0: not known).
+
+    Example::
+
+        try:
+            deepwell.train(spec)
+        except Interrupted as stop:
+            print(stop.resume_hint())
+    """
+
+    def __init__(self, signum: int, epoch: int = 0, run_dir: object = None, resumable: bool = False) -> None:
+        super().__init__(signum)
+        self.signum, self.epoch, self.run_dir, self.resumable = signum, epoch, run_dir, resumable
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+    def resume_hint(self) -> str:
+        import signal
+
+        name = signal.Signals(self.signum).name
+        if self.run_dir is None:
+            return f"Interrupted ({name}) before a run folder was written; nothing to resume."
+        if not self.resumable:
+            return (f"Interrupted ({name}) before the first checkpoint: nothing to resume. Train again (the "
+                    f"folder {self.run_dir} can be deleted, or reused with output.overwrite=true).")
+        saved = f"the checkpoint of epoch {self.epoch} is saved" if self.epoch else "its last checkpoint is kept"
+        return f"Interrupted ({name}); {saved}. Resume with: deepwell train --resume {self.run_dir}"
+
+
+def storage_error(error: OSError, run_dir: object = None, verb: str = "write") -> StorageError:
+    """The one-line error for an OSError while writing: what failed, why, what to do (and how to resume)."""
+    import errno
+
+    where = f" '{error.filename}'" if error.filename else ""
+    advice = {
+        errno.ENOSPC: "the disk is full: free some space",
+        errno.EDQUOT: "the disk quota is exceeded: free some space",
+        errno.EROFS: "the file system is read-only: choose another folder (output.dir or --out)",
+        errno.EACCES: "permission denied: choose a folder you can write (output.dir or --out)",
+        errno.EPERM: "the folder refuses writes (permissions or an immutable flag): choose another folder (output.dir or --out)",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another folder (output.dir or --out)",
+        errno.ENOENT: "that folder cannot be created there: choose another folder (output.dir or --out)",
+    }.get(error.errno, "check the path, its permissions and the free space")
+    resume = f", then resume with: deepwell train --resume {run_dir}" if run_dir is not None else ""
+    result = StorageError(f"Cannot {verb}{where}: {error.strerror or error}; {advice}{resume}.")
+    result.errno = error.errno
+    return result
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

@@ -32,12 +32,14 @@ import torch
 from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
 from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_data
 from deepwell.data.augment import build_augmentation
-from deepwell.errors import CheckpointError, ConfigError, DataError
+from deepwell.errors import CheckpointError, ConfigError, DataError, Interrupted, storage_error
+from deepwell.folders import FolderLock, claim_run_folder, release_if_empty
 from deepwell.models.network import resolve_arch
 from deepwell.models.transfer import build_network, parse_unfreeze
 from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
-from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
+from deepwell.training.checkpoint import (atomic_write_text, json_safe, load_tensors, read_jsonl, remove_temporaries,
+                                         save_tensors)
 from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes, probe_blocks
 from deepwell.reporting import write_report
@@ -52,16 +54,13 @@ _WEIGHTS, _CHECKPOINT = "model.safetensors", "checkpoints/last.safetensors"
 
 
 def _write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")  # NaN -> null: JSON
 
 
 def _run_dir(spec: RunSpec) -> Path:
+    """Claim the run's folder (deepwell.folders): created here, atomically; never shared with another run."""
     name = spec.output.name or f"{spec.data.source.name}-{spec.model.arch}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    path, suffix = spec.output.dir / name, 1
-    while spec.output.name is None and path.exists():  # two runs in one second: don't mix their files
-        suffix += 1
-        path = spec.output.dir / f"{name}-{suffix}"
-    return path
+    return claim_run_folder(spec.output.dir, name, named=spec.output.name is not None, overwrite=spec.output.overwrite)
 
 
 def _meta(spec: RunSpec, splits: Splits, model: torch.nn.Module, device: torch.device) -> dict[str, Any]:
@@ -103,20 +102,43 @@ def train(
 
     Raises:
         ConfigError / DataError / CheckpointError: bad spec, data, or resume folder.
+        StorageError: the run folder could not be written (full disk, read-only, ...); says how to resume.
+        Interrupted: SIGINT / SIGTERM stopped training at a step boundary; says how to resume.
     """
     spec, run_dir, checkpoint = _resolve(spec, overrides, resume)
     device = resolve_device(spec.device)
     parallel = DataParallel.from_env(device)  # None unless torchrun started several processes
+    folder: dict[str, Any] = {"path": run_dir}  # the claimed folder and its lock, filled in by _train
     try:
         return _train(spec, run_dir, checkpoint, device if parallel is None else parallel.device, parallel, progress,
-                      callbacks)
+                      callbacks, folder)
+    except BaseException as error:
+        path = folder["path"]
+        if folder.get("claimed") and release_if_empty(path):  # a run that failed before writing leaves no stray folder
+            path = None
+        resumable = path is not None and (path / _CHECKPOINT).is_file()
+        if isinstance(error, Interrupted):
+            error.run_dir, error.resumable = path, resumable  # for its "Resume with ..." line
+        elif isinstance(error, OSError) and _under(error.filename, path or spec.output.dir):  # not a data file's error
+            raise storage_error(error, path if resumable else None) from None
+        raise
     finally:
+        if "lock" in folder:
+            folder["lock"].release()
         if parallel is not None:
             parallel.close()
 
 
+def _under(filename: Any, folder: Path) -> bool:
+    """Whether an OSError's file is ``folder`` or inside it (or above it: its parents are created too)."""
+    if not isinstance(filename, (str, Path)):
+        return False
+    path, folder = Path(filename).absolute(), Path(folder).absolute()
+    return path == folder or folder in path.parents or path in folder.parents
+
+
 def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
-           progress: str, callbacks: Sequence[Callback]) -> Run:
+           progress: str, callbacks: Sequence[Callback], folder: dict[str, Any]) -> Run:
     main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
     if device.type == "cpu":
         configure_cpu()  # flush-to-zero (a converged model otherwise crawls through denormals) and threads, once
@@ -125,7 +147,13 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     spec = spec.model_copy(deep=True)
     inputs = splits.encoding.describe() if splits.encoding is not None else None  # token ids / audio: the model's front-end
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape, inputs)  # the saved spec names the real architecture
-    run_dir = run_dir or _run_dir(spec)
+    if main:
+        if run_dir is None:
+            run_dir = folder["path"] = _run_dir(spec)
+            folder["claimed"] = True
+        folder["lock"] = FolderLock(run_dir)  # a second --resume of this folder is refused while this run writes
+        if checkpoint is not None:
+            remove_temporaries(run_dir)  # what atomic writes killed mid-way left (only this process writes here)
     if parallel is not None:
         run_dir = Path(parallel.broadcast_object(str(run_dir)))  # a timestamped name: rank 0's
     trackers: list[Tracker] = [TRACKERS.build(option, run_dir=run_dir, spec=spec.to_dict())
@@ -137,7 +165,6 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
 
     all_callbacks: list[Callback] = []
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", spec.to_yaml())
         _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
         saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
@@ -210,6 +237,11 @@ def _resolve(spec: RunSpec | str | Path | None, overrides: Sequence[str],
         raise CheckpointError(f"Cannot resume '{run_dir}': it has no config.yaml. Give a run folder made by `deepwell train`.")
     checkpoint = run_dir / _CHECKPOINT
     if not checkpoint.is_file():
+        summary = run_dir / "summary.json"
+        if summary.is_file():  # it ended before any checkpoint: say how, not "killed"
+            ended = json.loads(summary.read_text()).get("message") or "it ended before its first checkpoint"
+            raise CheckpointError(f"Cannot resume '{run_dir}': it has no checkpoint to continue from. {ended} "
+                                  "Train it again with the changes suggested (a new run, not --resume).")
         raise CheckpointError(f"Cannot resume '{run_dir}': no checkpoint at {checkpoint} (it was killed before its first one).")
     return load_spec(run_dir / "config.yaml", overrides), run_dir, checkpoint
 
@@ -261,8 +293,7 @@ class Run:
 
     @property
     def history(self) -> list[dict[str, float]]:
-        path = self.path / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        return read_jsonl(self.path / "metrics.jsonl")  # a non-finite value (a diverged epoch) reads as None
 
     @property
     def model(self) -> torch.nn.Module:

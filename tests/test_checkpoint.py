@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,15 +106,13 @@ def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp_file(tmp_path
     path = tmp_path / "last.safetensors"
     save_state(path, {"epoch": 1, "w": torch.ones(3)})
     before = path.read_bytes()
-    real_save = checkpoint.save_file
+    real_write = Path.write_bytes
 
-    def save_half_then_die(tensors, filename, metadata=None):
-        real_save(tensors, filename, metadata=metadata)
-        with open(filename, "r+b") as handle:  # a half-written file, then the "kill"
-            handle.truncate(len(before) // 2)
+    def write_half_then_die(self, data):
+        real_write(self, data[:len(data) // 2])  # a half-written file, then the "kill"
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "save_file", save_half_then_die)
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_die)
     with pytest.raises(KeyboardInterrupt):
         save_state(path, {"epoch": 2, "w": torch.zeros(3)})
     assert path.read_bytes() == before

@@ -15,7 +15,7 @@ import torch
 from deepwell.config import RunSpec, load_spec
 from deepwell.diagnostics.probes import ProbeLog, load_probes
 from deepwell.errors import CheckpointError
-from deepwell.training.checkpoint import load_tensors
+from deepwell.training.checkpoint import load_tensors, read_jsonl
 
 __all__ = ["Finding", "RunEvidence", "SEVERITIES"]
 
@@ -73,7 +73,7 @@ class RunEvidence:
         if not (path / "config.yaml").is_file():
             raise CheckpointError(f"'{path}' is not a run folder (no config.yaml). List runs with `deepwell runs`.")
         metrics = path / "metrics.jsonl"
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()] if metrics.is_file() else []
+        history = read_jsonl(metrics)
         return cls(path, load_spec(path / "config.yaml"), _read_json(path / "meta.json"), _read_json(path / "summary.json"),
                    history, load_probes(path / "probes.jsonl"))
 

@@ -38,7 +38,6 @@ and ``update_ratio`` null.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from torch import nn
 
 from deepwell.models.network import Block
 from deepwell.training.callbacks import Callback, FitState
+from deepwell.training.checkpoint import atomic_write_text, json_line, read_jsonl
 
 __all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "load_probes", "probe_blocks"]
 
@@ -325,7 +325,7 @@ class Probes(Callback):
             dead = [1.0 - next(measured) if r else 0.0 for r in relu]
             lines.append({"kind": "epoch", "epoch": state.epoch, "step": state.step, "layers": names, "dead_epoch": dead})
         with self.path.open("a") as handle:
-            handle.writelines(json.dumps(line) + "\n" for line in lines)
+            handle.writelines(json_line(line) for line in lines)
         self.pending = []
         for listener in self.listeners:
             listener(lines)
@@ -333,8 +333,8 @@ class Probes(Callback):
     def _truncate(self, step: int) -> None:
         if not self.path.is_file():
             return
-        keep = [line for line in self.path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        keep = [row for row in read_jsonl(self.path, repair=True) if row["step"] <= step]  # a torn last line (a kill) is dropped
+        atomic_write_text(self.path, "".join(json_line(row) for row in keep))
 
     def on_fit_end(self, state: FitState) -> None:
         if self.pending:
@@ -372,5 +372,5 @@ class ProbeLog:
 def load_probes(path: str | Path) -> ProbeLog:
     """Read a probes.jsonl file (an empty log when it does not exist)."""
     path = Path(path)
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    rows = read_jsonl(path)
     return ProbeLog([r for r in rows if r["kind"] == "sample"], [r for r in rows if r["kind"] == "epoch"])

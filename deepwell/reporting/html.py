@@ -24,6 +24,7 @@ import yaml
 from deepwell.diagnostics.probes import ProbeLog, load_probes
 from deepwell.errors import CheckpointError
 from deepwell.reporting import figures
+from deepwell.training.checkpoint import read_jsonl
 
 __all__ = ["render_run", "render_study", "TABLE_ROWS"]
 
@@ -65,9 +66,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def _generated() -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from deepwell.runtime import configure_cpu
 from deepwell.sweep.tasks import Record, SweepTask
-from deepwell.training.checkpoint import atomic_write_text
+from deepwell.training.checkpoint import atomic_write_text, read_jsonl
 
 __all__ = ["RecordStore", "run_sweep", "summarize", "write_csv"]
 
@@ -37,21 +37,7 @@ class RecordStore:
 
     def load(self) -> list[Record]:
         """Every complete record; a torn last line (a killed write) is dropped from the file."""
-        if not self.path.exists():
-            return []
-        lines = self.path.read_text().splitlines(keepends=True)
-        records, good = [], []
-        for line in lines:
-            try:
-                if not line.endswith("\n"):
-                    raise ValueError("torn line")
-                records.append(json.loads(line))
-                good.append(line)
-            except ValueError:
-                continue
-        if len(good) != len(lines):
-            atomic_write_text(self.path, "".join(good))
-        return records
+        return read_jsonl(self.path, repair=True)
 
     def finished_ids(self) -> set[str]:
         return {record["run_id"] for record in self.load()}

@@ -8,7 +8,6 @@ implements ``state_dict()`` / ``load_state_dict()`` so a resumed run continues w
 from __future__ import annotations
 
 import enum
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from deepwell.config import EarlyStoppingSpec
 from deepwell.errors import ConfigError, did_you_mean
+from deepwell.training.checkpoint import atomic_write_text, json_line
 
 __all__ = ["Callback", "FitState", "EarlyStopping", "StopReason", "MetricsWriter", "GradualUnfreezing"]
 
@@ -163,19 +163,20 @@ class EarlyStopping(Callback):
 
 
 class MetricsWriter(Callback):
-    """Appends one JSON line per epoch to ``metrics.jsonl`` (rewritten from history on resume)."""
+    """Appends one JSON line per epoch to ``metrics.jsonl`` (rewritten from history on resume).
+
+    NaN and infinite values (the epoch a loss diverged) are written as ``null``: the file stays JSON.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
 
     def on_fit_start(self, state: FitState) -> None:
-        from deepwell.training.checkpoint import atomic_write_text
-
-        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in state.history))
+        atomic_write_text(self.path, "".join(json_line(row) for row in state.history))
 
     def on_epoch_end(self, state: FitState) -> None:
         with self.path.open("a") as handle:
-            handle.write(json.dumps(state.history[-1]) + "\n")
+            handle.write(json_line(state.history[-1]))  # a non-finite loss is written as null
 
 
 class GradualUnfreezing(Callback):

@@ -10,6 +10,7 @@ checkpoint intact.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from safetensors import safe_open
 
 from deepwell.errors import CheckpointError
 
-__all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "load_tensors"]
+__all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "load_tensors", "json_line", "json_safe", "read_jsonl",
+           "remove_temporaries"]
 
 _TENSOR = "__tensor__"
 _TUPLE = "__tuple__"
@@ -41,15 +43,79 @@ def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a run's files should read like any other file
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # after the write (mkstemp makes 0600): a run's files read like any other file
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_line(record: Any) -> str:
+    """One JSON line for a JSON-lines file: NaN and infinities become ``null`` (bare ``NaN`` is not JSON).
+
+    Example::
+
+        json_line({"train/loss": float("nan"), "epoch": 3})  # '{"train/loss": null, "epoch": 3}\\n'
+    """
+    return json.dumps(json_safe(record), allow_nan=False) + "\n"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) replaced by None, for JSON files other tools can read."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def read_jsonl(path: str | Path, repair: bool = False) -> list[Any]:
+    """The records of a JSON-lines file that only ever grows by appends; [] when it does not exist.
+
+    A kill or a full disk during an append leaves at most a torn last line (no newline, or not
+    JSON): it is dropped, and with ``repair`` (only for the file's one writer, before it appends
+    again) the file is rewritten without it. A bad line anywhere else is not a torn append: it
+    raises CheckpointError naming the line. Values written as ``null`` (see :func:`json_line`)
+    come back as None.
+
+    Example::
+
+        rows = read_jsonl("runs/x/probes.jsonl")
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text().splitlines(keepends=True)
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            if not line.endswith("\n"):
+                raise ValueError("no newline")
+            records.append(json.loads(line))
+        except ValueError:
+            if number < len(lines):
+                raise CheckpointError(f"'{path}' line {number} is not JSON ({line[:60]!r}...): the file was edited or "
+                                      "damaged. Restore it or delete the run folder.") from None
+            if repair:
+                atomic_write_text(path, "".join(lines[:-1]))
+    return records
+
+
+def remove_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the ``.*.tmp`` files an atomic write killed mid-way left in ``folder`` (and its sub-folders).
+
+    Only call it on a folder no other process is writing (a run folder being resumed or claimed).
+    """
+    removed = [path for path in Path(folder).rglob(".*.tmp") if path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def _split(tree: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
@@ -92,7 +158,7 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
     skeleton = _split(state, tensors, "")
     # safetensors refuses tensors that share memory; copies are cheap at these sizes.
     tensors = {k: v.clone() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(skeleton)}))
+    _atomic(Path(path), lambda tmp: Path(tmp).write_bytes(save(tensors, metadata={_META_KEY: json.dumps(skeleton)})))
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
@@ -111,7 +177,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """Save flat tensors (e.g. final model weights) atomically."""
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    _atomic(Path(path), lambda tmp: Path(tmp).write_bytes(save(tensors, metadata=metadata)))
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

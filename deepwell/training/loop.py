@@ -12,7 +12,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepwell.config import TrainSpec
-from deepwell.errors import ConfigError
+from deepwell.errors import ConfigError, Interrupted
 from deepwell.training.callbacks import Callback, EarlyStopping, FitState, StopReason, overrides
 from deepwell.training.checkpoint import load_state, save_state
 from deepwell.training.distributed import BatchPlan, DataParallel, plan_batches
+from deepwell.training.interrupt import StopFlag, stop_signals
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 from deepwell.training.penalties import PENALTIES
 
@@ -96,18 +97,34 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
 
 
 class CheckpointSaver(Callback):
-    """Saves the whole training state every ``every`` epochs and at the end (atomic; resumable)."""
+    """Saves the whole training state every ``every`` epochs and at the end (atomic; resumable).
+
+    Between saves (``every`` > 1) it keeps the last completed epoch's state in memory, so that an
+    interrupted run (:meth:`flush`, called when a signal stops ``fit``) saves it too and loses nothing.
+    """
 
     def __init__(self, path: Path, every: int = 1) -> None:
         self.path, self.every = Path(path), every
         self.snapshot: Callable[[], dict[str, Any]] | None = None
+        self.pending: dict[str, Any] | None = None  # the last completed epoch's state, when not yet on disk
+        self.saved_epochs = 0  # completed epochs in the checkpoint on disk (this fit's saves)
 
     def on_epoch_end(self, state: FitState) -> None:
         last = state.epoch + 1 == state.epochs or state.stop_reason is not None
-        if state.stop_reason is StopReason.NON_FINITE:
+        if state.stop_reason is StopReason.NON_FINITE or self.snapshot is None:
             return  # keep the last good checkpoint
-        if self.snapshot is not None and ((state.epoch + 1) % self.every == 0 or last):
+        if (state.epoch + 1) % self.every == 0 or last:
             save_state(self.path, self.snapshot())
+            self.pending, self.saved_epochs = None, state.epoch + 1
+        else:
+            self.pending = copy.deepcopy(self.snapshot())  # copies: the live tensors go on changing
+
+    def flush(self) -> int:
+        """Write the kept state (if any); return the completed epochs the checkpoint on disk holds."""
+        if self.pending is not None:
+            save_state(self.path, self.pending)
+            self.pending, self.saved_epochs = None, self.pending["epoch"] + 1
+        return self.saved_epochs
 
 
 def _metric_names(task: Task, has_val: bool, penalty: bool) -> list[str]:
@@ -204,43 +221,54 @@ def fit(
                        [cb for cb in callbacks if overrides(cb, "after_backward")],
                        [cb for cb in callbacks if overrides(cb, "on_batch_end")], plan)
 
-    for epoch in range(start_epoch, spec.epochs):
-        state.epoch = epoch
-        for callback in callbacks:
-            callback.on_epoch_start(state)
-        started = time.perf_counter()
-        if distributed is not None:
-            distributed.seed_epoch(seed, epoch)
-        step_losses, penalty_sum = stepper.epoch(state, torch.randperm(n, generator=shuffle).to(device))
-        if distributed is not None:
-            step_losses = distributed.reduce_step_losses(step_losses, plan)
-            distributed.sync_buffers(model)
-        metrics: dict[str, float] = {"epoch": epoch + 1, "step": state.step}
-        metrics["train/loss"] = train_loss = ((step_losses * stepper.sizes).sum() / plan.examples).item()
-        if not math.isfinite(train_loss):
-            model.load_state_dict(last_good)
-            state.request_stop(StopReason.NON_FINITE, _non_finite_message(step_losses, epoch, steps_per_epoch))
-        else:
-            metrics["lr"] = optimizer.param_groups[0]["lr"]
-            if penalized:
-                metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
-            if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
-                clean = evaluate(model, data.x_train[:clean_count], data.y_train[:clean_count], task, loss_fn,
-                                 distributed=distributed)
-                metrics |= {f"train/{k}_clean": v for k, v in clean.items()}
-                if has_val:
-                    val = evaluate(model, data.x_val, data.y_val, task, loss_fn, distributed=distributed)
-                    metrics |= {f"val/{k}": v for k, v in val.items()}
-            last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        metrics["time/epoch_s"] = time.perf_counter() - started
-        state.metrics = metrics
-        state.history.append(metrics)
-        for callback in callbacks:
-            callback.on_epoch_end(state)
-        if distributed is not None:  # a stop asked for on rank 0 only (its callbacks) stops every process
-            state.stop_reason, state.stop_message = distributed.broadcast_object((state.stop_reason, state.stop_message))
-        if state.stop_reason is not None:
-            break
+    savers = [cb for cb in callbacks if isinstance(cb, CheckpointSaver)]
+    for saver in savers:
+        saver.saved_epochs = start_epoch
+
+    def stopped(interrupted: Interrupted) -> None:  # a signal stopped the loop: save what a resume needs
+        interrupted.epoch = max([saver.flush() for saver in savers], default=0)
+
+    # Ctrl-C / SIGTERM stop at the next step boundary (deepwell.training.interrupt); not in data-parallel jobs,
+    # whose processes would stop at different steps and wait on each other.
+    with stop_signals(enabled=distributed is None, on_stop=stopped) as stop:
+        stepper.stop = stop
+        for epoch in range(start_epoch, spec.epochs):
+            state.epoch = epoch
+            for callback in callbacks:
+                callback.on_epoch_start(state)
+            started = time.perf_counter()
+            if distributed is not None:
+                distributed.seed_epoch(seed, epoch)
+            step_losses, penalty_sum = stepper.epoch(state, torch.randperm(n, generator=shuffle).to(device))
+            if distributed is not None:
+                step_losses = distributed.reduce_step_losses(step_losses, plan)
+                distributed.sync_buffers(model)
+            metrics: dict[str, float] = {"epoch": epoch + 1, "step": state.step}
+            metrics["train/loss"] = train_loss = ((step_losses * stepper.sizes).sum() / plan.examples).item()
+            if not math.isfinite(train_loss):
+                model.load_state_dict(last_good)
+                state.request_stop(StopReason.NON_FINITE, _non_finite_message(step_losses, epoch, steps_per_epoch))
+            else:
+                metrics["lr"] = optimizer.param_groups[0]["lr"]
+                if penalized:
+                    metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
+                if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
+                    clean = evaluate(model, data.x_train[:clean_count], data.y_train[:clean_count], task, loss_fn,
+                                     distributed=distributed)
+                    metrics |= {f"train/{k}_clean": v for k, v in clean.items()}
+                    if has_val:
+                        val = evaluate(model, data.x_val, data.y_val, task, loss_fn, distributed=distributed)
+                        metrics |= {f"val/{k}": v for k, v in val.items()}
+                last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            metrics["time/epoch_s"] = time.perf_counter() - started
+            state.metrics = metrics
+            state.history.append(metrics)
+            for callback in callbacks:
+                callback.on_epoch_end(state)
+            if distributed is not None:  # a stop asked for on rank 0 only (its callbacks) stops every process
+                state.stop_reason, state.stop_message = distributed.broadcast_object((state.stop_reason, state.stop_message))
+            if state.stop_reason is not None:
+                break
 
     if unwrap is not None:
         unwrap()
@@ -283,6 +311,7 @@ class _Stepper:
     after_backward: list[Callback]
     on_batch_end: list[Callback]
     plan: BatchPlan
+    stop: StopFlag = field(default_factory=StopFlag)  # set by a signal; checked between steps
 
     def __post_init__(self) -> None:
         self.steps = self.plan.steps
@@ -297,6 +326,7 @@ class _Stepper:
         step_losses = []  # detached losses, stacked once at the end (cheaper than an indexed write a step)
         penalty_sum = torch.zeros((), device=order.device)
         for i in range(self.steps):
+            self.stop.check(state.epoch)  # a step boundary: a stop asked for by a signal happens here
             index = order[bounds[i]:bounds[i + 1]]
             x, y = self.data.x_train[index], self.data.y_train[index]
             if self.batch_transform is not None:
