@@ -35,6 +35,7 @@ __all__ = [
     "TrainSpec",
     "load_spec",
     "apply_overrides",
+    "check_folder_name",
 ]
 
 # Where each registry lives; imported lazily so config stays at the bottom of the import graph.

@@ -52,6 +52,7 @@ class Interrupted(BaseException):
     def __init__(self, signum: int, epoch: int = 0, run_dir: object = None, resumable: bool = False) -> None:
         super().__init__(signum)
         self.signum, self.epoch, self.run_dir, self.resumable = signum, epoch, run_dir, resumable
+        self.hint: str | None = None  # set by what knows better how to go on (a sweep: run it again)
 
     @property
     def exit_code(self) -> int:
@@ -61,6 +62,8 @@ class Interrupted(BaseException):
         import signal
 
         name = signal.Signals(self.signum).name
+        if self.hint is not None:
+            return f"Interrupted ({name}). {self.hint}"
         if self.run_dir is None:
             return f"Interrupted ({name}) before a run folder was written; nothing to resume."
         if not self.resumable:

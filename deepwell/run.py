@@ -113,6 +113,7 @@ def train(
         return _train(spec, run_dir, checkpoint, device if parallel is None else parallel.device, parallel, progress,
                       callbacks, folder)
     except BaseException as error:
+        folder["failed"] = True
         path = folder["path"]
         if folder.get("claimed") and release_if_empty(path):  # a run that failed before writing leaves no stray folder
             path = None
@@ -126,7 +127,7 @@ def train(
         if "lock" in folder:
             folder["lock"].release()
         if parallel is not None:
-            parallel.close()
+            parallel.close(failed=folder.get("failed", False))
 
 
 def _under(filename: Any, folder: Path) -> bool:

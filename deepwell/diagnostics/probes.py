@@ -49,7 +49,7 @@ from torch import nn
 
 from deepwell.models.network import Block
 from deepwell.training.callbacks import Callback, FitState
-from deepwell.training.checkpoint import atomic_write_text, json_line, read_jsonl
+from deepwell.training.checkpoint import append_lines, atomic_write_text, json_line, read_jsonl
 
 __all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "load_probes", "probe_blocks"]
 
@@ -324,8 +324,7 @@ class Probes(Callback):
             measured = iter(torch.stack([f for f in fired if f is not None]).tolist()) if any(relu) else iter(())
             dead = [1.0 - next(measured) if r else 0.0 for r in relu]
             lines.append({"kind": "epoch", "epoch": state.epoch, "step": state.step, "layers": names, "dead_epoch": dead})
-        with self.path.open("a") as handle:
-            handle.writelines(json_line(line) for line in lines)
+        append_lines(self.path, [json_line(line) for line in lines])
         self.pending = []
         for listener in self.listeners:
             listener(lines)

@@ -12,8 +12,11 @@ A Ray executor can implement the same ``run``.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
@@ -56,9 +59,45 @@ class InProcessExecutor:
             yield run_task(task)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent alone handles it
     os.environ["DEEPWELL_THREADS"] = "1"  # workers share the cores: one thread each avoids oversubscription
     configure_cpu()                       # and flush-to-zero: interpolating models otherwise crawl through denormals
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have Linux SIGKILL this worker when the process that started it dies, even by kill -9.
+
+    Without it a killed sweep leaves its workers (and their memory) running until their task ends.
+    prctl through ctypes: the standard library has no binding and a package for one call is not worth it.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the prctl: nobody will ever read our results
+        os._exit(1)
+
+
+def _worker_pool(workers: int | None) -> concurrent.futures.ProcessPoolExecutor:
+    """Spawned workers (fork would copy torch's thread pools and locks) that die with this process."""
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_worker_init, initargs=(os.getpid(),))
+
+
+def _close_pool(pool: concurrent.futures.ProcessPoolExecutor, stopped: bool, wait: bool = True) -> None:
+    """Shut the pool down; when ``stopped`` (an error or a signal in this process), kill its workers first.
+
+    ``shutdown`` alone waits for the running tasks, minutes after a SIGTERM. Python 3.14 has
+    ``terminate_workers()``; before it the pool's ``_processes`` are the only handle on them.
+    """
+    if stopped:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=wait and not stopped, cancel_futures=True)
 
 
 def _run_in_worker(task: SweepTask) -> Record:
@@ -82,11 +121,14 @@ class ProcessPoolExecutor:
     def run(self, tasks: Sequence[SweepTask]) -> Iterator[Record]:
         if not tasks:
             return
-        context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and locks
-        with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_init) as pool:
+        pool, stopped = _worker_pool(self.workers), True
+        try:
             futures = [pool.submit(_run_in_worker, task) for task in tasks]
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
+            stopped = False
+        finally:
+            _close_pool(pool, stopped)  # a SIGTERM / Ctrl-C / error here: the workers go at once, not after their task
 
 
 class BatchedExecutor:
@@ -154,8 +196,7 @@ class BatchedExecutor:
         # (a spawned worker takes ~3.5 s to import torch before its first step): the balance gives it that head start.
         own, rest = shards[0], shards[1:]
         del models
-        pool = concurrent.futures.ProcessPoolExecutor(len(rest), mp_context=multiprocessing.get_context("spawn"),
-                                                      initializer=_worker_init)
+        pool, stopped = _worker_pool(len(rest)), True
         try:
             futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in rest]
             threads = torch.get_num_threads()
@@ -168,8 +209,9 @@ class BatchedExecutor:
             yield from records
             for future in concurrent.futures.as_completed(futures):
                 yield from future.result()
+            stopped = False
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # a worker's interpreter exit (~0.7 s) off the critical path
+            _close_pool(pool, stopped, wait=False)  # a worker's interpreter exit (~0.7 s) off the critical path
 
 
 WORKER_MIN_FLOPS = 5e11    # ~10 s of one core's work: below this, starting worker processes costs more than it saves

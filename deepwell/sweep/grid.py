@@ -32,8 +32,8 @@ from typing import Any
 
 import yaml
 
-from deepwell.config import RunSpec, apply_overrides, did_you_mean
-from deepwell.errors import ConfigError
+from deepwell.config import RunSpec, apply_overrides, check_folder_name, did_you_mean
+from deepwell.errors import ConfigError, Interrupted
 from deepwell.sweep.executors import EXECUTORS, Executor
 from deepwell.sweep.store import run_sweep, summarize, write_csv
 from deepwell.sweep.tasks import Record, SweepTask
@@ -151,13 +151,19 @@ def run_grid(spec: RunSpec, over: Mapping[str, Sequence[Any]], *, seeds: int = 1
 
     tasks = grid_tasks(spec, over, seeds)
     keys = list(over)
+    if name is not None:
+        check_folder_name(name, "the sweep name (--name)")  # ../x or /x would write outside --out
     path = Path(output) / (name or "-".join(key.split(".")[-1] for key in keys))
     path.mkdir(parents=True, exist_ok=True)
     executor = executor or BatchedExecutor()
     atomic_write_text(path / "spec.yaml", spec.to_yaml())
     atomic_write_text(path / "sweep.json", json.dumps({"over": {k: list(v) for k, v in over.items()}, "seeds": seeds,
                                                         "executor": executor.name, "runs": len(tasks)}, indent=2))
-    records = run_sweep(tasks, executor, path / "records.jsonl")
+    try:
+        records = run_sweep(tasks, executor, path / "records.jsonl")
+    except Interrupted as stop:
+        stop.hint = f"The runs finished so far are kept in {path}; run the same command again to do the rest."
+        raise
     metrics = [m for m in METRICS if any(r.get(m) is not None for r in records)]
     rows = summarize(records, by=keys, metrics=metrics)
     write_csv(path / "summary.csv", rows)

@@ -17,7 +17,7 @@ import torch
 
 from deepwell.config import EarlyStoppingSpec
 from deepwell.errors import ConfigError, did_you_mean
-from deepwell.training.checkpoint import atomic_write_text, json_line
+from deepwell.training.checkpoint import append_lines, atomic_write_text, json_line
 
 __all__ = ["Callback", "FitState", "EarlyStopping", "StopReason", "MetricsWriter", "GradualUnfreezing"]
 
@@ -175,8 +175,7 @@ class MetricsWriter(Callback):
         atomic_write_text(self.path, "".join(json_line(row) for row in state.history))
 
     def on_epoch_end(self, state: FitState) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json_line(state.history[-1]))  # a non-finite loss is written as null
+        append_lines(self.path, [json_line(state.history[-1])])  # a non-finite loss is written as null
 
 
 class GradualUnfreezing(Callback):

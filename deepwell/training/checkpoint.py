@@ -23,7 +23,7 @@ from safetensors import safe_open
 
 from deepwell.errors import CheckpointError
 
-__all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "load_tensors", "json_line", "json_safe", "read_jsonl",
+__all__ = ["atomic_write_text", "save_state", "load_state", "save_tensors", "load_tensors", "json_line", "json_safe", "read_jsonl", "append_lines",
            "remove_temporaries"]
 
 _TENSOR = "__tensor__"
@@ -49,8 +49,10 @@ def _atomic(path: Path, write) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)  # a failed write() names no file: say which one (a full disk's message)
         raise
 
 
@@ -73,6 +75,20 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def append_lines(path: str | Path, lines: list[str]) -> None:
+    """Append whole lines to a JSON-lines file in one write; an OSError names the file.
+
+    A kill or a full disk can still tear the last line: :func:`read_jsonl` drops it.
+    """
+    try:
+        with Path(path).open("a") as handle:
+            handle.write("".join(lines))
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 def read_jsonl(path: str | Path, repair: bool = False) -> list[Any]:

@@ -45,6 +45,7 @@ from deepwell.errors import ConfigError
 
 __all__ = ["BatchPlan", "DataParallel", "plan_batches", "process_rank", "launch"]
 
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=10)  # a collective (the closing barrier too) fails after this, not hangs
 MIN_EXAMPLES = 2  # per process and batch: BatchNorm in training mode needs two examples
 
 
@@ -160,7 +161,7 @@ class DataParallel:
                               "Use device=cpu or a CUDA machine.")
         owns = not dist.is_initialized()
         if owns:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=10))
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
         return cls(rank, world_size, device, owns_group=owns)
 
     @property
@@ -240,11 +241,24 @@ class DataParallel:
 
         dist.barrier()
 
-    def close(self) -> None:
-        """Leave the process group when this object created it."""
+    def close(self, failed: bool = False) -> None:
+        """Leave the process group when this object created it, once every process got here.
+
+        Without the barrier a fast process could tear its group down while gloo's threads still
+        serve a slower one's last collective: under load the slower one then aborts ("terminate
+        called without an active exception"). The barrier fails after ``COLLECTIVE_TIMEOUT`` rather
+        than hang, and is skipped when this process ``failed`` (the others will not come; torchrun stops them).
+        """
         import torch.distributed as dist
 
-        if self.owns_group and dist.is_initialized():
+        if not (self.owns_group and dist.is_initialized()):
+            return
+        try:
+            if not failed:
+                dist.barrier()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)  # NCCL kernels of the last collective done before the group goes
+        finally:
             dist.destroy_process_group()
 
 
