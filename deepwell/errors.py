@@ -54,6 +54,9 @@ class Interrupted(BaseException):
         self.signum, self.epoch, self.run_dir, self.resumable = signum, epoch, run_dir, resumable
         self.hint: str | None = None  # set by what knows better how to go on (a sweep: run it again)
 
+    def __str__(self) -> str:
+        return self.resume_hint()
+
     @property
     def exit_code(self) -> int:
         return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

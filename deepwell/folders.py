@@ -24,7 +24,7 @@ from pathlib import Path
 
 from deepwell.errors import ConfigError
 
-__all__ = ["claim_run_folder", "FolderLock", "release_if_empty"]
+__all__ = ["claim_run_folder", "check_name_free", "FolderLock", "release_if_empty"]
 
 LOCK_NAME = ".lock"
 
@@ -50,14 +50,24 @@ def claim_run_folder(parent: Path, name: str, *, named: bool, overwrite: bool = 
             path = parent / f"{name}-{suffix}"
 
 
+def check_name_free(path: Path, overwrite: bool) -> None:
+    """Refuse a named run folder that already exists (unless ``overwrite``): early, before any work.
+
+    Raises:
+        ConfigError: saying how to resume it, name another, or replace it.
+    """
+    if overwrite or not path.exists():
+        return
+    what = "holds a run" if (path / "config.yaml").is_file() else "exists (another run may be starting in it)"
+    raise ConfigError(f"Run folder '{path}' already {what}. Resume it with `deepwell train --resume {path}`, choose "
+                      "another output.name, or set output.overwrite=true to replace it.")
+
+
 def _reclaim(path: Path, overwrite: bool) -> Path:
     """An existing named folder: refused, or (overwrite, a run folder not being written) emptied."""
+    check_name_free(path, overwrite)
     holds_run = (path / "config.yaml").is_file()
-    if not overwrite:
-        what = "holds a run" if holds_run else "exists (another run may be starting in it)"
-        raise ConfigError(f"Run folder '{path}' already {what}. Resume it with `deepwell train --resume {path}`, choose "
-                          "another output.name, or set output.overwrite=true to replace it.")
-    if path.is_dir() and not holds_run and any(path.iterdir()):
+    if path.is_dir() and not holds_run and any(entry.name != LOCK_NAME for entry in path.iterdir()):
         raise ConfigError(f"Run folder '{path}' exists and is not a run folder (no config.yaml); output.overwrite only "
                           "replaces runs. Choose another output.name.")
     with FolderLock(path):  # refuses a folder another process is writing

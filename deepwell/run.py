@@ -11,6 +11,9 @@ that needs pickle::
       model.safetensors  final weights and the fitted preprocessing
       summary.json       how training ended, final and test metrics
       tensorboard/, mlruns/, tracking.json   with output.tracking (deepwell.tracking)
+      .lock              held (flock) while a process writes the folder (deepwell.folders)
+
+The JSON files hold ``null`` where a value was NaN or infinite (a diverged epoch's loss).
 
 In a data-parallel job (torchrun, ``deepwell train --nproc N``) every process trains and only
 rank 0 writes the folder (deepwell.training.distributed).
@@ -33,7 +36,7 @@ from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
 from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_data
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError, Interrupted, storage_error
-from deepwell.folders import FolderLock, claim_run_folder, release_if_empty
+from deepwell.folders import FolderLock, check_name_free, claim_run_folder, release_if_empty
 from deepwell.models.network import resolve_arch
 from deepwell.models.transfer import build_network, parse_unfreeze
 from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
@@ -106,6 +109,8 @@ def train(
         Interrupted: SIGINT / SIGTERM stopped training at a step boundary; says how to resume.
     """
     spec, run_dir, checkpoint = _resolve(spec, overrides, resume)
+    if run_dir is None and spec.output.name is not None:  # a name taken: say so now, not after preparing the data
+        check_name_free(spec.output.dir / spec.output.name, spec.output.overwrite)
     device = resolve_device(spec.device)
     parallel = DataParallel.from_env(device)  # None unless torchrun started several processes
     folder: dict[str, Any] = {"path": run_dir}  # the claimed folder and its lock, filled in by _train

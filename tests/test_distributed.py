@@ -79,10 +79,14 @@ def test_weighted_shard_gradients_average_to_the_global_batch_gradient():
 # --- torchrun -----------------------------------------------------------------------------------------
 
 
-def test_torchrun_two_processes_match_a_single_process(tmp_path):
+def torchrun_worker(out: Path) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=120)
+               str(ROOT / "tests" / "ddp_worker.py"), str(out)]
+    return subprocess.run(command, cwd=ROOT, env=environment(), capture_output=True, text=True, timeout=300)
+
+
+def test_torchrun_two_processes_match_a_single_process(tmp_path):
+    done = torchrun_worker(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     for name, (n, batch_size, extra) in ddp_worker.CASES.items():
         single = ddp_worker.model()
@@ -94,6 +98,25 @@ def test_torchrun_two_processes_match_a_single_process(tmp_path):
         parallel_history = json.loads((tmp_path / f"{name}-rank0.json").read_text())
         for mine, theirs in zip(without_times(parallel_history), without_times(history), strict=True):
             assert mine == pytest.approx(theirs, rel=1e-5, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_torchrun_twenty_times_in_a_row_under_a_cpu_hog(tmp_path):
+    """The torchrun job must not be flaky under load: 20 in a row while two busy loops keep two cores busy."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        for attempt in range(20):
+            out = tmp_path / str(attempt)
+            out.mkdir()
+            done = torchrun_worker(out)
+            assert done.returncode == 0, f"attempt {attempt + 1} of 20 failed: {done.stderr[-3000:]}"
+            for name in ddp_worker.CASES:
+                ranks = [load_file(str(out / f"{name}-rank{rank}.safetensors")) for rank in range(2)]
+                assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0]), f"attempt {attempt + 1}: {name}"
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 SITE = '''
