@@ -124,6 +124,11 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
     """List the runs in a folder: status, epochs, test metrics."""
     import json
 
+    from deepwell.errors import ConfigError
+
+    if not directory.is_dir():
+        raise ConfigError(f"Folder '{directory}' does not exist{' (it is a file)' if directory.exists() else ''}. "
+                          "Give --dir the folder that holds the run folders (output.dir; default: runs).")
     table = Table("run", "status", "epochs", "test acc", "test loss", "seconds")
     for path in sorted(p for p in directory.glob("*") if (p / "config.yaml").is_file()):
         summary_path = path / "summary.json"
@@ -139,15 +144,13 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
 
 
 @app.command("options")
-def options_command(kind: Annotated[Optional[str], typer.Argument(help="activation, initializer, optimizer, ...")] = None) -> None:
+def options_command(kind: Annotated[Optional[str], typer.Argument(
+        help="activation, initializer, optimizer, ... or the spec key that takes them: source, init, data.source, ...")] = None) -> None:
     """List the named options of each kind, with their parameters."""
-    from deepwell.config import _REGISTRIES, registry
-    from deepwell.errors import unknown_name
+    from deepwell.config import _REGISTRIES, registry, resolve_kind
 
-    kinds = list(_REGISTRIES) if kind is None else [kind]
+    kinds = list(_REGISTRIES) if kind is None else [resolve_kind(kind)]
     for name in kinds:
-        if name not in _REGISTRIES:
-            raise unknown_name("option kind", name, _REGISTRIES)
         out.print(f"[bold]{name}[/bold]")
         entries = registry(name)
         for entry in entries.names():

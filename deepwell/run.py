@@ -37,7 +37,7 @@ from deepwell.models.network import resolve_arch
 from deepwell.models.transfer import build_network, parse_unfreeze
 from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
-from deepwell.training.checkpoint import atomic_write_text, load_tensors, save_tensors
+from deepwell.training.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
 from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes, probe_blocks
 from deepwell.reporting import write_report
@@ -118,6 +118,8 @@ def train(
 def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
            progress: str, callbacks: Sequence[Callback]) -> Run:
     main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
+    if checkpoint is not None:
+        load_state(checkpoint)  # a corrupt checkpoint fails here, before config.yaml and meta.json are rewritten
     if device.type == "cpu":
         configure_cpu()  # flush-to-zero (a converged model otherwise crawls through denormals) and threads, once
     set_deterministic(spec.deterministic)
@@ -235,6 +237,9 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if not self.path.exists():
+            raise CheckpointError(f"Run folder '{self.path}' does not exist. Give the path of a run folder; "
+                                  "`deepwell runs` lists them (--dir FOLDER for another parent folder).")
         if not (self.path / "config.yaml").is_file():
             raise CheckpointError(f"'{self.path}' is not a run folder (no config.yaml). List runs with `deepwell runs`.")
         self.spec = load_spec(self.path / "config.yaml")
@@ -272,7 +277,7 @@ class Run:
         return self._model
 
     def _load(self) -> None:
-        tensors, metadata = load_tensors(self.path / _WEIGHTS)
+        tensors, metadata = self._weights()
         if "inputs" in metadata:
             self._encoding = encoding_from_json(json.loads(metadata["inputs"]))
         inputs = self._encoding.describe() if self._encoding is not None else None
@@ -289,6 +294,20 @@ class Run:
         preprocess = PREPROCESSORS.build(self.spec.data.preprocess)
         preprocess.load_state_tensors({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
         self._model, self._preprocessor = model.eval(), preprocess
+
+    def _weights(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """model.safetensors' tensors and metadata, with advice that fits the trained model (not a checkpoint)."""
+        path = self.path / _WEIGHTS
+        again = f"`deepwell train --resume {self.path}` writes it again from the run's last checkpoint"
+        if not path.is_file():
+            raise CheckpointError(f"Run folder '{self.path}' has no {_WEIGHTS}: training did not finish; {again}.")
+        try:
+            return load_tensors(path)
+        except CheckpointError:
+            raise CheckpointError(
+                f"The trained model '{path}' is corrupt or not a safetensors file: {again}, "
+                f"or train anew with `deepwell train {self.path / 'config.yaml'}`."
+            ) from None
 
     @property
     def encoding(self) -> Any:

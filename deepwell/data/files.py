@@ -164,7 +164,33 @@ def read_text_table(path: str | Path, text: str, target: str) -> tuple[list[str]
     return texts, target_array
 
 
+# What a file's first bytes say it is, and the dataset source that reads that kind of file.
+_ZIP_MAGIC, _NPY_MAGIC = b"PK", b"\x93NUMPY"
+_READ_BY = {".csv": "csv:path={path},target=COLUMN (csv_text for a column of texts)", ".tsv": "csv:path={path},target=COLUMN",
+            ".txt": "csv:path={path},target=COLUMN", ".wav": "wav:path=FOLDER (one sub-folder of .wav files per class)",
+            **{suffix: "images:path=FOLDER (one sub-folder of images per class)" for suffix in IMAGE_SUFFIXES}}
+
+
+def _not_npz(path: Path) -> str | None:
+    """Why ``path`` is not an .npz archive (and which source reads it), or None when it starts like one."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        return None
+    if head.startswith(_NPY_MAGIC):
+        return f"'{path}' holds a single .npy array, not an .npz archive; save it with numpy.savez(path, x=..., y=...)."
+    looks_like = ".csv" if head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head) else path.suffix.lower()
+    kind = "a text (CSV) file" if looks_like == ".csv" else f"a '{path.suffix or 'no suffix'}' file"
+    reader = _READ_BY.get(looks_like)
+    advice = f" Read it with data.source={reader.format(path=path)}." if reader else ""
+    return (f"'{path}' is not an .npz archive (it is {kind}; an .npz is a zip of arrays written by numpy.savez).{advice} "
+            "The npz source reads files saved with numpy.savez(path, x=inputs, y=targets).")
+
+
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    reason = _not_npz(path)
+    if reason is not None:
+        raise DataError(reason)
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
