@@ -45,7 +45,8 @@ def train_command(
         return  # in a data-parallel job rank 0 speaks for all
     summary = run.summary
     test = summary["test"]
-    accuracy = f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test else f"test loss {test['test/loss']:.4g}"
+    accuracy = (f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test
+                else f"test R^2 {test['test/r2']:.4f}, MAE {test['test/mae']:.4g}" if "test/r2" in test else f"test loss {test['test/loss']:.4g}")
     if summary["status"] == "non_finite":
         err.print(f"[red]Training diverged:[/red] {summary['message']}")
         out.print(f"Run folder (last good weights): {run.path}")
@@ -129,7 +130,7 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
     if not directory.is_dir():
         raise ConfigError(f"Folder '{directory}' does not exist{' (it is a file)' if directory.exists() else ''}. "
                           "Give --dir the folder that holds the run folders (output.dir; default: runs).")
-    table = Table("run", "status", "epochs", "test acc", "test loss", "seconds")
+    table = Table("run", "status", "epochs", "test acc / R^2", "test loss", "seconds")
     for path in sorted(p for p in directory.glob("*") if (p / "config.yaml").is_file()):
         summary_path = path / "summary.json"
         if not summary_path.is_file():
@@ -137,7 +138,7 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
             continue
         summary = json.loads(summary_path.read_text())
         test = summary.get("test", {})
-        acc = f"{test['test/acc']:.2%}" if "test/acc" in test else ""
+        acc = f"{test['test/acc']:.2%}" if "test/acc" in test else f"R^2 {test['test/r2']:.4f}" if "test/r2" in test else ""
         table.add_row(path.name, summary["status"], str(summary["epochs_run"]), acc, f"{test.get('test/loss', float('nan')):.4g}",
                       f"{summary['train_seconds']:.1f}")
     out.print(table)
@@ -278,8 +279,26 @@ def augment_command(
         out.print(f"Augmented sounds: {', '.join(str(path) for path in written[1:])}")
 
 
+def _one_line_warnings() -> None:
+    """Print deepwell's own warnings (odd class labels, ...) as one 'warning:' line, others as Python does."""
+    import warnings
+
+    from deepwell.errors import DataWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if issubclass(category, DataWarning):
+            err.print(f"warning: {message}", markup=False, highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Entry point: run the app, turning deepwell's own errors into one line and exit code 2."""
+    _one_line_warnings()
     try:
         app()
     except DeepwellError as error:

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
-from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_data
+from deepwell.config import DataSpec, RunSpec, apply_data_defaults, apply_overrides, load_spec
+from deepwell.data import PREPROCESSORS, Preprocessor, Splits, build_imputer, encoding_from_json, prepare_data
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models.network import resolve_arch
@@ -126,7 +126,10 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     splits = prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)
     inputs = splits.encoding.describe() if splits.encoding is not None else None  # token ids / audio: the model's front-end
+    arch_was_auto = spec.model.arch == "auto"
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape, inputs)  # the saved spec names the real architecture
+    spec = apply_data_defaults(spec, splits.task, splits.raw_input_shape, len(splits.x_train), arch_was_auto)
+    target = _target_scaler(spec, splits)  # regression: train on standardised targets
     run_dir = run_dir or _run_dir(spec)
     if parallel is not None:
         run_dir = Path(parallel.broadcast_object(str(run_dir)))  # a timestamped name: rank 0's
@@ -135,7 +138,9 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed),
                           inputs=inputs)
     model.to(device)
-    data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))
+    data = TensorData(*(t.to(device) if t is not None else None
+                        for t in (splits.x_train, target(splits.y_train), splits.x_val,
+                                  None if splits.y_val is None else target(splits.y_val))))
 
     all_callbacks: list[Callback] = []
     if main:
@@ -170,7 +175,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     started = time.perf_counter()
     try:
         result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
-                     resume_from=checkpoint, batch_transform=augment, distributed=parallel)
+                     resume_from=checkpoint, batch_transform=augment, distributed=parallel, target_scale=_scale(target))
     except BaseException as error:
         for tracker in trackers:
             tracker.abort(error)
@@ -180,11 +185,13 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     if main:
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
+        state |= {f"impute.{k}": v for k, v in splits.imputer.state_tensors().items()}
+        state |= {f"target.{k}": v for k, v in target.state_tensors().items()}
         metadata = {"format": "deepwell-model", "version": "1"}
         if splits.encoding is not None:  # the fitted vocabulary / audio settings, for predict on raw text or audio
             metadata["inputs"] = json.dumps(splits.encoding.to_json())
         save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
-        test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
+        test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task, target_scale=_scale(target))
         summary = _summary(result, test, seconds)
         if unfreezing is not None:
             summary["unfreezing"] = [{"epoch": epoch, "block": block} for epoch, block in unfreezing.events]
@@ -198,6 +205,23 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     if parallel is not None:
         parallel.barrier()  # the other processes return once rank 0 has completed the folder
     return Run(run_dir)
+
+
+def _target_scaler(spec: RunSpec, splits: Splits) -> Preprocessor:
+    """The target standardisation fitted on the training targets (regression with data.standardize_target), else identity.
+
+    Standardised targets give the output layer unit-scale values to fit, whatever the target's
+    units, as scikit-learn users do with ``TransformedTargetRegressor(transformer=StandardScaler())``;
+    ``Run.predict`` maps the outputs back.
+    """
+    if splits.task != "regression" or not spec.data.standardize_target:
+        return PREPROCESSORS.build("none")
+    return PREPROCESSORS.build("standardize").fit(splits.y_train)
+
+
+def _scale(target: Preprocessor) -> torch.Tensor | None:
+    """The target's std per column when it was standardised (so metrics like MAE are in its units), else None."""
+    return target.state_tensors().get("scale")
 
 
 def _resolve(spec: RunSpec | str | Path | None, overrides: Sequence[str],
@@ -246,6 +270,8 @@ class Run:
         self.meta: dict[str, Any] = self._json("meta.json")
         self._model: torch.nn.Module | None = None
         self._preprocessor = None
+        self._imputer: Preprocessor | None = None  # data.impute's fill values
+        self._target: Preprocessor | None = None  # the regression target's standardisation (identity without)
         self._encoding = None  # the fitted vocabulary / audio settings of a text or audio run
 
     load = classmethod(lambda cls, path: cls(path))
@@ -291,8 +317,13 @@ class Run:
             model.load_state_dict(weights)
         except RuntimeError as error:
             raise CheckpointError(f"'{self.path / _WEIGHTS}' does not match the run's model: {error}") from None
-        preprocess = PREPROCESSORS.build(self.spec.data.preprocess)
-        preprocess.load_state_tensors({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
+        def saved(prefix: str) -> dict[str, torch.Tensor]:
+            return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+        preprocess = PREPROCESSORS.build(self.spec.data.preprocess).load_state_tensors(saved("preprocess."))
+        self._imputer = build_imputer(self.spec.data.impute).load_state_tensors(saved("impute."))
+        # Runs from before target standardisation have no target.* tensors: identity.
+        self._target = PREPROCESSORS.build("standardize" if "target.mean" in tensors else "none").load_state_tensors(saved("target."))
         self._model, self._preprocessor = model.eval(), preprocess
 
     def _weights(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -332,15 +363,19 @@ class Run:
                     f"This run's model takes examples of shape {expected} ({size} values each); got examples of shape {got} "
                     f"({int(np.prod(got))} values). Give inputs with the same features as the training data."
                 )
-        if not torch.isfinite(x).all():
-            raise DataError("The inputs contain NaN or infinite values; clean or impute them before predicting.")
+        if torch.isinf(x).any():
+            raise DataError("The inputs contain infinite values; replace them with finite numbers before predicting.")
         return x
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Raw model outputs (logits or regression values) for raw inputs ``x``."""
+        """Raw model outputs (logits, or regression values in the target's units) for raw inputs ``x``.
+
+        Missing inputs (NaN) are filled as in training (``data.impute``); a run trained without it refuses them.
+        """
         model = self.model
-        return model(self._preprocessor(self._inputs(x)))
+        out = model(self._preprocessor(self._imputer(self._inputs(x))))
+        return self._target.inverse(out) if self.meta["task"] == "regression" else out
 
     def predict(self, x: Any) -> torch.Tensor:
         """Class indices (classification) or predicted values (regression) for raw inputs ``x``.
@@ -367,6 +402,8 @@ class Run:
             spec = self.spec.data.model_copy(update={"source": DataSpec(source=data).source})
         model = self.model  # loads the preprocessor (and the vocabulary) too
         splits = prepare_data(spec.model_copy(update={"preprocess": "none", "label_noise": 0.0}), seed=self.spec.seed,
-                              encoding=self._encoding)
+                              encoding=self._encoding, imputer=self._imputer)
         x = self._preprocessor(self._inputs(splits.x_test))
-        return {f"test/{k}": v for k, v in evaluate(model, x, splits.y_test, self.meta["task"]).items()}
+        task = self.meta["task"]
+        y = self._target(splits.y_test) if task == "regression" else splits.y_test
+        return {f"test/{k}": v for k, v in evaluate(model, x, y, task, target_scale=_scale(self._target)).items()}

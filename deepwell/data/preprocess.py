@@ -76,6 +76,16 @@ class Preprocessor(nn.Module):
         """Shape of one transformed example given the shape of one input example."""
         return tuple(input_shape)
 
+    def inverse(self, x: Tensor) -> Tensor:
+        """Map transformed values back (used for regression targets: predictions in the target's units).
+
+        Raises:
+            ConfigError: the preprocessing has no inverse here (only none, center and standardize do).
+        """
+        if self.state_keys:
+            raise ConfigError(f"Preprocessing '{self.name}' has no inverse; use none, center or standardize.")
+        return x
+
     def state_tensors(self) -> dict[str, Tensor]:
         """The fitted statistics by name (empty for ``none``), ready for safetensors."""
         return {key: self._buffers[key].detach().cpu().contiguous() for key in self.state_keys if key in self._buffers}
@@ -133,6 +143,10 @@ class _Affine(Preprocessor):
         self._check_shape(x, tuple(self.mean.shape))
         centred = x - self.mean
         return centred / self.scale if self.divide else centred
+
+    def inverse(self, x: Tensor) -> Tensor:
+        self._check_shape(x, tuple(self.mean.shape))
+        return (x * self.scale if self.divide else x) + self.mean
 
 
 class _PerChannelMean(Preprocessor):
