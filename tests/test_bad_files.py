@@ -132,7 +132,7 @@ def test_blank_cells_name_file_columns_counts_and_first_line(tmp_path):
     with pytest.raises(DataError) as caught:
         prepare_data(DataSpec(source=f"csv:path={path},target=y"), seed=0)
     message = str(caught.value)
-    assert f"'{path}' has 3 blank (missing) cells in column(s) a (2), c (1)" in message
+    assert f"'{path}' has 3 missing (blank or NaN) cells in column(s) a (2), c (1)" in message
     assert "first is on line 6" in message  # data row 3 (0-based) after the header and a blank line
     assert "data.impute=mean or median" in message
 

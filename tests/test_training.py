@@ -456,7 +456,8 @@ def test_evaluate_regression_is_the_mean_squared_error() -> None:
     model, data = mlp(outputs=2), linear_targets()
     with torch.no_grad():
         expected = F.mse_loss(model(data.x_val), data.y_val).item()
-    assert evaluate(model, data.x_val, data.y_val, "regression") == {"loss": pytest.approx(expected, rel=1e-6)}
+    result = evaluate(model, data.x_val, data.y_val, "regression")
+    assert result["loss"] == pytest.approx(expected, rel=1e-6) and set(result) == {"loss", "r2", "mae"}
 
 
 def test_fit_regression_with_mse() -> None:

@@ -121,7 +121,7 @@ def encode_class_labels(*label_sets: np.ndarray) -> tuple[list[np.ndarray], int,
 
 def count_nonfinite(tensor: Tensor) -> tuple[int, int, int | None]:
     """(NaN count, infinite count, first row with either or None) of a tensor (N, ...)."""
-    if not tensor.is_floating_point():
+    if not tensor.is_floating_point() or tensor.numel() == 0:
         return 0, 0, None
     flat = tensor.reshape(len(tensor), -1) if tensor.ndim else tensor.reshape(1, 1)
     nan, inf = torch.isnan(flat), torch.isinf(flat)

@@ -152,7 +152,8 @@ def _describe_blanks(path: Path, features: np.ndarray, names: list[str], lines: 
     counts = blank.sum(axis=0)
     columns = ", ".join(f"{name} ({int(count)})" for name, count in zip(names, counts) if count)
     first_row = int(np.flatnonzero(blank.any(axis=1))[0])
-    return (f"'{path}' has {int(counts.sum())} blank (missing) cells in column(s) {columns}; the first is on line "
+    total = int(counts.sum())
+    return (f"'{path}' has {total} missing (blank or NaN) cell{'s' if total > 1 else ''} in column(s) {columns}; the first is on line "
             f"{lines[first_row + 1]} (the header is line {lines[0]})")
 
 
