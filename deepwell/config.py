@@ -36,7 +36,6 @@ __all__ = [
     "apply_overrides",
     "option_kinds",
     "resolve_kind",
-    "apply_data_defaults",
 ]
 
 # Where each registry lives; imported lazily so config stays at the bottom of the import graph.
@@ -349,49 +348,6 @@ def _yaml_error(path: Path, error: yaml.YAMLError) -> str:
     because = f" ({context})" if context else ""
     return (f"Spec file '{path}' is not valid YAML{where}: {problem}{because}. "
             "Fix the syntax there: 'key: value' pairs indented with spaces, lists as [a, b] or '- item' lines.")
-
-
-# Defaults for small tabular regression (flat feature vectors, arch auto -> mlp), used where the
-# spec leaves the key unset. BatchNorm's batch-dependent normalisation adds noise to every
-# prediction, which a regression's squared error pays for directly, so the MLP trains without it;
-# small data gives few steps per epoch, so a minimum step budget (in batches of 32: more, noisier
-# updates per epoch, Masters & Luschi 2018) replaces the fixed epoch count: 25 epochs of 64 cover
-# barely 600 steps on 1,500 rows. Large tables (>= STEP_BUDGET * 32 rows) keep 25 epochs.
-TABULAR_REGRESSION = {"model.norm": "none", "train.batch_size": 32}
-STEP_BUDGET, MAX_AUTO_EPOCHS = 10_000, 500
-
-
-def apply_data_defaults(spec: RunSpec, task: str, input_shape: Sequence[int], n_train: int, arch_was_auto: bool) -> RunSpec:
-    """The spec with the defaults that depend on the data filled in where the user set nothing.
-
-    Small tabular regression (flat features, ``model.arch=auto``) gets :data:`TABULAR_REGRESSION`
-    and enough epochs for :data:`STEP_BUDGET` optimiser steps (at most :data:`MAX_AUTO_EPOCHS`).
-    Keys the user gave (in the YAML or with ``--set``) are kept; a saved run's config.yaml holds the
-    values chosen, so resuming it changes nothing. Other data (signals, images, text, classification)
-    is returned unchanged.
-
-    Example::
-
-        spec = apply_data_defaults(RunSpec(), "regression", (10,), 1440, arch_was_auto=True)
-        spec.model.norm.name, spec.train.batch_size, spec.train.epochs  # ('none', 32, 223)
-    """
-    if task != "regression" or len(input_shape) != 1 or not arch_was_auto:
-        return spec
-    values = spec.to_dict()
-    chosen = {key: value for key, value in TABULAR_REGRESSION.items() if not _was_set(spec, key)}
-    batch = chosen.get("train.batch_size", spec.train.batch_size)
-    if not _was_set(spec, "train.epochs"):
-        steps_per_epoch = max(1, -(-n_train // batch))
-        chosen["train.epochs"] = min(MAX_AUTO_EPOCHS, max(spec.train.epochs, -(-STEP_BUDGET // steps_per_epoch)))
-    for key, value in chosen.items():
-        section, field = key.split(".")
-        values[section][field] = value
-    return RunSpec.from_dict(values)
-
-
-def _was_set(spec: RunSpec, key: str) -> bool:
-    section, field = key.split(".")
-    return field in getattr(spec, section).model_fields_set
 
 
 def load_spec(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunSpec:

@@ -29,11 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepwell.config import DataSpec, RunSpec, apply_data_defaults, apply_overrides, load_spec
+from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
 from deepwell.data import PREPROCESSORS, Preprocessor, Splits, build_imputer, encoding_from_json, prepare_data
+from deepwell.data.preprocess import target_scale, target_scaler
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models.network import resolve_arch
+from deepwell.presets import apply_data_defaults
 from deepwell.models.transfer import build_network, parse_unfreeze
 from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
@@ -129,7 +131,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     arch_was_auto = spec.model.arch == "auto"
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape, inputs)  # the saved spec names the real architecture
     spec = apply_data_defaults(spec, splits.task, splits.raw_input_shape, len(splits.x_train), arch_was_auto)
-    target = _target_scaler(spec, splits)  # regression: train on standardised targets
+    target = target_scaler(splits.y_train, splits.task == "regression" and spec.data.standardize_target)
     run_dir = run_dir or _run_dir(spec)
     if parallel is not None:
         run_dir = Path(parallel.broadcast_object(str(run_dir)))  # a timestamped name: rank 0's
@@ -175,7 +177,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     started = time.perf_counter()
     try:
         result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
-                     resume_from=checkpoint, batch_transform=augment, distributed=parallel, target_scale=_scale(target))
+                     resume_from=checkpoint, batch_transform=augment, distributed=parallel, target_scale=target_scale(target))
     except BaseException as error:
         for tracker in trackers:
             tracker.abort(error)
@@ -191,7 +193,8 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
         if splits.encoding is not None:  # the fitted vocabulary / audio settings, for predict on raw text or audio
             metadata["inputs"] = json.dumps(splits.encoding.to_json())
         save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
-        test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task, target_scale=_scale(target))
+        test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task,
+                        target_scale=target_scale(target))
         summary = _summary(result, test, seconds)
         if unfreezing is not None:
             summary["unfreezing"] = [{"epoch": epoch, "block": block} for epoch, block in unfreezing.events]
@@ -205,23 +208,6 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     if parallel is not None:
         parallel.barrier()  # the other processes return once rank 0 has completed the folder
     return Run(run_dir)
-
-
-def _target_scaler(spec: RunSpec, splits: Splits) -> Preprocessor:
-    """The target standardisation fitted on the training targets (regression with data.standardize_target), else identity.
-
-    Standardised targets give the output layer unit-scale values to fit, whatever the target's
-    units, as scikit-learn users do with ``TransformedTargetRegressor(transformer=StandardScaler())``;
-    ``Run.predict`` maps the outputs back.
-    """
-    if splits.task != "regression" or not spec.data.standardize_target:
-        return PREPROCESSORS.build("none")
-    return PREPROCESSORS.build("standardize").fit(splits.y_train)
-
-
-def _scale(target: Preprocessor) -> torch.Tensor | None:
-    """The target's std per column when it was standardised (so metrics like MAE are in its units), else None."""
-    return target.state_tensors().get("scale")
 
 
 def _resolve(spec: RunSpec | str | Path | None, overrides: Sequence[str],
@@ -323,7 +309,8 @@ class Run:
         preprocess = PREPROCESSORS.build(self.spec.data.preprocess).load_state_tensors(saved("preprocess."))
         self._imputer = build_imputer(self.spec.data.impute).load_state_tensors(saved("impute."))
         # Runs from before target standardisation have no target.* tensors: identity.
-        self._target = PREPROCESSORS.build("standardize" if "target.mean" in tensors else "none").load_state_tensors(saved("target."))
+        scaled = "target.mean" in tensors
+        self._target = PREPROCESSORS.build("standardize" if scaled else "none").load_state_tensors(saved("target."))
         self._model, self._preprocessor = model.eval(), preprocess
 
     def _weights(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -406,4 +393,4 @@ class Run:
         x = self._preprocessor(self._inputs(splits.x_test))
         task = self.meta["task"]
         y = self._target(splits.y_test) if task == "regression" else splits.y_test
-        return {f"test/{k}": v for k, v in evaluate(model, x, y, task, target_scale=_scale(self._target)).items()}
+        return {f"test/{k}": v for k, v in evaluate(model, x, y, task, target_scale=target_scale(self._target)).items()}

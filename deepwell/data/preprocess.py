@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.registry import Registry
 
-__all__ = ["PREPROCESSORS", "Preprocessor"]
+__all__ = ["PREPROCESSORS", "Preprocessor", "target_scale", "target_scaler"]
 
 
 class Preprocessor(nn.Module):
@@ -245,3 +245,23 @@ def pca_whiten(eps: Epsilon = 1e-5, components: Annotated[int, Field(ge=1)] | No
 def zca_whiten(eps: Epsilon = 1e-5) -> Preprocessor:
     """ZCA whitening: PCA whitening rotated back, the whitened data closest to the input (shape kept)."""
     return _Whitening("zca_whiten", zca=True, eps=eps)
+
+
+def target_scaler(y_train: Tensor, standardize: bool) -> Preprocessor:
+    """The regression target's standardisation fitted on the training targets (N, k), or the identity.
+
+    Standardised targets give the output layer unit-scale values to fit whatever the target's units
+    (scikit-learn users wrap their model in ``TransformedTargetRegressor(transformer=StandardScaler())``);
+    ``inverse`` maps predictions back, and ``state_tensors()`` are saved with the model.
+
+    Example::
+
+        scaler = target_scaler(y_train, standardize=True)
+        y = scaler.inverse(model(x))  # predictions in the target's units
+    """
+    return PREPROCESSORS.build("standardize").fit(y_train) if standardize else PREPROCESSORS.build("none")
+
+
+def target_scale(scaler: Preprocessor) -> Tensor | None:
+    """The std per target column a scaler divides by (so metrics such as MAE can be given in the target's units), or None."""
+    return scaler.state_tensors().get("scale")

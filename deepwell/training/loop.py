@@ -108,14 +108,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
     if task == "classification":
         result["acc"] = (correct / count).item()
     else:
-        absolute, squared, total, total_sq = moments.view(4, columns)
-        scale = torch.ones(columns, dtype=torch.float64, device=x.device) if target_scale is None else target_scale.double().to(x.device)
-        variance = total_sq - total.square() / count  # SS_tot = sum (y - mean)^2
-        # A constant target column has SS_tot = 0: scikit-learn scores a perfect fit 1 and anything else 0.
-        r2 = torch.where(variance > 0, 1 - squared / variance.clamp_min(1e-300), (squared == 0).double())
-        result["r2"] = r2.mean().item()
-        result["mae"] = (absolute * scale).mean().item() / count
+        result |= _regression_metrics(moments.view(4, columns), count, target_scale)
     return result
+
+
+def _regression_metrics(moments: torch.Tensor, count: int, target_scale: torch.Tensor | None) -> dict[str, float]:
+    """R^2 (mean over columns) and MAE from per-column sums of |error|, error^2, y and y^2 (rows of ``moments``)."""
+    absolute, squared, target_sum, target_square_sum = moments
+    scale = torch.ones_like(absolute) if target_scale is None else target_scale.to(absolute)
+    variance = target_square_sum - target_sum.square() / count  # SS_tot = sum (y - mean)^2
+    # A constant target column has SS_tot = 0: scikit-learn scores a perfect fit 1 and anything else 0.
+    r2 = torch.where(variance > 0, 1 - squared / variance.clamp_min(1e-300), (squared == 0).double())
+    return {"r2": r2.mean().item(), "mae": (absolute * scale).mean().item() / count}
 
 
 class CheckpointSaver(Callback):
