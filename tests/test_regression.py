@@ -89,3 +89,11 @@ def test_small_tabular_regression_defaults_leave_other_data_alone():
     assert apply_data_defaults(default, "regression", (10,), 10**6, arch_was_auto=True) is default  # big data: as before
     mine = apply_data_defaults(load_spec(None, ["train.epochs=7", "model.norm=layernorm"]), "regression", (10,), 1440, True)
     assert (mine.train.epochs, mine.model.norm.name, mine.train.batch_size) == (7, "layernorm", 32)  # what the user set stays
+
+
+@pytest.mark.parametrize(("monitor", "mode"), [("val/r2", "max"), ("val/mae", "min"), ("val/acc", "max"), ("val/loss", "min")])
+def test_early_stopping_auto_mode_maximises_r2(monitor, mode):
+    from deepwell.config import EarlyStoppingSpec
+    from deepwell.training.callbacks import EarlyStopping
+
+    assert EarlyStopping(EarlyStoppingSpec(monitor=monitor)).mode == mode

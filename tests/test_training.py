@@ -464,7 +464,8 @@ def test_fit_regression_with_mse() -> None:
     model, data = mlp(outputs=2), linear_targets()
     result = fit(model, data, train_spec(epochs=10, batch_size=16, lr=0.05), task="regression")
     first, last = result.history[0], result.history[-1]
-    assert set(last) == {"epoch", "step", "train/loss", "train/loss_clean", "lr", "val/loss", "time/epoch_s"}
+    assert set(last) == {"epoch", "step", "train/loss", "train/loss_clean", "train/r2_clean", "train/mae_clean", "lr", "val/loss",
+                         "val/r2", "val/mae", "time/epoch_s"}
     assert last["val/loss"] < 0.5 * first["val/loss"]
     assert last["train/loss_clean"] == pytest.approx(evaluate(model, data.x_train, data.y_train, "regression")["loss"])
     assert result.stop_reason is StopReason.COMPLETED and result.steps == 10 * 3 and result.epochs_run == 10
