@@ -35,8 +35,8 @@ from deepwell.data.preprocess import target_scale, target_scaler
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.models.network import resolve_arch
-from deepwell.presets import apply_data_defaults
 from deepwell.models.transfer import build_network, parse_unfreeze
+from deepwell.presets import apply_data_defaults
 from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
 from deepwell.training.checkpoint import atomic_write_text, load_state, load_tensors, save_tensors
@@ -303,6 +303,7 @@ class Run:
             model.load_state_dict(weights)
         except RuntimeError as error:
             raise CheckpointError(f"'{self.path / _WEIGHTS}' does not match the run's model: {error}") from None
+
         def saved(prefix: str) -> dict[str, torch.Tensor]:
             return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
