@@ -121,7 +121,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
            progress: str, callbacks: Sequence[Callback]) -> Run:
     main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
     if checkpoint is not None:
-        load_state(checkpoint)  # a corrupt checkpoint fails here, before config.yaml and meta.json are rewritten
+        _check_checkpoint(checkpoint)  # before config.yaml and meta.json are rewritten
     if device.type == "cpu":
         configure_cpu()  # flush-to-zero (a converged model otherwise crawls through denormals) and threads, once
     set_deterministic(spec.deterministic)
@@ -224,6 +224,17 @@ def _resolve(spec: RunSpec | str | Path | None, overrides: Sequence[str],
     if not checkpoint.is_file():
         raise CheckpointError(f"Cannot resume '{run_dir}': no checkpoint at {checkpoint} (it was killed before its first one).")
     return load_spec(run_dir / "config.yaml", overrides), run_dir, checkpoint
+
+
+def _check_checkpoint(checkpoint: Path) -> None:
+    """Read the checkpoint a resume starts from, so that a corrupt one fails before the run folder is touched."""
+    try:
+        load_state(checkpoint)
+    except CheckpointError:
+        run_dir = checkpoint.parent.parent
+        raise CheckpointError(f"Cannot resume '{run_dir}': its checkpoint '{checkpoint}' is corrupt or not a deepwell "
+                              f"checkpoint, so its epochs are lost. Train again from the start with "
+                              f"`deepwell train {run_dir / 'config.yaml'}` (a new run folder).") from None
 
 
 def _summary(result: FitResult, test: dict[str, float], seconds: float) -> dict[str, Any]:
