@@ -46,7 +46,8 @@ def train_command(
         return  # in a data-parallel job rank 0 speaks for all
     summary = run.summary
     test = summary["test"]
-    accuracy = f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test else f"test loss {test['test/loss']:.4g}"
+    accuracy = (f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test
+                else f"test R^2 {test['test/r2']:.4f}, MAE {test['test/mae']:.4g}" if "test/r2" in test else f"test loss {test['test/loss']:.4g}")
     if summary["status"] == "non_finite":
         err.print(f"[red]Training diverged:[/red] {summary['message']}")
         out.print(f"Run folder (last good weights): {run.path}")
@@ -125,7 +126,12 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
     """List the runs in a folder: status, epochs, test metrics."""
     import json
 
-    table = Table("run", "status", "epochs", "test acc", "test loss", "seconds")
+    from deepwell.errors import ConfigError
+
+    if not directory.is_dir():
+        raise ConfigError(f"Folder '{directory}' does not exist{' (it is a file)' if directory.exists() else ''}. "
+                          "Give --dir the folder that holds the run folders (output.dir; default: runs).")
+    table = Table("run", "status", "epochs", "test acc / R^2", "test loss", "seconds")
     for path in sorted(p for p in directory.glob("*") if (p / "config.yaml").is_file()):
         summary_path = path / "summary.json"
         if not summary_path.is_file():
@@ -133,22 +139,20 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
             continue
         summary = json.loads(summary_path.read_text())
         test = summary.get("test", {})
-        acc = f"{test['test/acc']:.2%}" if "test/acc" in test else ""
+        acc = f"{test['test/acc']:.2%}" if "test/acc" in test else f"R^2 {test['test/r2']:.4f}" if "test/r2" in test else ""
         table.add_row(path.name, summary["status"], str(summary["epochs_run"]), acc, f"{test.get('test/loss', float('nan')):.4g}",
                       f"{summary['train_seconds']:.1f}")
     out.print(table)
 
 
 @app.command("options")
-def options_command(kind: Annotated[Optional[str], typer.Argument(help="activation, initializer, optimizer, ...")] = None) -> None:
+def options_command(kind: Annotated[Optional[str], typer.Argument(
+        help="activation, initializer, optimizer, ... or the spec key that takes them: source, init, data.source, ...")] = None) -> None:
     """List the named options of each kind, with their parameters."""
-    from deepwell.config import _REGISTRIES, registry
-    from deepwell.errors import unknown_name
+    from deepwell.config import _REGISTRIES, registry, resolve_kind
 
-    kinds = list(_REGISTRIES) if kind is None else [kind]
+    kinds = list(_REGISTRIES) if kind is None else [resolve_kind(kind)]
     for name in kinds:
-        if name not in _REGISTRIES:
-            raise unknown_name("option kind", name, _REGISTRIES)
         out.print(f"[bold]{name}[/bold]")
         entries = registry(name)
         for entry in entries.names():
@@ -280,6 +284,23 @@ def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _one_line_warnings() -> None:
+    """Print deepwell's own warnings (odd class labels, ...) as one 'warning:' line, others as Python does."""
+    import warnings
+
+    from deepwell.errors import DataWarning
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 (warnings' signature)
+        if issubclass(category, DataWarning):
+            err.print(f"warning: {message}", markup=False, highlight=False)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main() -> None:
     """Entry point: run the app, turning deepwell's own errors into one line and exit code 2.
 
@@ -287,6 +308,7 @@ def main() -> None:
     boundary, with the checkpoint saved): one line saying how to resume, exit code 130 / 143.
     An OSError (a full disk, a read-only folder) is one line and exit code 2 too.
     """
+    _one_line_warnings()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)  # not KeyboardInterrupt: click turns that into a silent exit
     try:

@@ -36,6 +36,8 @@ __all__ = [
     "load_spec",
     "apply_overrides",
     "check_folder_name",
+    "option_kinds",
+    "resolve_kind",
 ]
 
 # Where each registry lives; imported lazily so config stays at the bottom of the import graph.
@@ -60,10 +62,65 @@ def registry(kind: str) -> Registry[Any]:
     return getattr(importlib.import_module(module), attr)
 
 
+class _Kind(str):
+    """Marks a spec field as holding options of one registry kind (read by :func:`option_kinds`)."""
+
+
+def option_kinds() -> dict[str, str]:
+    """Every name a user may call a kind of option by, mapped to its registry kind.
+
+    The spec keys that hold options are aliases of their registry's kind, in both their short and
+    dotted forms (``source`` and ``data.source`` -> ``dataset``, ``init`` -> ``initializer``), so
+    ``deepwell options source`` works as well as ``deepwell options dataset``.
+
+    Example::
+
+        option_kinds()["model.init"]  # 'initializer'
+    """
+    names = {kind: kind for kind in _REGISTRIES}
+    for section, field in RunSpec.model_fields.items():
+        section_model = field.annotation
+        if not (isinstance(section_model, type) and issubclass(section_model, BaseModel)):
+            continue
+        for key, info in section_model.model_fields.items():
+            kind = _field_kind(info.annotation, info.metadata)
+            if kind is not None:
+                names.setdefault(key, kind)  # a short name shared by two kinds would be ambiguous: the first wins
+                names[f"{section}.{key}"] = kind
+    return names
+
+
+def _field_kind(annotation: Any, metadata: Sequence[Any]) -> str | None:
+    """The registry kind of a spec field made by :func:`_option` (also inside list[...]), else None."""
+    for item in [*metadata, *getattr(annotation, "__metadata__", ())]:
+        if isinstance(item, _Kind):
+            return str(item)
+    for argument in getattr(annotation, "__args__", ()):
+        kind = _field_kind(argument, ())
+        if kind is not None:
+            return kind
+    return None
+
+
+def resolve_kind(name: str) -> str:
+    """The registry kind a user's name means (a kind, or a spec key that holds options of one).
+
+    Raises:
+        ConfigError: an unknown name, with did-you-mean and the known names.
+    """
+    names = option_kinds()
+    if name not in names:
+        from deepwell.errors import unknown_name
+
+        raise unknown_name("option kind", name, names)
+    return names[name]
+
+
 def _option(kind: str) -> Any:
     """A spec field holding an Option of ``kind``: accepts a string or mapping, serialises to the canonical string."""
     return Annotated[
         InstanceOf[Option],
+        _Kind(kind),
         BeforeValidator(lambda value: registry(kind).parse(value)),
         PlainSerializer(str, return_type=str),
         WithJsonSchema({"type": "string", "description": f"a {kind} option string, e.g. 'name:arg,key=value'"}),
@@ -86,6 +143,13 @@ class DataSpec(_Spec):
         "incorrect", description="incorrect: a random wrong label (Nakkiran et al.); uniform: any label (MNIST-1D notebook)"
     )
     preprocess: _option("preprocessing") = Field("none", description="fitted on the training split only")
+    impute: Literal["none", "mean", "median", "drop"] = Field(
+        "none", description="missing inputs (blank CSV cells, NaN): none = error; mean / median per feature, fitted on the "
+        "training split and saved with the model; drop = remove rows with a blank")
+    strict_labels: bool = Field(False, description="odd integer class labels (not 0..K-1) and classes too small for the "
+                                "splits are an error instead of a warning")
+    standardize_target: bool = Field(True, description="regression: train on (y - mean) / std of the training split; "
+                                     "predictions are mapped back (saved with the model)")
     augment: list[_option("augmentation")] = Field(
         default_factory=list,
         description="augmentations applied in order to training batches only, after preprocessing, e.g. [rotate:15, crop:0.7]",
@@ -304,6 +368,17 @@ def _resolve_key(key: str) -> list[str]:
     raise ConfigError(f"Unknown key '{key}'.{hint} Known keys: {', '.join(every)}.")
 
 
+def _yaml_error(path: Path, error: yaml.YAMLError) -> str:
+    """One line naming the file, line and column of a YAML syntax error (not PyYAML's multi-line report)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    because = f" ({context})" if context else ""
+    return (f"Spec file '{path}' is not valid YAML{where}: {problem}{because}. "
+            "Fix the syntax there: 'key: value' pairs indented with spaces, lists as [a, b] or '- item' lines.")
+
+
 def load_spec(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunSpec:
     """Read a YAML spec (or start from defaults), apply overrides, validate.
 
@@ -318,7 +393,7 @@ def load_spec(path: str | Path | None = None, overrides: Sequence[str] = ()) -> 
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as error:
-            raise ConfigError(f"Spec file '{path}' is not valid YAML: {error}") from None
+            raise ConfigError(_yaml_error(path, error)) from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"Spec file '{path}' must hold a mapping (data:, model:, train:), not {type(loaded).__name__}.")
         values = loaded or {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError", "StorageError", "Interrupted",
-           "storage_error", "did_you_mean", "missing_extra"]
+__all__ = ["DeepwellError", "ConfigError", "DataError", "DataWarning", "CheckpointError", "TrainingError", "StorageError",
+           "Interrupted", "storage_error", "did_you_mean", "missing_extra"]
 
 
 class DeepwellError(Exception):
@@ -19,6 +19,13 @@ class ConfigError(DeepwellError, ValueError):
 
 class DataError(DeepwellError, ValueError):
     """Data is missing, unreadable or inconsistent (NaN, shapes, labels out of range, ...)."""
+
+
+class DataWarning(UserWarning):
+    """Data that trains, but probably not as meant (odd class labels, classes too small for the splits).
+
+    Raised as an error instead under ``data.strict_labels: true``; the CLI prints it as one ``warning:`` line.
+    """
 
 
 class CheckpointError(DeepwellError, ValueError):

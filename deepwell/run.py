@@ -33,16 +33,18 @@ import numpy as np
 import torch
 
 from deepwell.config import DataSpec, RunSpec, apply_overrides, load_spec
-from deepwell.data import PREPROCESSORS, Splits, encoding_from_json, prepare_data
+from deepwell.data import PREPROCESSORS, Preprocessor, Splits, build_imputer, encoding_from_json, prepare_data
+from deepwell.data.preprocess import target_scale, target_scaler
 from deepwell.data.augment import build_augmentation
 from deepwell.errors import CheckpointError, ConfigError, DataError, Interrupted, storage_error
 from deepwell.folders import FolderLock, check_name_free, claim_run_folder, release_if_empty
 from deepwell.models.network import resolve_arch
 from deepwell.models.transfer import build_network, parse_unfreeze
+from deepwell.presets import apply_data_defaults
 from deepwell.runtime import configure_cpu, resolve_device, set_deterministic
 from deepwell.training.callbacks import Callback, GradualUnfreezing, MetricsWriter
-from deepwell.training.checkpoint import (atomic_write_text, json_safe, load_tensors, read_jsonl, remove_temporaries,
-                                         save_tensors)
+from deepwell.training.checkpoint import (atomic_write_text, json_safe, load_state, load_tensors, read_jsonl,
+                                         remove_temporaries, save_tensors)
 from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes, probe_blocks
 from deepwell.reporting import write_report
@@ -146,13 +148,18 @@ def _under(filename: Any, folder: Path) -> bool:
 def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
            progress: str, callbacks: Sequence[Callback], folder: dict[str, Any]) -> Run:
     main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint)  # before config.yaml and meta.json are rewritten
     if device.type == "cpu":
         configure_cpu()  # flush-to-zero (a converged model otherwise crawls through denormals) and threads, once
     set_deterministic(spec.deterministic)
     splits = prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)
     inputs = splits.encoding.describe() if splits.encoding is not None else None  # token ids / audio: the model's front-end
+    arch_was_auto = spec.model.arch == "auto"
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape, inputs)  # the saved spec names the real architecture
+    spec = apply_data_defaults(spec, splits.task, splits.raw_input_shape, len(splits.x_train), arch_was_auto)
+    target = target_scaler(splits.y_train, splits.task == "regression" and spec.data.standardize_target)
     if main:
         if run_dir is None:
             run_dir = folder["path"] = _run_dir(spec)
@@ -167,7 +174,9 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed),
                           inputs=inputs)
     model.to(device)
-    data = TensorData(*(t.to(device) if t is not None else None for t in (splits.x_train, splits.y_train, splits.x_val, splits.y_val)))
+    data = TensorData(*(t.to(device) if t is not None else None
+                        for t in (splits.x_train, target(splits.y_train), splits.x_val,
+                                  None if splits.y_val is None else target(splits.y_val))))
 
     all_callbacks: list[Callback] = []
     if main:
@@ -201,7 +210,7 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     started = time.perf_counter()
     try:
         result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
-                     resume_from=checkpoint, batch_transform=augment, distributed=parallel)
+                     resume_from=checkpoint, batch_transform=augment, distributed=parallel, target_scale=target_scale(target))
     except BaseException as error:
         for tracker in trackers:
             tracker.abort(error)
@@ -211,11 +220,14 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     if main:
         state = {f"model.{k}": v for k, v in model.state_dict().items()}
         state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
+        state |= {f"impute.{k}": v for k, v in splits.imputer.state_tensors().items()}
+        state |= {f"target.{k}": v for k, v in target.state_tensors().items()}
         metadata = {"format": "deepwell-model", "version": "1"}
         if splits.encoding is not None:  # the fitted vocabulary / audio settings, for predict on raw text or audio
             metadata["inputs"] = json.dumps(splits.encoding.to_json())
         save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
-        test = evaluate(model, splits.x_test.to(device), splits.y_test.to(device), splits.task)
+        test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task,
+                        target_scale=target_scale(target))
         summary = _summary(result, test, seconds)
         if unfreezing is not None:
             summary["unfreezing"] = [{"epoch": epoch, "block": block} for epoch, block in unfreezing.events]
@@ -252,6 +264,17 @@ def _resolve(spec: RunSpec | str | Path | None, overrides: Sequence[str],
     return load_spec(run_dir / "config.yaml", overrides), run_dir, checkpoint
 
 
+def _check_checkpoint(checkpoint: Path) -> None:
+    """Read the checkpoint a resume starts from, so that a corrupt one fails before the run folder is touched."""
+    try:
+        load_state(checkpoint)
+    except CheckpointError:
+        run_dir = checkpoint.parent.parent
+        raise CheckpointError(f"Cannot resume '{run_dir}': its checkpoint '{checkpoint}' is corrupt or not a deepwell "
+                              f"checkpoint, so its epochs are lost. Train again from the start with "
+                              f"`deepwell train {run_dir / 'config.yaml'}` (a new run folder).") from None
+
+
 def _summary(result: FitResult, test: dict[str, float], seconds: float) -> dict[str, Any]:
     final = {k: v for k, v in result.history[-1].items()} if result.history else {}
     return {
@@ -273,12 +296,17 @@ class Run:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if not self.path.exists():
+            raise CheckpointError(f"Run folder '{self.path}' does not exist. Give the path of a run folder; "
+                                  "`deepwell runs` lists them (--dir FOLDER for another parent folder).")
         if not (self.path / "config.yaml").is_file():
             raise CheckpointError(f"'{self.path}' is not a run folder (no config.yaml). List runs with `deepwell runs`.")
         self.spec = load_spec(self.path / "config.yaml")
         self.meta: dict[str, Any] = self._json("meta.json")
         self._model: torch.nn.Module | None = None
         self._preprocessor = None
+        self._imputer: Preprocessor | None = None  # data.impute's fill values
+        self._target: Preprocessor | None = None  # the regression target's standardisation (identity without)
         self._encoding = None  # the fitted vocabulary / audio settings of a text or audio run
 
     load = classmethod(lambda cls, path: cls(path))
@@ -309,7 +337,7 @@ class Run:
         return self._model
 
     def _load(self) -> None:
-        tensors, metadata = load_tensors(self.path / _WEIGHTS)
+        tensors, metadata = self._weights()
         if "inputs" in metadata:
             self._encoding = encoding_from_json(json.loads(metadata["inputs"]))
         inputs = self._encoding.describe() if self._encoding is not None else None
@@ -323,9 +351,30 @@ class Run:
             model.load_state_dict(weights)
         except RuntimeError as error:
             raise CheckpointError(f"'{self.path / _WEIGHTS}' does not match the run's model: {error}") from None
-        preprocess = PREPROCESSORS.build(self.spec.data.preprocess)
-        preprocess.load_state_tensors({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
+
+        def saved(prefix: str) -> dict[str, torch.Tensor]:
+            return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+
+        preprocess = PREPROCESSORS.build(self.spec.data.preprocess).load_state_tensors(saved("preprocess."))
+        self._imputer = build_imputer(self.spec.data.impute).load_state_tensors(saved("impute."))
+        # Runs from before target standardisation have no target.* tensors: identity.
+        scaled = "target.mean" in tensors
+        self._target = PREPROCESSORS.build("standardize" if scaled else "none").load_state_tensors(saved("target."))
         self._model, self._preprocessor = model.eval(), preprocess
+
+    def _weights(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """model.safetensors' tensors and metadata, with advice that fits the trained model (not a checkpoint)."""
+        path = self.path / _WEIGHTS
+        again = f"`deepwell train --resume {self.path}` writes it again from the run's last checkpoint"
+        if not path.is_file():
+            raise CheckpointError(f"Run folder '{self.path}' has no {_WEIGHTS}: training did not finish; {again}.")
+        try:
+            return load_tensors(path)
+        except CheckpointError:
+            raise CheckpointError(
+                f"The trained model '{path}' is corrupt or not a safetensors file: {again}, "
+                f"or train anew with `deepwell train {self.path / 'config.yaml'}`."
+            ) from None
 
     @property
     def encoding(self) -> Any:
@@ -350,15 +399,19 @@ class Run:
                     f"This run's model takes examples of shape {expected} ({size} values each); got examples of shape {got} "
                     f"({int(np.prod(got))} values). Give inputs with the same features as the training data."
                 )
-        if not torch.isfinite(x).all():
-            raise DataError("The inputs contain NaN or infinite values; clean or impute them before predicting.")
+        if torch.isinf(x).any():
+            raise DataError("The inputs contain infinite values; replace them with finite numbers before predicting.")
         return x
 
     @torch.no_grad()
     def outputs(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Raw model outputs (logits or regression values) for raw inputs ``x``."""
+        """Raw model outputs (logits, or regression values in the target's units) for raw inputs ``x``.
+
+        Missing inputs (NaN) are filled as in training (``data.impute``); a run trained without it refuses them.
+        """
         model = self.model
-        return model(self._preprocessor(self._inputs(x)))
+        out = model(self._preprocessor(self._imputer(self._inputs(x))))
+        return self._target.inverse(out) if self.meta["task"] == "regression" else out
 
     def predict(self, x: Any) -> torch.Tensor:
         """Class indices (classification) or predicted values (regression) for raw inputs ``x``.
@@ -385,6 +438,8 @@ class Run:
             spec = self.spec.data.model_copy(update={"source": DataSpec(source=data).source})
         model = self.model  # loads the preprocessor (and the vocabulary) too
         splits = prepare_data(spec.model_copy(update={"preprocess": "none", "label_noise": 0.0}), seed=self.spec.seed,
-                              encoding=self._encoding)
+                              encoding=self._encoding, imputer=self._imputer)
         x = self._preprocessor(self._inputs(splits.x_test))
-        return {f"test/{k}": v for k, v in evaluate(model, x, splits.y_test, self.meta["task"]).items()}
+        task = self.meta["task"]
+        y = self._target(splits.y_test) if task == "regression" else splits.y_test
+        return {f"test/{k}": v for k, v in evaluate(model, x, y, task, target_scale=target_scale(self._target)).items()}

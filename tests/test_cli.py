@@ -29,7 +29,7 @@ def test_exit_code_2_and_one_line_in_a_real_process():
         (["train", "--set", "model.activaton=relu"], "Did you mean 'activation'"),
         (["train", "missing.yaml"], "not found"),
         (["train", "--set", "data.source=csv:path=nope.csv"], "not found"),
-        (["evaluate", "no_such_run"], "not a run folder"),
+        (["evaluate", "no_such_run"], "does not exist"),
         (["options", "activatons"], "Did you mean 'activation'"),
     ],
 )

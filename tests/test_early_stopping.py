@@ -187,7 +187,7 @@ def test_fit_stops_early_on_a_scripted_metric() -> None:
      r"'val/lss' is not a metric of this run\. Did you mean 'val/loss'\? Known: train/loss, .*val/loss, val/acc"),
     ("val/loss", TensorData(blobs().x_train, blobs().y_train), r"Known: train/loss, .*train/acc_clean\..*val_fraction"),
     ("val/acc", TensorData(torch.randn(8, 2), torch.randn(8, 1), torch.randn(4, 2), torch.randn(4, 1)),
-     r"Known: train/loss, train/loss_clean, lr, time/epoch_s, val/loss\.$"),  # no val_fraction hint: there is val data
+     r"Known: train/loss, train/loss_clean, lr, time/epoch_s, train/r2_clean, train/mae_clean, val/loss, val/r2, val/mae\.$"),  # no val_fraction hint: there is val data
 ])
 def test_unknown_monitor_raises_config_error_listing_known_metrics(monitor, data, expected) -> None:
     task = "regression" if data.y_train.is_floating_point() else "classification"

@@ -568,5 +568,5 @@ def test_even_kernel_size_is_refused() -> None:
 
 
 def test_too_many_pools_are_refused() -> None:
-    with pytest.raises(ConfigError, match="Too many 'pool'"):
+    with pytest.raises(ConfigError, match="3 'pool' entries.*leaves a size below 2.*Remove 'pool' entries"):
         build_model(cnn_spec("cnn1d", channels=[4, "pool", "pool", "pool"]), (1, 6), 3)

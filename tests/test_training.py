@@ -456,14 +456,16 @@ def test_evaluate_regression_is_the_mean_squared_error() -> None:
     model, data = mlp(outputs=2), linear_targets()
     with torch.no_grad():
         expected = F.mse_loss(model(data.x_val), data.y_val).item()
-    assert evaluate(model, data.x_val, data.y_val, "regression") == {"loss": pytest.approx(expected, rel=1e-6)}
+    result = evaluate(model, data.x_val, data.y_val, "regression")
+    assert result["loss"] == pytest.approx(expected, rel=1e-6) and set(result) == {"loss", "r2", "mae"}
 
 
 def test_fit_regression_with_mse() -> None:
     model, data = mlp(outputs=2), linear_targets()
     result = fit(model, data, train_spec(epochs=10, batch_size=16, lr=0.05), task="regression")
     first, last = result.history[0], result.history[-1]
-    assert set(last) == {"epoch", "step", "train/loss", "train/loss_clean", "lr", "val/loss", "time/epoch_s"}
+    assert set(last) == {"epoch", "step", "train/loss", "train/loss_clean", "train/r2_clean", "train/mae_clean", "lr", "val/loss",
+                         "val/r2", "val/mae", "time/epoch_s"}
     assert last["val/loss"] < 0.5 * first["val/loss"]
     assert last["train/loss_clean"] == pytest.approx(evaluate(model, data.x_train, data.y_train, "regression")["loss"])
     assert result.stop_reason is StopReason.COMPLETED and result.steps == 10 * 3 and result.epochs_run == 10

@@ -25,6 +25,8 @@ from torch import Tensor
 from deepwell.config import DataSpec
 from deepwell.data.dataset import Dataset, Task, validate_dataset
 from deepwell.data.files import load_array_file
+from deepwell.data.impute import Imputer, build_imputer, drop_missing_rows
+from deepwell.data.labels import check_labels
 from deepwell.data.preprocess import PREPROCESSORS, Preprocessor
 from deepwell.data.sources import DATASETS, build_dataset, dataset_from_arrays
 from deepwell.data import file_sources  # noqa: E402,F401  (registers the datasets read from the user's files)
@@ -35,10 +37,12 @@ __all__ = [
     "DATASETS",
     "PREPROCESSORS",
     "Dataset",
+    "Imputer",
     "Preprocessor",
     "Splits",
     "add_label_noise",
     "build_dataset",
+    "build_imputer",
     "dataset_from_arrays",
     "encoding_from_json",
     "load_array_file",
@@ -74,6 +78,7 @@ class Splits:
         name: the dataset's name.
         noisy_mask: bool (N_train,) marking examples whose label was redrawn, or None without label noise.
         encoding: the fitted text vocabulary or the audio settings, or None for numeric inputs.
+        imputer: the fitted filling of missing inputs (``data.impute``; apply it before the preprocessor).
     """
 
     x_train: Tensor
@@ -92,6 +97,7 @@ class Splits:
     name: str
     noisy_mask: Tensor | None = None
     encoding: Any = None
+    imputer: Imputer | None = None
 
     @property
     def output_size(self) -> int:
@@ -104,13 +110,14 @@ def _stage_generator(seed: int, stage: int) -> torch.Generator:
     return torch.Generator().manual_seed(hash((seed, stage)) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
+def prepare_data(spec: DataSpec, seed: int, encoding: Any = None, imputer: Imputer | None = None) -> Splits:
     """Build, check, split, corrupt and preprocess the data a spec describes.
 
     Args:
         spec: the data section of a run spec.
         seed: the run seed; fixes the test split, validation split, subset and label noise.
         encoding: a fitted encoding to use instead of fitting one (a trained run's vocabulary).
+        imputer: a fitted imputer to use instead of fitting one (a trained run's ``data.impute``).
 
     Returns:
         the splits, with the preprocessor fitted on the (final) training inputs only.
@@ -119,7 +126,8 @@ def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
         ConfigError: unknown dataset or preprocessing, label noise on a regression task.
         DataError: missing, unreadable or inconsistent data; n_train larger than what is left.
     """
-    dataset = build_dataset(spec.source, seed=seed)
+    imputer = imputer or build_imputer(spec.impute)
+    dataset = build_dataset(spec.source, seed=seed, allow_missing=imputer.how != "none")
     if spec.label_noise > 0 and dataset.task != "classification":
         raise ConfigError(
             f"label_noise={spec.label_noise} needs class labels, but dataset '{dataset.name}' is a regression task; set label_noise=0."
@@ -127,6 +135,11 @@ def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
     x_train, y_train, x_val, y_val = split_validation(
         dataset.x_train, dataset.y_train, spec.val_fraction, _stage_generator(seed, _STAGE_VALIDATION)
     )
+    check_labels(dataset, {"training": y_train, "validation": y_val, "test": dataset.y_test}, spec.strict_labels)
+    x_test, y_test = dataset.x_test, dataset.y_test
+    if imputer.how == "drop":  # before the subset and the label noise, so n_train counts complete rows
+        (x_train, y_train), (x_val, y_val), (x_test, y_test) = (drop_missing_rows(x, y) for x, y in
+                                                                ((x_train, y_train), (x_val, y_val), (x_test, y_test)))
     if spec.n_train is not None:
         x_train, y_train = subset(x_train, y_train, spec.n_train, _stage_generator(seed, _STAGE_SUBSET))
     noisy_mask = None
@@ -134,7 +147,9 @@ def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
         y_train, noisy_mask = add_label_noise(
             y_train, spec.label_noise, dataset.num_classes, spec.label_noise_mode, _stage_generator(seed, _STAGE_NOISE)
         )
-    x_test = dataset.x_test
+    if not imputer.fitted:
+        imputer.fit(x_train)  # on the final training split only, like the preprocessing
+    x_train, x_val, x_test = imputer(x_train), imputer(x_val), imputer(x_test)
     if dataset.encoding is not None:
         if str(spec.preprocess) != "none":
             what = ("token ids (indices, not amounts)" if dataset.encoding.kind == "tokens"
@@ -152,7 +167,7 @@ def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
             x_val=preprocessor(x_val) if has_validation else None,
             y_val=y_val if has_validation else None,
             x_test=preprocessor(x_test),
-            y_test=dataset.y_test,
+            y_test=y_test,
             task=dataset.task,
             num_classes=dataset.num_classes,
             input_shape=preprocessor.output_shape(dataset.input_shape),
@@ -163,6 +178,7 @@ def prepare_data(spec: DataSpec, seed: int, encoding: Any = None) -> Splits:
             name=dataset.name,
             noisy_mask=noisy_mask,
             encoding=encoding,
+            imputer=imputer,
         )
 
 

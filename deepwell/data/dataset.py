@@ -43,6 +43,9 @@ class Dataset:
         encoding: how raw inputs became these tensors when they are not plain numbers: a
             :class:`~deepwell.data.text.TextEncoding` (token ids) or an
             :class:`~deepwell.data.audio.AudioEncoding` (waveforms); None for numbers.
+        missing: where the source file's inputs hold NaN (blank cells) or infinite values, in words
+            (file, columns, first line), for the messages of :func:`validate_dataset`; None when
+            there are none or the source cannot say.
     """
 
     name: str
@@ -55,6 +58,7 @@ class Dataset:
     class_names: list[str] | None = None
     feature_names: list[str] | None = None
     encoding: Any = None
+    missing: str | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -115,25 +119,44 @@ def encode_class_labels(*label_sets: np.ndarray) -> tuple[list[np.ndarray], int,
     return encoded, len(names), [str(name) for name in names]
 
 
-def _check_finite(tensor: Tensor, label: str) -> None:
-    if not tensor.is_floating_point():
-        return
+def count_nonfinite(tensor: Tensor) -> tuple[int, int, int | None]:
+    """(NaN count, infinite count, first row with either or None) of a tensor (N, ...)."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return 0, 0, None
     flat = tensor.reshape(len(tensor), -1) if tensor.ndim else tensor.reshape(1, 1)
-    for bad, word in ((torch.isnan(flat), "NaN"), (torch.isinf(flat), "infinite")):
-        count = int(bad.sum())
-        if count:
-            first_row = int(bad.any(dim=1).nonzero()[0, 0])
-            raise DataError(
-                f"{label} has {count} {word} value{'s' if count > 1 else ''} (first at row {first_row}); "
-                "clean or impute them before training."
-            )
+    nan, inf = torch.isnan(flat), torch.isinf(flat)
+    rows = (nan | inf).any(dim=1).nonzero()
+    return int(nan.sum()), int(inf.sum()), int(rows[0, 0]) if len(rows) else None
 
 
-def validate_dataset(dataset: Dataset) -> Dataset:
+def describe_nonfinite(label: str, nan: int, inf: int) -> str:
+    """'x_train has 3 NaN and 2 infinite values' (only the kinds present)."""
+    parts = [f"{count} {word} value{'s' if count > 1 else ''}" for count, word in ((nan, "NaN"), (inf, "infinite")) if count]
+    return f"{label} has {' and '.join(parts)}"
+
+
+def _check_finite(tensor: Tensor, label: str, allow_nan: bool = False, where: str | None = None) -> None:
+    """Raise on infinite values, and on NaN unless ``allow_nan`` (data.impute fills them later)."""
+    nan, inf, first_row = count_nonfinite(tensor)
+    nan = 0 if allow_nan else nan
+    if not nan and not inf:
+        return
+    advice = []
+    if nan:
+        advice.append("clean or impute them: fill them in, or set data.impute=mean or median (fitted on the training split) "
+                      "or drop (rows with one removed)" if label.startswith("x") else "clean them: every example needs a target")
+    if inf:
+        advice.append("replace the infinite values (data.impute fills only NaN)")
+    what = where or f"{describe_nonfinite(label, nan, inf)} (first at row {first_row})"
+    raise DataError(f"{what}; {'; '.join(advice)}.")
+
+
+def validate_dataset(dataset: Dataset, allow_missing: bool = False) -> Dataset:
     """Check a dataset for the problems that make training fail or silently go wrong.
 
     Args:
         dataset: the dataset to check; returned unchanged so calls can be chained.
+        allow_missing: let NaN inputs pass (``data.impute`` fills or drops them after the split).
 
     Raises:
         DataError: empty split, x/y length mismatch, different example shapes in train and test,
@@ -153,7 +176,7 @@ def validate_dataset(dataset: Dataset) -> Dataset:
             )
         if not x.is_floating_point():
             raise DataError(f"x_{split} has dtype {x.dtype}; expected a floating-point tensor (float32).")
-        _check_finite(x, f"x_{split}")
+        _check_finite(x, f"x_{split}", allow_missing, dataset.missing)
         if dataset.task == "classification":
             _check_class_labels(y, f"y_{split}", dataset.num_classes)
         else:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
+import torch
 from pydantic import Field
 
-from deepwell.data.dataset import Dataset
+from deepwell.data.dataset import Dataset, count_nonfinite, describe_nonfinite
 from deepwell.data.files import read_csv_table, read_image_folder, read_npz, read_text_table
 from deepwell.data.sources import DATASETS, TaskChoice, TestFraction, dataset_from_arrays
 from deepwell.errors import DataError
@@ -29,7 +31,8 @@ def csv_file(path: str, target: str = "target", test_fraction: TestFraction = 0.
     """
     table = read_csv_table(path, target)
     return dataset_from_arrays(
-        Path(path).stem, table.features, table.target, task=task, seed=seed, test_fraction=test_fraction, feature_names=table.feature_names
+        Path(path).stem, table.features, table.target, task=task, seed=seed, test_fraction=test_fraction, feature_names=table.feature_names,
+        missing=table.missing,
     )
 
 
@@ -39,8 +42,19 @@ def npz_file(path: str, test_fraction: TestFraction = 0.2, task: TaskChoice = "a
     arrays = read_npz(path)
     return dataset_from_arrays(
         Path(path).stem, arrays["x"], arrays["y"], task=task, seed=seed, test_fraction=test_fraction,
-        x_test=arrays.get("x_test"), y_test=arrays.get("y_test"),
+        x_test=arrays.get("x_test"), y_test=arrays.get("y_test"), missing=_npz_nonfinite(path, arrays),
     )
+
+
+def _npz_nonfinite(path: str, arrays: dict[str, np.ndarray]) -> str | None:
+    """"'f.npz' has 3 NaN and 2 infinite values in x (first at example 4)", over x and x_test, or None."""
+    found = []
+    for key in ("x", "x_test"):
+        if key in arrays and arrays[key].dtype.kind == "f":
+            nan, inf, first = count_nonfinite(torch.from_numpy(np.asarray(arrays[key])))
+            if nan or inf:
+                found.append(f"{describe_nonfinite(key, nan, inf).removeprefix(key + ' has ')} in {key} (first at example {first})")
+    return f"'{path}' has {' and '.join(found)}" if found else None
 
 
 @DATASETS.register("images")

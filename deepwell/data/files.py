@@ -45,6 +45,11 @@ def _to_float(cell: str) -> float | None:
 
 
 def _read_rows(path: Path) -> list[list[str]]:
+    return _read_numbered_rows(path)[0]
+
+
+def _read_numbered_rows(path: Path) -> tuple[list[list[str]], list[int]]:
+    """The non-blank rows of a CSV file and the (1-based) line of the file each one ends on."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             sample = handle.read(4096)
@@ -53,7 +58,9 @@ def _read_rows(path: Path) -> list[list[str]]:
                 dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
             except csv.Error:
                 dialect = csv.excel
-            rows = [row for row in csv.reader(handle, dialect) if any(cell.strip() for cell in row)]
+            reader = csv.reader(handle, dialect)
+            numbered = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+            lines, rows = [line for line, _ in numbered], [row for _, row in numbered]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DataError(f"Cannot read CSV file '{path}': {error}. Give a UTF-8 text file with comma-separated columns.") from None
     widths = {len(row) for row in rows}
@@ -64,7 +71,7 @@ def _read_rows(path: Path) -> list[list[str]]:
             f"CSV file '{path}' has rows of different lengths (line {bad + 1} has {len(rows[bad])} cells, "
             f"the first line {first_width}); every row needs the same columns."
         )
-    return rows
+    return rows, lines
 
 
 @dataclass
@@ -75,11 +82,14 @@ class CsvTable:
         features: float64 (N, D); NaN where a cell was missing.
         target: the target column as float64 when every cell is a number, else as strings.
         feature_names: the D feature column names.
+        missing: where the features have blank cells, in words (file, columns with counts, first
+            line), or None when none are blank; messages about missing values quote it.
     """
 
     features: np.ndarray
     target: np.ndarray
     feature_names: list[str]
+    missing: str | None = None
 
 
 def read_csv_table(path: str | Path, target: str) -> CsvTable:
@@ -94,7 +104,7 @@ def read_csv_table(path: str | Path, target: str) -> CsvTable:
             did-you-mean and the list of columns), a feature column that is not numeric.
     """
     path = _existing_file(path, "CSV")
-    rows = _read_rows(path)
+    rows, lines = _read_numbered_rows(path)
     if len(rows) < 2:
         raise DataError(f"CSV file '{path}' has no data rows; expected a header row followed by one row per example.")
     header, body = [name.strip() for name in rows[0]], rows[1:]
@@ -121,8 +131,30 @@ def read_csv_table(path: str | Path, target: str) -> CsvTable:
     feature_array = np.asarray(features, dtype=np.float64).T.reshape(len(body), len(names))
     target_cells = columns[target_index]
     numbers = [_to_float(cell) for cell in target_cells]
+    # A numeric column's NA/?/blank cells are missing; in a column of class names only an empty cell is ("none" may be a class).
+    blank_targets = [i for i, (cell, number) in enumerate(zip(target_cells, numbers))
+                     if not cell.strip() or (None not in numbers and math.isnan(number))]
+    if blank_targets:
+        raise DataError(
+            f"Target column '{target}' of '{path}' is blank in {len(blank_targets)} row(s), the first on line "
+            f"{lines[blank_targets[0] + 1]} (the header is line {lines[0]}); every example needs a target. "
+            "Fill them in or remove those rows."
+        )
     target_array = np.asarray(numbers, dtype=np.float64) if None not in numbers else np.asarray([c.strip() for c in target_cells])
-    return CsvTable(feature_array, target_array, names)
+    return CsvTable(feature_array, target_array, names, _describe_blanks(path, feature_array, names, lines))
+
+
+def _describe_blanks(path: Path, features: np.ndarray, names: list[str], lines: list[int]) -> str | None:
+    """'f.csv' has blank cells in columns a (12), b (3); the first on line 5 ... or None without blanks."""
+    blank = np.isnan(features)  # (N, D)
+    if not blank.any():
+        return None
+    counts = blank.sum(axis=0)
+    columns = ", ".join(f"{name} ({int(count)})" for name, count in zip(names, counts) if count)
+    first_row = int(np.flatnonzero(blank.any(axis=1))[0])
+    total = int(counts.sum())
+    return (f"'{path}' has {total} missing (blank or NaN) cell{'s' if total > 1 else ''} in column(s) {columns}; the first is on line "
+            f"{lines[first_row + 1]} (the header is line {lines[0]})")
 
 
 def read_text_table(path: str | Path, text: str, target: str) -> tuple[list[str], np.ndarray]:
@@ -164,7 +196,33 @@ def read_text_table(path: str | Path, text: str, target: str) -> tuple[list[str]
     return texts, target_array
 
 
+# What a file's first bytes say it is, and the dataset source that reads that kind of file.
+_ZIP_MAGIC, _NPY_MAGIC = b"PK", b"\x93NUMPY"
+_READ_BY = {".csv": "csv:path={path},target=COLUMN (csv_text for a column of texts)", ".tsv": "csv:path={path},target=COLUMN",
+            ".txt": "csv:path={path},target=COLUMN", ".wav": "wav:path=FOLDER (one sub-folder of .wav files per class)",
+            **{suffix: "images:path=FOLDER (one sub-folder of images per class)" for suffix in IMAGE_SUFFIXES}}
+
+
+def _not_npz(path: Path) -> str | None:
+    """Why ``path`` is not an .npz archive (and which source reads it), or None when it starts like one."""
+    with path.open("rb") as handle:
+        head = handle.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        return None
+    if head.startswith(_NPY_MAGIC):
+        return f"'{path}' holds a single .npy array, not an .npz archive; save it with numpy.savez(path, x=..., y=...)."
+    looks_like = ".csv" if head and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head) else path.suffix.lower()
+    kind = "a text (CSV) file" if looks_like == ".csv" else f"a '{path.suffix or 'no suffix'}' file"
+    reader = _READ_BY.get(looks_like)
+    advice = f" Read it with data.source={reader.format(path=path)}." if reader else ""
+    return (f"'{path}' is not an .npz archive (it is {kind}; an .npz is a zip of arrays written by numpy.savez).{advice} "
+            "The npz source reads files saved with numpy.savez(path, x=inputs, y=targets).")
+
+
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    reason = _not_npz(path)
+    if reason is not None:
+        raise DataError(reason)
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

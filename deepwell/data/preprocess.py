@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.registry import Registry
 
-__all__ = ["PREPROCESSORS", "Preprocessor"]
+__all__ = ["PREPROCESSORS", "Preprocessor", "target_scale", "target_scaler"]
 
 
 class Preprocessor(nn.Module):
@@ -75,6 +75,16 @@ class Preprocessor(nn.Module):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of one transformed example given the shape of one input example."""
         return tuple(input_shape)
+
+    def inverse(self, x: Tensor) -> Tensor:
+        """Map transformed values back (used for regression targets: predictions in the target's units).
+
+        Raises:
+            ConfigError: the preprocessing has no inverse here (only none, center and standardize do).
+        """
+        if self.state_keys:
+            raise ConfigError(f"Preprocessing '{self.name}' has no inverse; use none, center or standardize.")
+        return x
 
     def state_tensors(self) -> dict[str, Tensor]:
         """The fitted statistics by name (empty for ``none``), ready for safetensors."""
@@ -133,6 +143,10 @@ class _Affine(Preprocessor):
         self._check_shape(x, tuple(self.mean.shape))
         centred = x - self.mean
         return centred / self.scale if self.divide else centred
+
+    def inverse(self, x: Tensor) -> Tensor:
+        self._check_shape(x, tuple(self.mean.shape))
+        return (x * self.scale if self.divide else x) + self.mean
 
 
 class _PerChannelMean(Preprocessor):
@@ -231,3 +245,23 @@ def pca_whiten(eps: Epsilon = 1e-5, components: Annotated[int, Field(ge=1)] | No
 def zca_whiten(eps: Epsilon = 1e-5) -> Preprocessor:
     """ZCA whitening: PCA whitening rotated back, the whitened data closest to the input (shape kept)."""
     return _Whitening("zca_whiten", zca=True, eps=eps)
+
+
+def target_scaler(y_train: Tensor, standardize: bool) -> Preprocessor:
+    """The regression target's standardisation fitted on the training targets (N, k), or the identity.
+
+    Standardised targets give the output layer unit-scale values to fit whatever the target's units
+    (scikit-learn users wrap their model in ``TransformedTargetRegressor(transformer=StandardScaler())``);
+    ``inverse`` maps predictions back, and ``state_tensors()`` are saved with the model.
+
+    Example::
+
+        scaler = target_scaler(y_train, standardize=True)
+        y = scaler.inverse(model(x))  # predictions in the target's units
+    """
+    return PREPROCESSORS.build("standardize").fit(y_train) if standardize else PREPROCESSORS.build("none")
+
+
+def target_scale(scaler: Preprocessor) -> Tensor | None:
+    """The std per target column a scaler divides by (so metrics such as MAE can be given in the target's units), or None."""
+    return scaler.state_tensors().get("scale")

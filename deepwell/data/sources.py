@@ -35,18 +35,19 @@ NumExamples = Annotated[int, Field(ge=2)]
 Noise = Annotated[float, Field(ge=0.0)]
 
 
-def build_dataset(option: str | Option, *, seed: int) -> Dataset:
+def build_dataset(option: str | Option, *, seed: int, allow_missing: bool = False) -> Dataset:
     """Build a dataset from its option string and check it.
 
     Args:
         option: a dataset option, e.g. ``"mnist1d"`` or ``"csv:path=data.csv,target=label"``.
         seed: fixes the train/test split and any random generation.
+        allow_missing: let NaN inputs through (``data.impute`` handles them).
 
     Raises:
         ConfigError: unknown dataset or invalid parameter.
         DataError: the data is missing, unreadable or inconsistent (see :func:`validate_dataset`).
     """
-    return validate_dataset(DATASETS.build(option, seed=seed))
+    return validate_dataset(DATASETS.build(option, seed=seed), allow_missing)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -66,6 +67,7 @@ def dataset_from_arrays(
     class_names: list[str] | None = None,
     feature_names: list[str] | None = None,
     encoding: Any = None,
+    missing: str | None = None,
 ) -> Dataset:
     """Turn raw arrays into a Dataset: decide the task, encode labels, split off a test set.
 
@@ -81,6 +83,7 @@ def dataset_from_arrays(
         class_names: names of classes 0..K-1 (default: taken from the labels).
         feature_names: names of the input features.
         encoding: how raw inputs (texts, audio) became ``x`` (see :class:`Dataset`).
+        missing: where the file's inputs are missing or infinite, in words (see :class:`Dataset`).
 
     Raises:
         DataError: text targets for regression, non-integer class labels, non-numeric inputs.
@@ -110,7 +113,7 @@ def dataset_from_arrays(
         x_tensors = [x_tensors[0][train], x_tensors[0][test]]
         y_tensors = [y_tensors[0][train], y_tensors[0][test]]
     return Dataset(name, x_tensors[0], y_tensors[0], x_tensors[1], y_tensors[1], task, num_classes, class_names, feature_names,
-                   encoding)
+                   encoding, missing)
 
 
 # ----- MNIST-1D (Greydanus 2020), generated offline -------------------------------------------

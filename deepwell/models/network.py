@@ -170,6 +170,7 @@ def build_model(spec: ModelSpec, input_shape: Sequence[int], num_outputs: int,
 
 def _conv_features(spec: ModelSpec, parts: _Parts, input_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Sequential, tuple[int, ...]]:
     dims = 1 if spec.arch == "cnn1d" else 2
+    data_shape = input_shape
     if len(input_shape) == dims:  # no channel axis: add one
         reshape: nn.Module = nn.Unflatten(1, (1, *input_shape))
         input_shape = (1, *input_shape)
@@ -190,7 +191,7 @@ def _conv_features(spec: ModelSpec, parts: _Parts, input_shape: tuple[int, ...])
     for entry in spec.channels:
         if entry == "pool":
             if min(spatial) < 2:
-                raise ConfigError(f"Too many 'pool' entries in model.channels for inputs of shape {input_shape}.")
+                raise ConfigError(_pool_error(spec, data_shape, input_shape))
             features.append(pool(2))
             spatial = [s // 2 for s in spatial]
             continue
@@ -228,3 +229,14 @@ def init_weights_(model: Network, spec: ModelSpec, generator: torch.Generator | 
         # Record the gain the weights were drawn with: an explicit one (he:gain=0.5, lecun's 1) wins.
         gains[name] = gain if weight_init.uses_gain else (weight_init.fixed_gain or 1.0)
     return gains
+
+
+def _pool_error(spec: ModelSpec, data_shape: tuple[int, ...], input_shape: tuple[int, ...]) -> str:
+    """Why a 'pool' entry cannot halve the input any more, and what would work (cnn1d for signals read as images)."""
+    pools = spec.channels.count("pool")
+    message = (f"model.channels has {pools} 'pool' entries, each halving every spatial size, but model.arch={spec.arch} "
+               f"reads the examples of shape {data_shape} as {input_shape}, which leaves a size below 2.")
+    if spec.arch == "cnn2d" and len(data_shape) == 2:
+        return message + (f" Examples of shape {data_shape} look like 1-D signals (channels, length): use model.arch=cnn1d "
+                          "(or auto), or give images shaped (C, H, W).")
+    return message + " Remove 'pool' entries from model.channels, or give longer inputs."

@@ -46,6 +46,8 @@ _CURVES = {  # metric key -> (label, colour, line style)
     "train/acc_clean": ("train, clean (eval mode)", "#1f77b4", "-"),
     "val/loss": ("validation", "#ff7f0e", "-"),
     "val/acc": ("validation", "#ff7f0e", "-"),
+    "train/r2_clean": ("train, clean (eval mode)", "#1f77b4", "-"),
+    "val/r2": ("validation", "#ff7f0e", "-"),
 }
 
 
@@ -104,6 +106,8 @@ def learning_curves_figure(history: Sequence[dict[str, Any]], test: dict[str, fl
     panels = [("loss", "Loss (lower is better)", ["train/loss", "train/loss_clean", "val/loss"])]
     if any("train/acc_clean" in row or "val/acc" in row for row in history):
         panels.append(("acc", "Accuracy (higher is better)", ["train/acc_clean", "val/acc"]))
+    if any("train/r2_clean" in row or "val/r2" in row for row in history):  # regression
+        panels.append(("r2", "R² (higher is better, 1 = perfect)", ["train/r2_clean", "val/r2"]))
     figure = _new_figure(4.6 * len(panels) + 0.4, 3.9)
     axes = _styled(figure, 1, len(panels))[0]
     markers = "o" if len(history) <= 30 else None
@@ -124,7 +128,7 @@ def learning_curves_figure(history: Sequence[dict[str, Any]], test: dict[str, fl
                 ax.axhline(value, color="#2ca02c", linestyle=":", linewidth=1.5, label=f"test, final model ({shown})")
             if metric == "acc":
                 ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-            ax.set(title=title, xlabel="epoch", ylabel=metric if metric == "loss" else "accuracy")
+            ax.set(title=title, xlabel="epoch", ylabel={"loss": "loss", "acc": "accuracy", "r2": "R²"}[metric])
             ax.xaxis.set_major_locator(_integer_ticks())
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # below: never over a curve

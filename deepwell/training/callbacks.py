@@ -85,6 +85,10 @@ class Decision:
     message: str
 
 
+# Metrics that improve upwards (accuracy, R^2): mode=auto maximises them, and minimises the rest (losses, MAE).
+_HIGHER_IS_BETTER = ("acc", "r2")
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` evaluations in a row.
 
@@ -97,7 +101,8 @@ class EarlyStopping(Callback):
 
     def __init__(self, spec: EarlyStoppingSpec) -> None:
         self.spec = spec
-        self.mode = spec.mode if spec.mode != "auto" else ("max" if "acc" in spec.monitor else "min")
+        higher_is_better = any(word in spec.monitor for word in _HIGHER_IS_BETTER)
+        self.mode = spec.mode if spec.mode != "auto" else ("max" if higher_is_better else "min")
         self.best: float = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int = -1
         self.wait = 0

@@ -11,7 +11,7 @@ from deepwell.training.callbacks import Callback, FitState
 
 __all__ = ["ProgressReporter"]
 
-_SHOWN = ("train/loss", "val/loss", "val/acc", "train/acc_clean")
+_SHOWN = ("train/loss", "val/loss", "val/acc", "val/r2", "train/acc_clean")
 
 
 def _line(metrics: dict[str, float]) -> str:
