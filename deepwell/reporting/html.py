@@ -178,11 +178,12 @@ def _findings(path: Path) -> dict[str, Any] | None:
     for finding in report.get("findings", []):
         severity = str(finding.get("severity", "info"))
         findings.append({**{key: finding.get(key) for key in ("rule", "title", "evidence")},
-                         **{key: _as_list(finding.get(key)) for key in ("layers", "steps", "remedies")},
+                         **{key: _as_list(finding.get(key)) for key in ("layers", "steps", "remedies", "withheld")},
                          "severity": severity, "tone": _SEVERITY.get(severity.lower(), "info"),
                          "numbers": finding.get("numbers") or {}})
     findings.sort(key=lambda finding: _TONE_ORDER[finding["tone"]])  # stable: the doctor's order within a severity
     return {"findings": findings, "healthy": bool(report.get("healthy")), "checked": _as_list(report.get("checked")),
+            "not_checked": {str(k): str(v) for k, v in (report.get("not_checked") or {}).items()},
             "vitals": report.get("vitals") or {}}
 
 
