@@ -180,6 +180,24 @@ def report_command(
     out.print(f"Report: {write_report(path)}")
 
 
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="two or more run folders trained on the same data")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the HTML page to write")] = Path("compare.html"),
+) -> None:
+    """Put runs side by side: spec differences, final metrics, curves, layer health and findings, as one HTML page."""
+    from deepwell.reporting.compare import compare
+
+    comparison = compare(*runs, output=output)
+    for key, values in comparison.differences.items():
+        out.print(f"{key}: {' | '.join(values)}", markup=False, highlight=False)
+    accuracy = comparison.metrics.get("test accuracy", [])
+    if any(value is not None for value in accuracy):
+        shown = " | ".join("-" if value is None else f"{value:.2%}" for value in accuracy)
+        out.print(f"test accuracy: {shown}", markup=False, highlight=False)
+    out.print(f"Comparison: {output}")
+
+
 @app.command("study")
 def study_command(
     name: Annotated[str, typer.Argument(help="init, activations, dead-relu, ...")],
