@@ -90,15 +90,19 @@ def evaluate_command(
 @app.command("predict")
 def predict_command(
     run: Annotated[Path, typer.Argument(help="run folder")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="CSV (numeric columns) or NPZ (key x) of inputs")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV (numeric columns; a text run: its text column) or NPZ (key x) of inputs")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="CSV to write (default: stdout)")] = None,
 ) -> None:
-    """Predict with a trained run: one row per input, the class (and probabilities) or values."""
+    """Predict with a trained run: one row per input, the class name (and probabilities) or values."""
     from deepwell.data import load_array_file
+    from deepwell.data.files import read_text_table
     from deepwell.run import Run
 
     loaded = Run.load(run)
-    x = load_array_file(input)
+    if loaded.meta.get("inputs", {}).get("kind") == "tokens":  # a text run reads the texts, tokenised as in training
+        x, _ = read_text_table(input, text=loaded.spec.data.source.params.get("text", "text"), target=None)
+    else:
+        x = load_array_file(input)
     if loaded.meta["task"] == "classification":
         probabilities = loaded.predict_proba(x)
         names = loaded.meta.get("class_names") or [str(i) for i in range(probabilities.shape[1])]
@@ -125,6 +129,7 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
     import json
 
     table = Table("run", "status", "epochs", "test acc", "test loss", "seconds")
+    table.columns[0].overflow = "fold"  # a narrow terminal folds long run names onto more lines; never cuts them
     for path in sorted(p for p in directory.glob("*") if (p / "config.yaml").is_file()):
         summary_path = path / "summary.json"
         if not summary_path.is_file():
@@ -151,7 +156,7 @@ def options_command(kind: Annotated[Optional[str], typer.Argument(help="activati
         out.print(f"[bold]{name}[/bold]")
         entries = registry(name)
         for entry in entries.names():
-            out.print(f"  {entries.describe(entry)}", highlight=False)
+            out.print(f"  {entries.describe(entry)}", highlight=False, markup=False)  # '[scale_min, 1]' is text, not a tag
 
 
 @app.command("spec")
@@ -225,15 +230,18 @@ def sweep_command(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray executor; default: a local Ray)")] = None,
     output: Annotated[Path, typer.Option("--out", help="parent folder of the sweep's folder")] = Path("sweeps"),
     name: Annotated[Optional[str], typer.Option(help="the sweep's folder name (default: the swept keys)")] = None,
+    progress: Annotated[str, typer.Option(help="auto, bar, lines or none")] = "auto",
 ) -> None:
     """Train a grid of runs (every combination of --over values x seeds); resumes where it stopped."""
     from deepwell.config import load_spec
     from deepwell.sweep.grid import make_executor, parse_over, run_grid
+    from deepwell.sweep.progress import SweepProgress
 
     base = load_spec(spec, set_ or [])
     grid = parse_over(over or [])
+    shown = SweepProgress(progress, console=err)
     result = run_grid(base, grid, seeds=seeds, executor=make_executor(executor, workers=workers, address=address),
-                      output=output, name=name)
+                      output=output, name=name, progress=shown)
     train = result.metric.replace("test", "train")
     table = Table(*result.keys, "n", result.metric, train)
     for row in result.rows:
@@ -242,8 +250,9 @@ def sweep_command(
         cells.append(f"{row[f'{train}_mean']:.4f}" if f"{train}_mean" in row else "-")
         table.add_row(*cells)
     out.print(table)
-    for note in result.notes:
-        err.print(f"[yellow]note:[/yellow] {note}")
+    if shown.mode == "none":  # otherwise shown as soon as known, before training
+        for note in result.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
     out.print(f"Sweep folder: {result.path}")
 
 

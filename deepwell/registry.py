@@ -138,7 +138,7 @@ class Registry(Generic[T]):
             hints = _resolved_hints(factory)
             # Option values must be finite: 'normal:std=inf' would fill a weight with inf.
             adapters = {p: pydantic.TypeAdapter(hints.get(p, Any), config=_FINITE) for p in signature.parameters}
-            doc = (inspect.getdoc(factory) or "").split("\n")[0]
+            doc = " ".join((inspect.getdoc(factory) or "").split("\n\n")[0].split())  # the summary paragraph, one line
             self._entries[name] = _Entry(name, factory, signature, adapters, doc)
             for alias in aliases:
                 self._aliases[alias] = name

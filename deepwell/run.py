@@ -304,6 +304,8 @@ class Run:
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         expected = tuple(self.meta["raw_input_shape"])
         size = int(np.prod(expected))
+        if tuple(x.shape) == expected:
+            x = x.unsqueeze(0)  # one example, without the batch dimension
         if x.ndim >= 1 and tuple(x.shape[1:]) != expected:
             if x.ndim >= 2 and int(np.prod(x.shape[1:])) == size:
                 x = x.reshape(len(x), *expected)
