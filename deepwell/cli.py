@@ -283,7 +283,7 @@ def augment_command(
     preview: Annotated[bool, typer.Option("--preview", help="write a PNG grid of augmented samples")] = False,
     input: Annotated[Optional[str], typer.Option("--input", "-i", help="image file, .npy signal, mnist1d, or .wav file (default: scikit-image's cat)")] = None,
     text: Annotated[Optional[str], typer.Option(help="a sentence to augment with text augmentations")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="the PNG to write")] = Path("augment-preview.png"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the PNG to write (default: augment-preview.png; with --text: print only)")] = None,
     count: Annotated[int, typer.Option(help="augmented samples")] = 8,
     columns: Annotated[int, typer.Option(help="tiles per row")] = 4,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
@@ -296,7 +296,15 @@ def augment_command(
     if not preview:
         raise ConfigError("deepwell augment writes previews: add --preview (e.g. deepwell augment --preview -a rotate:15 -a crop:0.9).")
     options = list(augment or []) + ([str(option) for option in load_spec(spec).data.augment] if spec is not None else [])
-    written = write_preview(options, output, input=input, text=text, count=count, columns=columns, seed=seed)
+    if text is not None:  # sentences read best as text: printed; a PNG of them only when -o asks for one
+        from deepwell.reporting.preview import augmented_sentences
+
+        for index, line in enumerate(augmented_sentences(options, text, count, seed)):
+            out.print(f"{'original' if index == 0 else f'#{index}':>9}  {line}", markup=False, highlight=False)
+        if output is None:
+            return
+    written = write_preview(options, output or Path("augment-preview.png"), input=input, text=text, count=count,
+                            columns=columns, seed=seed)
     out.print(f"Preview: {written[0]}")
     if len(written) > 1:
         out.print(f"Augmented sounds: {', '.join(str(path) for path in written[1:])}")
