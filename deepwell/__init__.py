@@ -4,8 +4,10 @@ see why they train or fail.
 Public API::
 
     import deepwell
-    run = deepwell.train("examples/mnist1d_cnn.yaml", overrides=["train.epochs=5"])
+    run = deepwell.train("examples/mnist1d_paper_cnn.yaml", overrides=["train.epochs=5"])
     run.summary["test"], run.predict(x)
+    spec = deepwell.RunSpec(model={"arch": "mlp", "depth": 4})   # the Python API takes the same keys
+    deepwell.compare(run.path, "runs/another", output="compare.html")
 """
 
 __version__ = "0.1.0"

@@ -74,7 +74,13 @@ class _Spec(BaseModel):
 
 
 class DataSpec(_Spec):
-    """Where the data comes from and how it is split, corrupted, preprocessed and augmented (training batches only)."""
+    """Where the data comes from and how it is split, corrupted, preprocessed and augmented (training batches only).
+
+    Example::
+
+        DataSpec(source="digits", n_train=500, preprocess="standardize", augment=["rotate:10"])
+        DataSpec(source="csv:path=houses.csv,target=price", val_fraction=0.2)
+    """
 
     source: _option("dataset") = Field("mnist1d", description="dataset option, e.g. mnist1d, digits, csv:path=f.csv,target=y")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the training split held out for validation")
@@ -91,7 +97,13 @@ class DataSpec(_Spec):
 
 
 class ModelSpec(_Spec):
-    """The network: architecture, activation, initialisation, normalisation, dropout."""
+    """The network: architecture, activation, initialisation, normalisation, dropout.
+
+    Example::
+
+        ModelSpec(arch="mlp", depth=6, width=128, activation="leaky_relu:0.1", init="he", dropout="dropout:0.3")
+        ModelSpec(arch="cnn1d", channels=[32, "pool", 64], norm="batchnorm")
+    """
 
     arch: Literal["auto", "mlp", "cnn1d", "cnn2d", "embedding_bag"] = Field(
         "auto", description="auto: cnn1d for signals (C, L) and audio, cnn2d for images (C, H, W), mlp for feature vectors, "
@@ -124,7 +136,12 @@ class ModelSpec(_Spec):
 
 
 class EarlyStoppingSpec(_Spec):
-    """Stop when the monitored metric stops improving (and optionally restore the best weights)."""
+    """Stop when the monitored metric stops improving (and optionally restore the best weights).
+
+    Example::
+
+        TrainSpec(epochs=100, early_stopping=EarlyStoppingSpec(monitor="val/loss", patience=5, restore_best=True))
+    """
 
     monitor: str = "val/loss"
     mode: Literal["min", "max", "auto"] = "auto"
@@ -134,7 +151,12 @@ class EarlyStoppingSpec(_Spec):
 
 
 class TrainSpec(_Spec):
-    """The optimisation: epochs, batches, optimiser, schedule, penalty, early stopping."""
+    """The optimisation: epochs, batches, optimiser, schedule, penalty, early stopping.
+
+    Example::
+
+        TrainSpec(epochs=40, optimizer="sgd:momentum=0.9,nesterov=true", lr=0.05, schedule="cosine", penalty="l2:1e-4")
+    """
 
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -165,7 +187,12 @@ class DiagnosticsSpec(_Spec):
 
 
 class OutputSpec(_Spec):
-    """Where the run folder goes."""
+    """Where the run folder goes, whether it gets a report, and which trackers copy it.
+
+    Example::
+
+        OutputSpec(dir="runs", name="baseline", tracking=["tensorboard"])
+    """
 
     dir: Path = Path("runs")
     name: str | None = Field(None, description="run folder name; default: <dataset>-<arch>-<timestamp>")
@@ -178,7 +205,17 @@ class OutputSpec(_Spec):
 
 
 class RunSpec(_Spec):
-    """Everything that defines a run. Validated once; ``to_dict()`` is canonical and round-trips."""
+    """Everything that defines a run. Validated once; ``to_dict()`` is canonical and round-trips.
+
+    Five sections (data, model, train, diagnostics, output) plus seed, device and deterministic;
+    each section is a dict or its spec class, option strings are parsed into typed options.
+
+    Example::
+
+        spec = RunSpec(model={"arch": "mlp", "depth": 4, "activation": "tanh", "init": "xavier"}, train={"epochs": 10})
+        print(spec.to_yaml())                      # every key, defaults included
+        run = deepwell.train(spec)
+    """
 
     seed: int = 0
     device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -277,6 +314,10 @@ def _resolve_key(key: str) -> list[str]:
 
 def load_spec(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunSpec:
     """Read a YAML spec (or start from defaults), apply overrides, validate.
+
+    Example::
+
+        spec = load_spec("examples/mnist1d_deep_mlp.yaml", ["train.epochs=5", "lr=0.01"])
 
     Raises:
         ConfigError: missing or unparsable file, unknown key, invalid value.

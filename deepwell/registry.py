@@ -164,6 +164,23 @@ class Registry(Generic[T]):
         )
         return f"{name}({params}): {entry.doc}"
 
+    def spelled_out(self, option: Option | str) -> str:
+        """The option with every parameter written out, defaults included (None-valued ones left out).
+
+        The canonical ``str(option)`` omits defaults (``l2`` for ``l2:strength=0.0001``); a report reader
+        should not need to know them. The result parses back to the same option.
+
+        Example::
+
+            PENALTIES.spelled_out("l2")            # 'l2:strength=0.0001,include_bias=false'
+            DROPOUTS.spelled_out("dropout:0.3")    # 'dropout:p=0.3,mode=inverted'
+        """
+        option = self.parse(option)
+        entry = self._entry(option.name)
+        values = {p.name: option.params.get(p.name, p.default) for p in entry.signature.parameters.values()}
+        shown = {k: v for k, v in values.items() if v is not inspect.Parameter.empty and v is not None}
+        return str(Option(option.kind, option.name, shown, None))  # every parameter named: 'adamw:beta1=0.9,...' 
+
     def _entry(self, name: str) -> _Entry[T]:
         canonical = self._aliases.get(name, name)
         if canonical not in self._entries:
