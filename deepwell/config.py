@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -272,7 +273,14 @@ def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | 
 def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides (dotted keys, YAML values) to a nested mapping, in place.
 
-    A key without a section (``lr=0.01``) is resolved when exactly one section has that field.
+    A key without a section (``lr=0.01``) is resolved when exactly one section has that field. In a
+    bracketed list an option keeps its commas: ``[mlflow:uri=http://host:5000,experiment=x, tensorboard]``
+    is two options (see :func:`rejoin_options`).
+
+    Example::
+
+        apply_overrides({}, ["train.lr=0.01", "output.tracking=[mlflow:uri=http://localhost:5000,experiment=mnist1d]"])
+        # {'train': {'lr': 0.01}, 'output': {'tracking': ['mlflow:uri=http://localhost:5000,experiment=mnist1d']}}
     """
     for text in overrides:
         key, eq, raw = text.partition("=")
@@ -283,6 +291,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(f"Override '{text}': value is not valid YAML ({error}).") from None
+        value = rejoin_options(value)
         target = values
         for part in path[:-1]:
             node = target.get(part)
@@ -293,6 +302,32 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             target = node
         target[path[-1]] = value
     return values
+
+
+_PARAMETER = re.compile(r"^[A-Za-z_]\w*=")  # 'experiment=mnist1d': a parameter, never an option of its own
+
+
+def rejoin_options(value: Any) -> Any:
+    """A YAML flow list read from the command line, with option parameters split off by their commas put back.
+
+    YAML splits ``[mlflow:uri=http://h:5000,experiment=x, tensorboard]`` at every comma; an item
+    ``key=value`` cannot be an option (option names hold no ``=``), so it is the previous option's
+    parameter and rejoins it. Lists of numbers or of whole options are left as they are.
+
+    Example::
+
+        rejoin_options(["mlflow:uri=http://h:5000", "experiment=x", "tensorboard"])
+        # ['mlflow:uri=http://h:5000,experiment=x', 'tensorboard']
+    """
+    if not isinstance(value, list):
+        return value
+    joined: list[Any] = []
+    for item in value:
+        if joined and isinstance(item, str) and isinstance(joined[-1], str) and _PARAMETER.match(item):
+            joined[-1] = f"{joined[-1]},{item}"
+        else:
+            joined.append(item)
+    return joined
 
 
 def _resolve_key(key: str) -> list[str]:

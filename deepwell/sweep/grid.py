@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from deepwell.config import RunSpec, apply_overrides, did_you_mean
+from deepwell.config import RunSpec, apply_overrides, did_you_mean, rejoin_options
 from deepwell.errors import ConfigError
 from deepwell.sweep.executors import EXECUTORS, Executor
 from deepwell.sweep.store import run_sweep, summarize, write_csv
@@ -74,7 +74,7 @@ def parse_over(texts: Sequence[str]) -> dict[str, list[Any]]:
         if key in over:
             raise ConfigError(f"--over names '{key}' twice; give all its values once: --over {key}=a,b,c.")
         try:
-            values = yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(part) for part in raw.split(",")]
+            values = rejoin_options(yaml.safe_load(raw)) if raw.startswith("[") else [yaml.safe_load(part) for part in raw.split(",")]
         except yaml.YAMLError as error:
             raise ConfigError(f"--over '{text}': values are not valid YAML ({error}).") from None
         if not isinstance(values, list) or not values:
