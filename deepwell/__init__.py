@@ -4,8 +4,10 @@ see why they train or fail.
 Public API::
 
     import deepwell
-    run = deepwell.train("examples/mnist1d_cnn.yaml", overrides=["train.epochs=5"])
+    run = deepwell.train("examples/mnist1d_paper_cnn.yaml", overrides=["train.epochs=5"])
     run.summary["test"], run.predict(x)
+    spec = deepwell.RunSpec(model={"arch": "mlp", "depth": 4})   # the Python API takes the same keys
+    deepwell.compare(run.path, "runs/another", output="compare.html")
 """
 
 __version__ = "0.1.0"
@@ -14,9 +16,22 @@ from deepwell.config import DataSpec, EarlyStoppingSpec, ModelSpec, OutputSpec, 
 from deepwell.errors import CheckpointError, ConfigError, DataError, DeepwellError, TrainingError
 from deepwell.run import Run, train
 
+
+def compare(*runs, output=None):
+    """Put runs side by side as one self-contained HTML page (see :func:`deepwell.reporting.compare.compare`).
+
+    Example::
+
+        page = deepwell.compare("runs/sigmoid", "runs/relu", output="compare.html")
+        page.differences, page.metrics["test accuracy"]
+    """
+    from deepwell.reporting.compare import compare as _compare  # matplotlib loads only when a page is drawn
+
+    return _compare(*runs, output=output)
+
 __all__ = [
     "__version__",
     "RunSpec", "DataSpec", "ModelSpec", "TrainSpec", "EarlyStoppingSpec", "OutputSpec", "load_spec",
-    "Run", "train",
+    "Run", "train", "compare",
     "DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError",
 ]

@@ -92,15 +92,19 @@ def evaluate_command(
 @app.command("predict")
 def predict_command(
     run: Annotated[Path, typer.Argument(help="run folder")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="CSV (numeric columns) or NPZ (key x) of inputs")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV (numeric columns; a text run: its text column) or NPZ (key x) of inputs")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="CSV to write (default: stdout)")] = None,
 ) -> None:
-    """Predict with a trained run: one row per input, the class (and probabilities) or values."""
+    """Predict with a trained run: one row per input, the class name (and probabilities) or values."""
     from deepwell.data import load_array_file
+    from deepwell.data.files import read_text_table
     from deepwell.run import Run
 
     loaded = Run.load(run)
-    x = load_array_file(input)
+    if loaded.meta.get("inputs", {}).get("kind") == "tokens":  # a text run reads the texts, tokenised as in training
+        x, _ = read_text_table(input, text=loaded.spec.data.source.params.get("text", "text"), target=None)
+    else:
+        x = load_array_file(input)
     if loaded.meta["task"] == "classification":
         probabilities = loaded.predict_proba(x)
         names = loaded.meta.get("class_names") or [str(i) for i in range(probabilities.shape[1])]
@@ -132,6 +136,7 @@ def runs_command(directory: Annotated[Path, typer.Option("--dir", help="folder h
         raise ConfigError(f"Folder '{directory}' does not exist{' (it is a file)' if directory.exists() else ''}. "
                           "Give --dir the folder that holds the run folders (output.dir; default: runs).")
     table = Table("run", "status", "epochs", "test acc / R^2", "test loss", "seconds")
+    table.columns[0].overflow = "fold"  # a narrow terminal folds long run names onto more lines; never cuts them
     for path in sorted(p for p in directory.glob("*") if (p / "config.yaml").is_file()):
         summary_path = path / "summary.json"
         if not summary_path.is_file():
@@ -156,7 +161,7 @@ def options_command(kind: Annotated[Optional[str], typer.Argument(
         out.print(f"[bold]{name}[/bold]")
         entries = registry(name)
         for entry in entries.names():
-            out.print(f"  {entries.describe(entry)}", highlight=False)
+            out.print(f"  {entries.describe(entry)}", highlight=False, markup=False)  # '[scale_min, 1]' is text, not a tag
 
 
 @app.command("spec")
@@ -183,6 +188,24 @@ def report_command(
     from deepwell.reporting import write_report
 
     out.print(f"Report: {write_report(path)}")
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="two or more run folders trained on the same data")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="the HTML page to write")] = Path("compare.html"),
+) -> None:
+    """Put runs side by side: spec differences, final metrics, curves, layer health and findings, as one HTML page."""
+    from deepwell.reporting.compare import compare
+
+    comparison = compare(*runs, output=output)
+    for key, values in comparison.differences.items():
+        out.print(f"{key}: {' | '.join(values)}", markup=False, highlight=False)
+    accuracy = comparison.metrics.get("test accuracy", [])
+    if any(value is not None for value in accuracy):
+        shown = " | ".join("-" if value is None else f"{value:.2%}" for value in accuracy)
+        out.print(f"test accuracy: {shown}", markup=False, highlight=False)
+    out.print(f"Comparison: {output}")
 
 
 @app.command("study")
@@ -212,15 +235,18 @@ def sweep_command(
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address (ray executor; default: a local Ray)")] = None,
     output: Annotated[Path, typer.Option("--out", help="parent folder of the sweep's folder")] = Path("sweeps"),
     name: Annotated[Optional[str], typer.Option(help="the sweep's folder name (default: the swept keys)")] = None,
+    progress: Annotated[str, typer.Option(help="auto, bar, lines or none")] = "auto",
 ) -> None:
     """Train a grid of runs (every combination of --over values x seeds); resumes where it stopped."""
     from deepwell.config import load_spec
     from deepwell.sweep.grid import make_executor, parse_over, run_grid
+    from deepwell.sweep.progress import SweepProgress
 
     base = load_spec(spec, set_ or [])
     grid = parse_over(over or [])
+    shown = SweepProgress(progress, console=err)
     result = run_grid(base, grid, seeds=seeds, executor=make_executor(executor, workers=workers, address=address),
-                      output=output, name=name)
+                      output=output, name=name, progress=shown)
     train = result.metric.replace("test", "train")
     table = Table(*result.keys, "n", result.metric, train)
     for row in result.rows:
@@ -229,8 +255,9 @@ def sweep_command(
         cells.append(f"{row[f'{train}_mean']:.4f}" if f"{train}_mean" in row else "-")
         table.add_row(*cells)
     out.print(table)
-    for note in result.notes:
-        err.print(f"[yellow]note:[/yellow] {note}")
+    if shown.mode == "none":  # otherwise shown as soon as known, before training
+        for note in result.notes:
+            err.print(f"note: {note}", markup=False, highlight=False)
     out.print(f"Sweep folder: {result.path}")
 
 
@@ -261,7 +288,7 @@ def augment_command(
     preview: Annotated[bool, typer.Option("--preview", help="write a PNG grid of augmented samples")] = False,
     input: Annotated[Optional[str], typer.Option("--input", "-i", help="image file, .npy signal, mnist1d, or .wav file (default: scikit-image's cat)")] = None,
     text: Annotated[Optional[str], typer.Option(help="a sentence to augment with text augmentations")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="the PNG to write")] = Path("augment-preview.png"),
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="the PNG to write (default: augment-preview.png; with --text: print only)")] = None,
     count: Annotated[int, typer.Option(help="augmented samples")] = 8,
     columns: Annotated[int, typer.Option(help="tiles per row")] = 4,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
@@ -274,7 +301,15 @@ def augment_command(
     if not preview:
         raise ConfigError("deepwell augment writes previews: add --preview (e.g. deepwell augment --preview -a rotate:15 -a crop:0.9).")
     options = list(augment or []) + ([str(option) for option in load_spec(spec).data.augment] if spec is not None else [])
-    written = write_preview(options, output, input=input, text=text, count=count, columns=columns, seed=seed)
+    if text is not None:  # sentences read best as text: printed; a PNG of them only when -o asks for one
+        from deepwell.reporting.preview import augmented_sentences
+
+        for index, line in enumerate(augmented_sentences(options, text, count, seed)):
+            out.print(f"{'original' if index == 0 else f'#{index}':>9}  {line}", markup=False, highlight=False)
+        if output is None:
+            return
+    written = write_preview(options, output or Path("augment-preview.png"), input=input, text=text, count=count,
+                            columns=columns, seed=seed)
     out.print(f"Preview: {written[0]}")
     if len(written) > 1:
         out.print(f"Augmented sounds: {', '.join(str(path) for path in written[1:])}")

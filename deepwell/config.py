@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -133,7 +134,13 @@ class _Spec(BaseModel):
 
 
 class DataSpec(_Spec):
-    """Where the data comes from and how it is split, corrupted, preprocessed and augmented (training batches only)."""
+    """Where the data comes from and how it is split, corrupted, preprocessed and augmented (training batches only).
+
+    Example::
+
+        DataSpec(source="digits", n_train=500, preprocess="standardize", augment=["rotate:10"])
+        DataSpec(source="csv:path=houses.csv,target=price", val_fraction=0.2)
+    """
 
     source: _option("dataset") = Field("mnist1d", description="dataset option, e.g. mnist1d, digits, csv:path=f.csv,target=y")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="fraction of the training split held out for validation")
@@ -157,7 +164,13 @@ class DataSpec(_Spec):
 
 
 class ModelSpec(_Spec):
-    """The network: architecture, activation, initialisation, normalisation, dropout."""
+    """The network: architecture, activation, initialisation, normalisation, dropout.
+
+    Example::
+
+        ModelSpec(arch="mlp", depth=6, width=128, activation="leaky_relu:0.1", init="he", dropout="dropout:0.3")
+        ModelSpec(arch="cnn1d", channels=[32, "pool", 64], norm="batchnorm")
+    """
 
     arch: Literal["auto", "mlp", "cnn1d", "cnn2d", "embedding_bag"] = Field(
         "auto", description="auto: cnn1d for signals (C, L) and audio, cnn2d for images (C, H, W), mlp for feature vectors, "
@@ -190,7 +203,12 @@ class ModelSpec(_Spec):
 
 
 class EarlyStoppingSpec(_Spec):
-    """Stop when the monitored metric stops improving (and optionally restore the best weights)."""
+    """Stop when the monitored metric stops improving (and optionally restore the best weights).
+
+    Example::
+
+        TrainSpec(epochs=100, early_stopping=EarlyStoppingSpec(monitor="val/loss", patience=5, restore_best=True))
+    """
 
     monitor: str = "val/loss"
     mode: Literal["min", "max", "auto"] = "auto"
@@ -200,7 +218,12 @@ class EarlyStoppingSpec(_Spec):
 
 
 class TrainSpec(_Spec):
-    """The optimisation: epochs, batches, optimiser, schedule, penalty, early stopping."""
+    """The optimisation: epochs, batches, optimiser, schedule, penalty, early stopping.
+
+    Example::
+
+        TrainSpec(epochs=40, optimizer="sgd:momentum=0.9,nesterov=true", lr=0.05, schedule="cosine", penalty="l2:1e-4")
+    """
 
     epochs: int = Field(25, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -250,7 +273,12 @@ def check_folder_name(name: str, what: str = "output.name") -> str:
 
 
 class OutputSpec(_Spec):
-    """Where the run folder goes."""
+    """Where the run folder goes, whether it gets a report, and which trackers copy it.
+
+    Example::
+
+        OutputSpec(dir="runs", name="baseline", tracking=["tensorboard"])
+    """
 
     dir: Path = Path("runs")
     name: str | None = Field(None, description="run folder name (one folder name, no '/'); default: "
@@ -271,7 +299,17 @@ class OutputSpec(_Spec):
 
 
 class RunSpec(_Spec):
-    """Everything that defines a run. Validated once; ``to_dict()`` is canonical and round-trips."""
+    """Everything that defines a run. Validated once; ``to_dict()`` is canonical and round-trips.
+
+    Five sections (data, model, train, diagnostics, output) plus seed, device and deterministic;
+    each section is a dict or its spec class, option strings are parsed into typed options.
+
+    Example::
+
+        spec = RunSpec(model={"arch": "mlp", "depth": 4, "activation": "tanh", "init": "xavier"}, train={"epochs": 10})
+        print(spec.to_yaml())                      # every key, defaults included
+        run = deepwell.train(spec)
+    """
 
     seed: int = 0
     device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -328,7 +366,14 @@ def _model_at(model: type[BaseModel], path: Sequence[Any]) -> type[BaseModel] | 
 def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides (dotted keys, YAML values) to a nested mapping, in place.
 
-    A key without a section (``lr=0.01``) is resolved when exactly one section has that field.
+    A key without a section (``lr=0.01``) is resolved when exactly one section has that field. In a
+    bracketed list an option keeps its commas: ``[mlflow:uri=http://host:5000,experiment=x, tensorboard]``
+    is two options (see :func:`rejoin_options`).
+
+    Example::
+
+        apply_overrides({}, ["train.lr=0.01", "output.tracking=[mlflow:uri=http://localhost:5000,experiment=mnist1d]"])
+        # {'train': {'lr': 0.01}, 'output': {'tracking': ['mlflow:uri=http://localhost:5000,experiment=mnist1d']}}
     """
     for text in overrides:
         key, eq, raw = text.partition("=")
@@ -339,6 +384,7 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as error:
             raise ConfigError(f"Override '{text}': value is not valid YAML ({error}).") from None
+        value = rejoin_options(value)
         target = values
         for part in path[:-1]:
             node = target.get(part)
@@ -349,6 +395,32 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             target = node
         target[path[-1]] = value
     return values
+
+
+_PARAMETER = re.compile(r"^[A-Za-z_]\w*=")  # 'experiment=mnist1d': a parameter, never an option of its own
+
+
+def rejoin_options(value: Any) -> Any:
+    """A YAML flow list read from the command line, with option parameters split off by their commas put back.
+
+    YAML splits ``[mlflow:uri=http://h:5000,experiment=x, tensorboard]`` at every comma; an item
+    ``key=value`` cannot be an option (option names hold no ``=``), so it is the previous option's
+    parameter and rejoins it. Lists of numbers or of whole options are left as they are.
+
+    Example::
+
+        rejoin_options(["mlflow:uri=http://h:5000", "experiment=x", "tensorboard"])
+        # ['mlflow:uri=http://h:5000,experiment=x', 'tensorboard']
+    """
+    if not isinstance(value, list):
+        return value
+    joined: list[Any] = []
+    for item in value:
+        if joined and isinstance(item, str) and isinstance(joined[-1], str) and _PARAMETER.match(item):
+            joined[-1] = f"{joined[-1]},{item}"
+        else:
+            joined.append(item)
+    return joined
 
 
 def _resolve_key(key: str) -> list[str]:
@@ -381,6 +453,10 @@ def _yaml_error(path: Path, error: yaml.YAMLError) -> str:
 
 def load_spec(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunSpec:
     """Read a YAML spec (or start from defaults), apply overrides, validate.
+
+    Example::
+
+        spec = load_spec("examples/mnist1d_deep_mlp.yaml", ["train.epochs=5", "lr=0.01"])
 
     Raises:
         ConfigError: missing or unparsable file, unknown key, invalid value.

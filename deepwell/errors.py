@@ -10,15 +10,33 @@ __all__ = ["DeepwellError", "ConfigError", "DataError", "DataWarning", "Checkpoi
 
 
 class DeepwellError(Exception):
-    """Base of every error deepwell raises on purpose (the CLI turns these into exit code 2)."""
+    """Base of every error deepwell raises on purpose (the CLI turns these into exit code 2).
+
+    Example::
+
+        try:
+            deepwell.train(overrides=["model.activation=leaky_rlu"])
+        except deepwell.DeepwellError as error:
+            print(error)   # Invalid spec: model.activation: Unknown activation 'leaky_rlu'. Did you mean ...
+    """
 
 
 class ConfigError(DeepwellError, ValueError):
-    """A spec, option string or argument is invalid."""
+    """A spec, option string or argument is invalid.
+
+    Example::
+
+        deepwell.load_spec(overrides=["train.lr=-1"])   # raises ConfigError: Invalid spec: train.lr: ... greater than 0
+    """
 
 
 class DataError(DeepwellError, ValueError):
-    """Data is missing, unreadable or inconsistent (NaN, shapes, labels out of range, ...)."""
+    """Data is missing, unreadable or inconsistent (NaN, shapes, labels out of range, ...).
+
+    Example::
+
+        deepwell.train(overrides=["data.source=csv:path=missing.csv,target=y"])   # raises DataError: ... not found
+    """
 
 
 class DataWarning(UserWarning):
@@ -29,11 +47,22 @@ class DataWarning(UserWarning):
 
 
 class CheckpointError(DeepwellError, ValueError):
-    """A run folder or checkpoint is missing, corrupt or does not match the model."""
+    """A run folder or checkpoint is missing, corrupt or does not match the model.
+
+    Example::
+
+        deepwell.Run.load("not/a/run")   # raises CheckpointError: 'not/a/run' is not a run folder ...
+    """
 
 
 class TrainingError(DeepwellError, RuntimeError):
-    """Training cannot go on (for example the loss became non-finite)."""
+    """Training cannot go on (for example the loss became non-finite).
+
+    Example::
+
+        except deepwell.TrainingError as error:   # e.g. a data-parallel worker failed
+            print(error)
+    """
 
 
 class StorageError(DeepwellError, OSError):

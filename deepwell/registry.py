@@ -138,7 +138,7 @@ class Registry(Generic[T]):
             hints = _resolved_hints(factory)
             # Option values must be finite: 'normal:std=inf' would fill a weight with inf.
             adapters = {p: pydantic.TypeAdapter(hints.get(p, Any), config=_FINITE) for p in signature.parameters}
-            doc = (inspect.getdoc(factory) or "").split("\n")[0]
+            doc = " ".join((inspect.getdoc(factory) or "").split("\n\n")[0].split())  # the summary paragraph, one line
             self._entries[name] = _Entry(name, factory, signature, adapters, doc)
             for alias in aliases:
                 self._aliases[alias] = name
@@ -163,6 +163,23 @@ class Registry(Generic[T]):
             f"{p.name}={p.default!r}" if p.default is not p.empty else p.name for p in entry.signature.parameters.values()
         )
         return f"{name}({params}): {entry.doc}"
+
+    def spelled_out(self, option: Option | str) -> str:
+        """The option with every parameter written out, defaults included (None-valued ones left out).
+
+        The canonical ``str(option)`` omits defaults (``l2`` for ``l2:strength=0.0001``); a report reader
+        should not need to know them. The result parses back to the same option.
+
+        Example::
+
+            PENALTIES.spelled_out("l2")            # 'l2:strength=0.0001,include_bias=false'
+            DROPOUTS.spelled_out("dropout:0.3")    # 'dropout:p=0.3,mode=inverted'
+        """
+        option = self.parse(option)
+        entry = self._entry(option.name)
+        values = {p.name: option.params.get(p.name, p.default) for p in entry.signature.parameters.values()}
+        shown = {k: v for k, v in values.items() if v is not inspect.Parameter.empty and v is not None}
+        return str(Option(option.kind, option.name, shown, None))  # every parameter named: 'adamw:beta1=0.9,...' 
 
     def _entry(self, name: str) -> _Entry[T]:
         canonical = self._aliases.get(name, name)

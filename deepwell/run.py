@@ -109,6 +109,12 @@ def train(
         ConfigError / DataError / CheckpointError: bad spec, data, or resume folder.
         StorageError: the run folder could not be written (full disk, read-only, ...); says how to resume.
         Interrupted: SIGINT / SIGTERM stopped training at a step boundary; says how to resume.
+
+    Example::
+
+        run = deepwell.train("examples/mnist1d_deep_mlp.yaml", overrides=["train.epochs=10"])
+        run = deepwell.train(overrides=["model.arch=mlp", "model.depth=4"], progress="none")
+        run = deepwell.train(resume="runs/mnist1d-cnn1d-20261127-101500")   # a killed run, continued
     """
     spec, run_dir, checkpoint = _resolve(spec, overrides, resume)
     if run_dir is None and spec.output.name is not None:  # a name taken: say so now, not after preparing the data
@@ -288,10 +294,22 @@ def _summary(result: FitResult, test: dict[str, float], seconds: float) -> dict[
 class Run:
     """A run folder: its spec, metrics, summary, and the trained model for prediction.
 
+    ``deepwell.train`` returns one; ``Run.load(path)`` (or ``Run(path)``) opens a finished or killed
+    run's folder. Nothing is read until it is asked for: ``spec`` and ``meta`` at once, the model on
+    first use. ``run.meta["class_names"]`` names the classes that ``predict``'s indices stand for.
+
+    Attributes:
+        path: the run folder.
+        spec: the resolved :class:`RunSpec` it was trained with (config.yaml).
+        meta: data shapes, classes, parameter counts, init gains, versions (meta.json).
+
     Example::
 
         run = Run.load("runs/mnist1d-cnn1d-20261127-101500")
+        run.summary["test"]              # {'test/loss': 0.04, 'test/acc': 0.988}
         labels = run.predict(x)          # class indices (classification) or values (regression)
+        names = [run.meta["class_names"][i] for i in labels]
+        run.predict(x[0])                # one example, without the batch dimension
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -309,7 +327,19 @@ class Run:
         self._target: Preprocessor | None = None  # the regression target's standardisation (identity without)
         self._encoding = None  # the fitted vocabulary / audio settings of a text or audio run
 
-    load = classmethod(lambda cls, path: cls(path))
+    @classmethod
+    def load(cls, path: str | Path) -> Run:
+        """Open a run folder made by ``deepwell train`` (the same as ``Run(path)``).
+
+        Raises:
+            CheckpointError: ``path`` has no config.yaml (not a run folder).
+
+        Example::
+
+            run = Run.load("runs/mnist1d-cnn1d-20261127-101500")
+            print(run.spec.model.arch, run.summary["status"])
+        """
+        return cls(path)
 
     def _json(self, name: str) -> dict[str, Any]:
         path = self.path / name
@@ -323,10 +353,22 @@ class Run:
 
     @property
     def summary(self) -> dict[str, Any]:
+        """How training ended and the test metrics (summary.json).
+
+        Example::
+
+            run.summary["status"], run.summary["test"]["test/acc"]   # ('completed', 0.988)
+        """
         return self._json("summary.json")
 
     @property
     def history(self) -> list[dict[str, float]]:
+        """One dict of metrics per epoch (metrics.jsonl); [] before the first epoch ends.
+
+        Example::
+
+            [row["val/acc"] for row in run.history]
+        """
         return read_jsonl(self.path / "metrics.jsonl")  # a non-finite value (a diverged epoch) reads as None
 
     @property
@@ -390,6 +432,8 @@ class Run:
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
         expected = tuple(self.meta["raw_input_shape"])
         size = int(np.prod(expected))
+        if tuple(x.shape) == expected:
+            x = x.unsqueeze(0)  # one example, without the batch dimension
         if x.ndim >= 1 and tuple(x.shape[1:]) != expected:
             if x.ndim >= 2 and int(np.prod(x.shape[1:])) == size:
                 x = x.reshape(len(x), *expected)

@@ -15,7 +15,9 @@ from rich.console import Console
 
 import deepwell
 from deepwell.diagnostics import RULES, Finding, diagnose, health_line, print_findings
+from deepwell.diagnostics.remedies import CONFLICTS, REMEDY_KINDS, conflicting_pairs, remedy_kinds, resolve_conflicts
 from deepwell.diagnostics.rules.network import DEAD_FRACTION, EXPLODING_RATIO, SATURATED_FRACTION, VANISHING_RATIO
+from deepwell.diagnostics.rules.training import GAP_MIN_NATS, UNDERFIT_CHANCE_FRACTION
 
 BASE = ["data.source=moons:n=300", "model.arch=mlp", "model.norm=none", "train.schedule=constant", "train.epochs=3",
         "diagnostics.every=2", "train.checkpoint_every=100"]
@@ -29,7 +31,10 @@ def train(directory, *overrides: str, base=BASE):
 
 
 def diagnosed(tmp_path, *overrides: str, base=BASE):
-    return diagnose(train(tmp_path, *overrides, base=base).path)
+    findings = diagnose(train(tmp_path, *overrides, base=base).path)
+    remedies = [r for f in findings for r in f.remedies]
+    assert conflicting_pairs(remedies) == [], "one diagnosis never advises both directions"
+    return findings
 
 
 def only(findings, rule: str) -> Finding:
@@ -92,7 +97,8 @@ def test_sigmoid_depth_20_gradients_vanish_in_the_first_layers(tmp_path):
                          "train.epochs=1")
     finding = only(findings, "vanishing_gradient")
     assert finding.layers[0] == "dense.0" and "dense.19" not in finding.layers and len(finding.layers) >= 10
-    assert finding.numbers["ratio_first_last"] < VANISHING_RATIO and finding.steps == [0]
+    assert finding.numbers["ratio_first_last"] < VANISHING_RATIO and finding.steps[0] == 0
+    assert finding.severity == "warning" and "step 0" in finding.evidence  # it persisted: still a warning
     assert any("model.activation=relu" in r and "he" in r for r in finding.remedies)
     assert "exploding_gradient" not in problems(findings)
 
@@ -204,3 +210,74 @@ def test_print_findings_shows_severity_title_evidence_and_remedies(tmp_path):
 def test_finding_rejects_unknown_severity():
     with pytest.raises(ValueError, match="error, warning, info"):
         Finding("x", "fatal", "t", "e")
+
+
+# --- the outcome, what could not be checked, moments, remedies that agree ------------------------------
+def test_a_network_too_small_for_its_data_underfits_by_accuracy(tmp_path):
+    """Digits (10 classes) through 2 hidden units: loss well below chance, yet a training accuracy far from 100%."""
+    findings = diagnosed(tmp_path, "data.source=digits", "model.depth=1", "model.width=2", "train.optimizer=adam",
+                         "train.lr=0.01", "train.epochs=10", "diagnostics.every=20")
+    finding = only(findings, "underfitting")
+    assert finding.numbers["train_loss"] < UNDERFIT_CHANCE_FRACTION * 2.302  # the old loss-only test would pass it
+    assert finding.numbers["train_acc"] < 0.7 and finding.numbers["chance_acc"] == 0.1
+    assert "chance is 10%" in finding.evidence and any("model.width=4" in r for r in finding.remedies)
+    assert not findings.healthy
+
+
+def test_without_validation_the_train_test_gap_is_checked_on_the_test_split(tmp_path):
+    findings = diagnosed(tmp_path, "data.source=digits", "data.n_train=50", "data.val_fraction=0", "model.depth=2",
+                         "model.width=128", "train.optimizer=adam", "train.lr=0.003", "train.epochs=40", "diagnostics.every=50")
+    finding = only(findings, "overfitting")
+    assert finding.numbers["test_loss"] - finding.numbers["train_loss"] > GAP_MIN_NATS
+    assert "no validation split" in finding.evidence and "test split, measured once at the end" in finding.evidence
+    assert findings.not_checked == {"val_below_train": "no validation data"}
+    assert "val_below_train" not in findings.checked
+    assert "Not checked: val_below_train (no validation data)" in health_line(findings)
+
+
+def test_what_could_not_be_checked_is_not_called_passed(tmp_path):
+    findings = diagnosed(tmp_path, *HEALTHY, "data.val_fraction=0", "diagnostics.probes=false")
+    assert findings.healthy and problems(findings) == []
+    assert set(findings.not_checked) >= {"val_below_train", "vanishing_gradient", "dead_relu", "saturation"}
+    assert findings.not_checked["vanishing_gradient"] == "no probes recorded (diagnostics.probes=false)"
+    line = health_line(findings)
+    assert f"{len(findings.checked)} checks passed" in line and "Not checked: " in line
+    assert len(findings.checked) + len(findings.not_checked) == len(RULES)
+    record = json.loads((tmp_path / "run" / "findings.json").read_text())
+    assert record["not_checked"] == findings.not_checked
+
+
+def test_an_init_finding_that_training_overcame_is_downgraded(tmp_path):
+    """Deep sigmoid + batchnorm: the step-0 probe (eval mode) sees vanishing gradients, later samples see them flow."""
+    findings = diagnosed(tmp_path, "model.depth=20", "model.width=32", "model.activation=sigmoid", "model.norm=batchnorm",
+                         "train.optimizer=adam", "train.lr=0.01")
+    finding = only(findings, "vanishing_gradient")
+    assert finding.numbers["ratio_first_last"] < VANISHING_RATIO <= finding.numbers["ratio_last"]
+    assert finding.severity == "info" and "at initialisation only" in finding.title and "step 0" in finding.evidence
+    assert finding.steps[0] == 0 and finding.steps[-1] > 0
+    assert "vanishing_gradient" not in problems(findings)
+
+
+def test_the_conflict_table_names_known_directions_and_reads_the_rules_remedies():
+    assert all(len(pair) == 2 and pair <= set(REMEDY_KINDS) for pair in CONFLICTS)
+    assert remedy_kinds("use fewer layers (model.depth is 20)") == {"depth_down"}
+    assert remedy_kinds("use a larger network (model.width, model.depth) or remove regularisation") >= {"depth_up", "capacity_up"}
+    assert remedy_kinds("set train.lr=0.001 (10x lower than 0.01)") == {"lr_down"}
+    assert remedy_kinds("set train.lr=0.0001 (100x higher), or use train.optimizer=adam with train.lr=0.001") == {"lr_up"}
+    assert remedy_kinds("set train.early_stopping.patience=5 (stops and restores the best epoch's weights)") == {"train_shorter"}
+    assert remedy_kinds("use model.init=he (std sqrt(2/fan_in): keeps the activation variance of ReLU layers)") == set()
+    # today's main gave both of these in one diagnosis of a deep sigmoid net
+    assert conflicting_pairs(["use fewer layers (model.depth is 20)",
+                              "use a larger network (model.width, model.depth) or remove regularisation"])
+
+
+def test_resolve_conflicts_keeps_the_more_serious_findings_remedy_and_says_what_it_withheld():
+    high = Finding("lr_too_high", "warning", "t", "e", remedies=["set train.lr=0.001 (10x lower than 0.01)", "clip"])
+    low = Finding("lr_too_low", "warning", "t", "e", remedies=["set train.lr=1 (100x higher)"])
+    longer = Finding("underfitting", "warning", "t", "e", remedies=["train longer (train.epochs=50)", "use model.init=he"])
+    over = Finding("overfitting", "error", "t", "e", remedies=["set train.early_stopping.patience=5"])
+    resolved = resolve_conflicts([over, high, low, longer])
+    assert resolved[0] is over and resolved[1] is high
+    assert resolved[2].remedies == ["fix the findings above first"] and "lr_too_high" in resolved[2].withheld[0]
+    assert resolved[3].remedies == ["use model.init=he"] and resolved[3].withheld[0].startswith("train longer")
+    assert conflicting_pairs([r for f in resolved for r in f.remedies]) == []

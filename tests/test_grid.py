@@ -83,7 +83,7 @@ def test_a_key_the_spec_ignores_is_named(tmp_path) -> None:
     spec = load_spec(overrides=["data.source=mnist1d:num_samples=300", "model.arch=cnn1d", "model.channels=[4]",
                                 "train.epochs=1"])
     result = run_grid(spec, {"model.width": [4, 64]}, executor=BatchedExecutor(workers=1), output=tmp_path)
-    assert len(result.notes) == 1 and "model.width changed nothing" in result.notes[0]
+    assert len(result.notes) == 1 and "model.width changes nothing" in result.notes[0]  # named before training
 
 
 def test_sweep_command_end_to_end_and_bad_input(cli, monkeypatch, tmp_path) -> None:
@@ -93,3 +93,59 @@ def test_sweep_command_end_to_end_and_bad_input(cli, monkeypatch, tmp_path) -> N
     assert code == 0 and "Sweep folder" in out and (tmp_path / "sweeps" / "width" / "records.jsonl").is_file()
     code, _, err = cli("sweep", "--over", "model.width", *args)
     assert code == 2 and "key=value" in err
+
+
+class _Recorder:
+    """A progress listener that records what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def note(self, text: str) -> None:
+        self.events.append(("note", text))
+
+    def start(self, total: int, done: int) -> None:
+        self.events.append(("start", total, done))
+
+    def training(self, label: str) -> None:
+        self.events.append(("training", label))
+
+    def epoch(self, epoch: int, epochs: int) -> None:
+        self.events.append(("epoch", epoch, epochs))
+
+    def run_done(self, record, params) -> None:
+        self.events.append(("done", dict(params), record["seed"]))
+
+    def close(self) -> None:
+        self.events.append(("close",))
+
+
+@pytest.mark.parametrize("executor", [InProcessExecutor, lambda: BatchedExecutor(workers=1)])
+def test_a_key_model_hidden_overrides_is_named_before_training_and_progress_is_reported(tmp_path, executor) -> None:
+    """The paper-MLP case: model.hidden sets the sizes, so every model.width built the same 15,210-parameter network."""
+    spec = load_spec(overrides=[*SMALL, "model.hidden=[8, 8]"])
+    progress = _Recorder()
+    result = run_grid(spec, {"model.width": [4, 64]}, seeds=2, executor=executor(), output=tmp_path, progress=progress)
+    kinds = [event[0] for event in progress.events]
+    assert kinds[0] == "note" and kinds.index("note") < kinds.index("training")  # named before any training
+    note = progress.events[0][1]
+    assert note.startswith("model.width changes nothing") and "model.hidden=[8, 8]" in note and "114 parameters" in note
+    assert result.notes == [note]  # not named twice
+    assert ("start", 4, 0) in progress.events and kinds.count("done") == 4 and kinds[-1] == "close"
+    assert ("epoch", 2, 2) in progress.events
+
+
+def test_a_key_that_changes_the_network_is_not_named(tmp_path) -> None:
+    from deepwell.sweep.grid import ignored_model_keys
+
+    spec = load_spec(overrides=SMALL)
+    assert ignored_model_keys(grid_tasks(spec, {"model.width": [4, 8], "model.init": ["he", "xavier"]}),
+                              {"model.width": [4, 8], "model.init": ["he", "xavier"]}) == []
+
+
+def test_sweep_command_shows_progress_lines(cli, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = [arg for item in SMALL for arg in ("--set", item)]
+    code, _, err = cli("sweep", "--over", "model.width=4,8", *args, "--executor", "in_process", "--progress", "lines")
+    assert code == 0 and "sweep: 2 runs" in err and "run 1/2 done (model.width=4, seed 0)" in err
+    assert "run 2/2 done (model.width=8, seed 0)" in err and "training model.width=8, seed 0: epoch 1/2" in err

@@ -7,7 +7,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,13 +17,12 @@ import deepwell
 from deepwell.errors import CheckpointError
 from deepwell.reporting import render_report, write_report
 from deepwell.reporting.html import TABLE_ROWS
+from browser import CHROMIUM, CHROMIUM_MISSING, screenshot
 
 if TYPE_CHECKING:
     from deepwell.diagnostics.probes import ProbeLog
 
 IMG = '<img src="data:image/png;base64,'
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_MISSING = "Debian package chromium not installed (make test installs it)"
 
 
 @pytest.fixture(scope="module")
@@ -218,20 +216,8 @@ def test_render_report_prefers_study_json(tmp_path: Path) -> None:
 @pytest.mark.skipif(CHROMIUM is None, reason=CHROMIUM_MISSING)
 def test_report_renders_in_chromium(run_report: Path, tmp_path: Path) -> None:
     """A real browser opens the page, draws it (not blank) and logs no JavaScript/console error."""
-    import numpy as np
-    from PIL import Image
-
-    shot = tmp_path / "shot.png"
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--enable-logging=stderr", "--v=0", f"--user-data-dir={tmp_path / 'profile'}",
-               f"--screenshot={shot}", "--window-size=1280,2400", run_report.resolve().as_uri()]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert shot.is_file(), f"chromium wrote no screenshot (exit {result.returncode}):\n{result.stderr[-2000:]}"
-    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    pixels, errors = screenshot(run_report, tmp_path)
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 10  # text and figures, not a blank page
     assert (pixels < 100).mean() > 0.002  # dark pixels: text was drawn
-    errors = [line for line in result.stderr.splitlines()
-              if "Uncaught" in line or re.search(r"ERROR:.*(console|CONSOLE)", line) or "Not allowed to load" in line]
     assert not errors, "\n".join(errors)

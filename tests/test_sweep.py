@@ -256,3 +256,24 @@ def test_record_store_drops_a_torn_line(tmp_path: Path) -> None:
         handle.write('{"run_id": "c"')
     assert store.finished_ids() == {"a", "b"}
     assert store.path.read_text().count("\n") == 2
+
+
+def _trained(members: list[tuple[int, int]], data: TensorData, spec: TrainSpec) -> list[list[torch.Tensor]]:
+    models = [_mlp(width, seed) for width, seed in members]
+    train_ensemble(models, [data] * len(models), spec, [seed for _, seed in members])
+    return [[p.detach() for p in model.parameters()] for model in models]
+
+
+def test_a_members_result_does_not_depend_on_what_else_is_in_the_ensemble(data: TensorData) -> None:
+    """Bitwise: the fused optimiser's scalar tail once gave the last member of an ensemble other weights than its copies."""
+    spec = TrainSpec(optimizer="adam", lr=0.01, schedule="constant", epochs=3, batch_size=20)
+    alone = _trained([(20, 1)], data, spec)[0]                               # stacked, one member
+    for members in ([(20, 1)] * 3, [(20, 0), (20, 1), (20, 2), (20, 1)]):
+        trained = _trained(members, data, spec)
+        for k in [k for k, (_, seed) in enumerate(members) if seed == 1]:
+            assert all(torch.equal(a, b) for a, b in zip(alone, trained[k])), f"member {k} of {members}"
+    padded = _trained([(7, 0), (20, 1)], data, spec)[1]                     # padded into one bucket of width 20
+    for members in ([(20, 1), (13, 3), (7, 0), (20, 1)],):
+        trained = _trained(members, data, spec)
+        for k in [k for k, (_, seed) in enumerate(members) if seed == 1]:
+            assert all(torch.equal(a, b) for a, b in zip(padded, trained[k])), f"member {k} of {members}"

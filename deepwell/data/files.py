@@ -157,16 +157,21 @@ def _describe_blanks(path: Path, features: np.ndarray, names: list[str], lines: 
             f"{lines[first_row + 1]} (the header is line {lines[0]})")
 
 
-def read_text_table(path: str | Path, text: str, target: str) -> tuple[list[str], np.ndarray]:
+def read_text_table(path: str | Path, text: str, target: str | None) -> tuple[list[str], np.ndarray | None]:
     """Read a CSV file with a header row into one text column and one target column (other columns ignored).
 
     Args:
         path: the CSV file (comma, semicolon or tab separated; quote cells that hold the separator).
         text: name of the column holding the texts.
-        target: name of the target column (class names or numbers).
+        target: name of the target column (class names or numbers); None reads the texts alone (to predict).
 
     Returns:
-        (the texts, the target column as float64 when every cell is a number, else as strings).
+        (the texts, the target column as float64 when every cell is a number, else as strings; None without target).
+
+    Example::
+
+        texts, labels = read_text_table("reviews.csv", text="review", target="sentiment")
+        texts, _ = read_text_table("new_reviews.csv", text="review", target=None)
 
     Raises:
         DataError: missing or unreadable file, no data rows, a missing column (with did-you-mean and
@@ -178,18 +183,21 @@ def read_text_table(path: str | Path, text: str, target: str) -> tuple[list[str]
         raise DataError(f"CSV file '{path}' has no data rows; expected a header row followed by one row per example.")
     header, body = [name.strip() for name in rows[0]], rows[1:]
     for role, column in (("Text", text), ("Target", target)):
-        if column not in header:
+        if column is not None and column not in header:
             key = "text" if role == "Text" else "target"
             raise DataError(
                 f"{role} column '{column}' not found in '{path}'.{did_you_mean(column, header)} "
                 f"Columns: {', '.join(header)}. Set the dataset's {key}=COLUMN."
             )
-    text_index, target_index = header.index(text), header.index(target)
+    text_index = header.index(text)
     texts = [row[text_index].strip() for row in body]
     if "" in texts:
         row = texts.index("")
         raise DataError(f"Text column '{text}' of '{path}' is empty in data row {row + 1}; every example needs a text. "
                         "Fill it in or remove the row.")
+    if target is None:
+        return texts, None
+    target_index = header.index(target)
     target_cells = [row[target_index] for row in body]
     numbers = [_to_float(cell) for cell in target_cells]
     target_array = np.asarray(numbers, dtype=np.float64) if None not in numbers else np.asarray([c.strip() for c in target_cells])

@@ -13,9 +13,15 @@ Example::
 
 findings.json::
 
-    {"healthy": false, "checked": ["non_finite_loss", ...], "vitals": {"max_dead": 0.0, ...},
+    {"healthy": false, "checked": ["non_finite_loss", ...], "not_checked": {"val_below_train": "no validation data"},
+     "vitals": {"max_dead": 0.0, ...},
      "findings": [{"rule": "vanishing_gradient", "severity": "warning", "title": ..., "evidence": ...,
-                   "layers": [...], "steps": [0], "numbers": {...}, "remedies": [...]}]}
+                   "layers": [...], "steps": [0], "numbers": {...}, "remedies": [...], "withheld": [...]}]}
+
+A rule that lacks what it needs (no validation split, no probes) returns
+:class:`~deepwell.diagnostics.evidence.Unchecked`: it is listed as "not checked: <why>", never
+counted as passed. Remedies that contradict a more serious finding's are withheld
+(:mod:`deepwell.diagnostics.remedies`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deepwell.diagnostics.evidence import SEVERITIES, Finding, RunEvidence
+from deepwell.diagnostics.evidence import SEVERITIES, Finding, RunEvidence, Unchecked
+from deepwell.diagnostics.remedies import resolve_conflicts
 from deepwell.diagnostics.rules import RULES
 from deepwell.training.checkpoint import atomic_write_text
 
@@ -37,13 +44,23 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 class Findings(list):
     """The findings of one diagnosis (a list of :class:`Finding`, most serious first), plus what was checked.
 
-    ``checked`` lists the rule ids that ran; ``vitals`` the measurements the healthy summary quotes.
+    ``checked`` lists the rule ids that ran; ``not_checked`` the rules that could not run, with why
+    (``{"overfitting": "no validation data ..."}``); ``vitals`` the measurements the healthy summary quotes.
+
+    Example::
+
+        findings = diagnose(run.path)
+        if not findings.healthy:
+            print(findings[0].title, findings[0].remedies)
+        print(findings.not_checked)
     """
 
-    def __init__(self, findings: list[Finding] = (), checked: tuple[str, ...] = (), vitals: dict[str, float] | None = None):
+    def __init__(self, findings: list[Finding] = (), checked: tuple[str, ...] = (), vitals: dict[str, float] | None = None,
+                 not_checked: dict[str, str] | None = None):
         super().__init__(findings)
         self.checked = tuple(checked)
         self.vitals = dict(vitals or {})
+        self.not_checked = dict(not_checked or {})
 
     @property
     def healthy(self) -> bool:
@@ -58,11 +75,14 @@ def diagnose(run_path: str | Path) -> Findings:
         CheckpointError: the folder is not a run folder, or one of its files is corrupt.
     """
     evidence = RunEvidence.load(run_path)
-    found = [finding for rule in RULES if (finding := rule(evidence)) is not None]
+    results = {rule.__name__: rule(evidence) for rule in RULES}
+    found = [result for result in results.values() if isinstance(result, Finding)]
     found.sort(key=lambda f: SEVERITIES.index(f.severity))  # stable: rule order within a severity
-    findings = Findings(found, tuple(rule.__name__ for rule in RULES), vital_signs(evidence))
-    record = {"healthy": findings.healthy, "checked": list(findings.checked), "vitals": findings.vitals,
-              "findings": [f.to_dict() for f in findings]}
+    not_checked = {name: result.reason for name, result in results.items() if isinstance(result, Unchecked)}
+    findings = Findings(resolve_conflicts(found), tuple(name for name in results if name not in not_checked),
+                        vital_signs(evidence), not_checked)
+    record = {"healthy": findings.healthy, "checked": list(findings.checked), "not_checked": findings.not_checked,
+              "vitals": findings.vitals, "findings": [f.to_dict() for f in findings]}
     atomic_write_text(evidence.path / "findings.json", json.dumps(record, indent=2, default=_jsonable) + "\n")
     return findings
 
@@ -71,7 +91,8 @@ def load_findings(path: str | Path) -> Findings:
     """Read a findings.json written by :func:`diagnose` (a run folder or the file itself)."""
     path = Path(path)
     record = json.loads((path / "findings.json" if path.is_dir() else path).read_text())
-    return Findings([Finding(**f) for f in record["findings"]], tuple(record["checked"]), record.get("vitals"))
+    return Findings([Finding(**f) for f in record["findings"]], tuple(record["checked"]), record.get("vitals"),
+                    record.get("not_checked"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -95,12 +116,13 @@ def vital_signs(evidence: RunEvidence) -> dict[str, float]:
 
 
 def health_line(findings: list[Finding]) -> str:
-    """One line: what was checked and found fine, or how many problems (and the worst)."""
+    """One line: what was checked and found fine, or how many problems (and the worst); then what was not checked."""
     problems = [f for f in findings if f.severity in ("error", "warning")]
     if problems:
         rest = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         plural = "s" if len(problems) > 1 else ""
-        return f"{len(problems)} problem{plural}: {problems[0].title}{rest}. Run `deepwell diagnose` for details."
+        return (f"{len(problems)} problem{plural}: {problems[0].title}{rest}. Run `deepwell diagnose` for details."
+                + _not_checked(findings))
     vitals = getattr(findings, "vitals", {})
     parts = []
     if "grad_ratio" in vitals:
@@ -113,7 +135,13 @@ def health_line(findings: list[Finding]) -> str:
         parts.append(f"no overfitting (val loss {100 * vitals['val_above_best']:.0f}% above its best)")
     checked = getattr(findings, "checked", ())
     line = "Healthy: " + (", ".join(parts) if parts else "no problem found")
-    return line + (f"; {len(checked)} checks passed." if checked else ".")
+    return line + (f"; {len(checked)} checks passed." if checked else ".") + _not_checked(findings)
+
+
+def _not_checked(findings: list[Finding]) -> str:
+    """' Not checked: overfitting (no validation data).' or ''."""
+    skipped = getattr(findings, "not_checked", {})
+    return (" Not checked: " + "; ".join(f"{rule} ({why})" for rule, why in skipped.items()) + ".") if skipped else ""
 
 
 def print_findings(findings: list[Finding], console: Any) -> None:
@@ -128,3 +156,7 @@ def print_findings(findings: list[Finding], console: Any) -> None:
         console.print(f"  {escape(finding.evidence)}")
         for remedy in finding.remedies:
             console.print(f"  [green]try:[/green] {escape(remedy)}")
+        for remedy in finding.withheld:
+            console.print(f"  [dim]not suggested: {escape(remedy)}[/dim]")
+    if any(f.severity in ("error", "warning") for f in findings) and getattr(findings, "not_checked", {}):
+        console.print(f"[dim]{escape(_not_checked(findings).strip())}[/dim]")

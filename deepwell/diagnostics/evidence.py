@@ -17,7 +17,7 @@ from deepwell.diagnostics.probes import ProbeLog, load_probes
 from deepwell.errors import CheckpointError
 from deepwell.training.checkpoint import load_tensors, read_jsonl
 
-__all__ = ["Finding", "RunEvidence", "SEVERITIES"]
+__all__ = ["Finding", "RunEvidence", "SEVERITIES", "Unchecked"]
 
 SEVERITIES = ("error", "warning", "info")  # most serious first; findings are sorted this way
 TINY = 1e-30  # below this a norm is zero (weights never initialised / gradients never flowed)
@@ -36,6 +36,13 @@ class Finding:
         steps: the optimisation steps the evidence comes from (0 = at initialisation).
         numbers: the key measurements, by name.
         remedies: concrete things to try, as spec settings where possible.
+        withheld: remedies left out because they contradict a more serious finding's
+            (:func:`deepwell.diagnostics.remedies.resolve_conflicts`), each with the reason.
+
+    Example::
+
+        Finding("dead_relu", "warning", "ReLU units are dead", "In epoch 3, 80% of dense.1's units never fired.",
+                layers=["dense.1"], remedies=["use model.activation=leaky_relu:0.01"])
     """
 
     rule: str
@@ -46,6 +53,7 @@ class Finding:
     steps: list[int] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
     remedies: list[str] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -53,6 +61,22 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """What a rule returns when the run lacks what it needs: the check did not run, and why.
+
+    The doctor lists these as "not checked: ..." instead of counting them as passed.
+
+    Example::
+
+        def overfitting(evidence):
+            if not evidence.has_validation:
+                return Unchecked("no validation data")
+    """
+
+    reason: str
 
 
 @dataclass
@@ -100,6 +124,21 @@ class RunEvidence:
         """Cross-entropy of guessing uniformly, ln(classes); None for regression."""
         classes = self.meta.get("num_classes")
         return math.log(classes) if self.meta.get("task") == "classification" and classes and classes > 1 else None
+
+    @property
+    def has_validation(self) -> bool:
+        """The run measured a validation split (meta.json's n_val, or val/loss in the metrics)."""
+        return bool(self.meta.get("n_val")) or bool(self.metric("val/loss"))
+
+    @property
+    def test(self) -> dict[str, float]:
+        """The test metrics measured once at the end (summary.json), e.g. ``{"test/loss": 0.3, "test/acc": 0.9}``."""
+        return {k: v for k, v in (self.summary.get("test") or {}).items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+    def latest(self) -> dict[str, Any] | None:
+        """The last probe sample taken after initialisation, or None (no probes, or only the step-0 one)."""
+        samples = self.probes.samples
+        return samples[-1] if samples and samples[-1]["epoch"] != -1 else None
 
     def initial(self, quantity: str) -> list[float | None] | None:
         """One probe quantity per layer at initialisation, or None without probes."""

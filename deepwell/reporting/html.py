@@ -111,15 +111,46 @@ def _options(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# spec key -> the registry kind of its option (written out with every parameter in the Spec table)
+_OPTION_KINDS = {"source": "dataset", "preprocess": "preprocessing", "augment": "augmentation", "activation": "activation",
+                 "init": "initializer", "bias_init": "initializer", "norm": "normalization", "dropout": "dropout",
+                 "optimizer": "optimizer", "schedule": "schedule", "penalty": "penalty"}
+
+
+def _spelled(key: str, value: Any) -> str:
+    """An option value with every parameter, defaults included ('l2' -> 'l2:strength=0.0001,include_bias=false').
+
+    A value the registry no longer reads (an older or edited config.yaml) is shown as written.
+    """
+    from deepwell.config import registry
+    from deepwell.errors import ConfigError
+
+    if isinstance(value, list):
+        return ", ".join(_spelled(key, item) for item in value) or "none"
+    if key not in _OPTION_KINDS or value is None:
+        return _options(value)
+    try:
+        return registry(_OPTION_KINDS[key]).spelled_out(value)
+    except (ConfigError, TypeError, ValueError):
+        return _options(value)
+
+
 def _spec_rows(spec: dict[str, Any], meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The Spec table: every option with all its parameters (defaults written out), augmentation included."""
     data, model, train = spec.get("data", {}), spec.get("model", {}), spec.get("train", {})
+
+    def listed(section: dict[str, Any], keys: tuple[str, ...]) -> str:
+        return ", ".join(f"{key} {_spelled(key, section[key])}" for key in keys if key in section)
+
     rows = [
-        ("data", f"{data.get('source')} (validation fraction {data.get('val_fraction')}, label noise "
-                 f"{data.get('label_noise')}, preprocess {data.get('preprocess')})"),
+        ("data", f"{_spelled('source', data.get('source'))} (validation fraction {data.get('val_fraction')}, label noise "
+                 f"{data.get('label_noise')}, preprocess {_spelled('preprocess', data.get('preprocess'))})"),
+        ("augmentation", _spelled("augment", data.get("augment") or []) + " (training batches only)"
+         if data.get("augment") else "none"),
         ("network", _architecture(model, meta)),
-        ("layers", ", ".join(f"{key} {model[key]}" for key in ("activation", "init", "norm", "dropout", "residual") if key in model)),
-        ("training", ", ".join(f"{key} {train[key]}" for key in ("optimizer", "lr", "schedule", "batch_size", "epochs",
-                                                                 "penalty", "clip_grad_norm") if key in train)),
+        ("layers", listed(model, ("activation", "init", "bias_init", "norm", "norm_position", "dropout", "residual"))),
+        ("training", listed(train, ("optimizer", "lr", "schedule", "warmup_epochs", "batch_size", "epochs", "penalty",
+                                    "clip_grad_norm"))),
         ("early stopping", _options(train.get("early_stopping")) or "off"),
         ("seed", str(spec.get("seed"))),
     ]
@@ -177,11 +208,12 @@ def _findings(path: Path) -> dict[str, Any] | None:
     for finding in report.get("findings", []):
         severity = str(finding.get("severity", "info"))
         findings.append({**{key: finding.get(key) for key in ("rule", "title", "evidence")},
-                         **{key: _as_list(finding.get(key)) for key in ("layers", "steps", "remedies")},
+                         **{key: _as_list(finding.get(key)) for key in ("layers", "steps", "remedies", "withheld")},
                          "severity": severity, "tone": _SEVERITY.get(severity.lower(), "info"),
                          "numbers": finding.get("numbers") or {}})
     findings.sort(key=lambda finding: _TONE_ORDER[finding["tone"]])  # stable: the doctor's order within a severity
     return {"findings": findings, "healthy": bool(report.get("healthy")), "checked": _as_list(report.get("checked")),
+            "not_checked": {str(k): str(v) for k, v in (report.get("not_checked") or {}).items()},
             "vitals": report.get("vitals") or {}}
 
 

@@ -125,12 +125,26 @@ def _signal_preview(options, path, output, count, columns, seed) -> list[Path]:
     return [output]
 
 
-def _text_preview(options, sentence, output, count, seed) -> list[Path]:
-    import matplotlib
+def _check(options: Sequence[str], count: int, columns: int = 1) -> None:
+    if not options:
+        raise ConfigError("Give at least one augmentation, e.g. -a rotate:15 -a crop:0.9 (see `deepwell options augmentation`).")
+    if count < 1 or columns < 1:
+        raise ConfigError(f"count and columns must be at least 1; got count={count}, columns={columns}.")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def augmented_sentences(options: Sequence[str], sentence: str, count: int = 8, seed: int = 0) -> list[str]:
+    """The sentence (lower-case word tokens) followed by ``count`` augmented versions of it.
+
+    Example::
+
+        augmented_sentences(["swap:1"], "the quick brown fox", count=2)
+        # ['the quick brown fox', 'the brown quick fox', 'fox quick brown the']
+
+    Raises:
+        ConfigError: no augmentation, an unknown one, or one that is not for text.
+        DataError: a sentence without words.
+    """
+    _check(options, count)
     from deepwell.data.augment.text import load_wordnet, read_synonym_file, wordnet_synonyms
     from deepwell.data.text import PAD, UNK, TextEncoding, tokenize
 
@@ -148,7 +162,16 @@ def _text_preview(options, sentence, output, count, seed) -> list[Path]:
                 vocabulary |= {s for word in words for s in wordnet_synonyms(word, reader)}
     encoding = TextEncoding((PAD, UNK, *sorted(vocabulary - {PAD, UNK})), max_length=len(words), fitted=True)
     x = encoding.encode([sentence])
-    lines = [sentence, *encoding.decode(_augmented(options, x, count, seed, inputs=encoding))]
+    return [" ".join(words), *encoding.decode(_augmented(options, x, count, seed, inputs=encoding))]
+
+
+def _text_preview(options, sentence, output, count, seed) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = augmented_sentences(options, sentence, count, seed)
     height = TEXT_LINE_PIXELS * (len(lines) + 1)
     figure = plt.figure(figsize=(TEXT_WIDTH_PIXELS / DPI, height / DPI), dpi=DPI)
     figure.text(0.01, 1 - 0.5 / (len(lines) + 1), ", ".join(options), fontsize=11, weight="bold", va="center")
@@ -208,10 +231,7 @@ def write_preview(options: Sequence[str], output: str | Path, *, input: str | No
         ConfigError: no augmentation, an unknown one, or one that does not fit the input.
         DataError: an unreadable or unknown kind of input file.
     """
-    if not options:
-        raise ConfigError("Give at least one augmentation, e.g. -a rotate:15 -a crop:0.9 (see `deepwell options augmentation`).")
-    if count < 1 or columns < 1:
-        raise ConfigError(f"count and columns must be at least 1; got count={count}, columns={columns}.")
+    _check(options, count, columns)
     output = Path(output)
     if text is not None:
         return _text_preview(options, text, output, count, seed)

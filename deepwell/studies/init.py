@@ -60,7 +60,7 @@ INIT_SETTINGS: tuple[Setting, ...] = (
     Setting("tanh-constant", "tanh, constant 0.1", "tanh", "constant:0.1"),
 )
 
-# (setting, quantity, layer 1-based) -> the CS231n number (DESIGN.md, "Reference results").
+# (setting, quantity, layer 1-based) -> the CS231n lecture notes' number.
 REFERENCES: dict[tuple[str, str, int], float] = {
     ("tanh-0.01", "act_std", 1): 0.49,
     ("tanh-0.01", "act_std", 6): 0.046,
@@ -213,7 +213,7 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     ]
     tables = [
         (_activation_table(folder, stats), "Per-layer activation statistics at initialisation (tidy)."),
-        (_reference_table(folder, stats), "Measured vs CS231n reference numbers (DESIGN.md), tolerance 10%."),
+        (_reference_table(folder, stats), "Measured vs the CS231n lecture notes' numbers (6 layers x 4096 units), tolerance 10%."),
         (_training_table(folder, training), "Loss and row spread per epoch when training from each init."),
     ]
     return StudyOutput([scale, zero, constant], figures, tables)

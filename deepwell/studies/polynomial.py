@@ -50,7 +50,7 @@ BASES: tuple[str, ...] = ("legendre", "legendre-flat", "monomial")
 MAIN_BASIS = "legendre"
 LOW_DEGREE_MAX = N_TRAIN // 2  # "low degree": d <= n/2, far below the threshold
 CURVE_DEGREES = (5, N_TRAIN - 1, 1000)  # before, at and far after the threshold
-REFERENCES: dict[int, float] = {5: 0.014, 1000: 0.033}  # DESIGN.md: test MSE at d=5 and d=1000 (d=19: huge)
+REFERENCES: dict[int, float] = {5: 0.014, 1000: 0.033}  # the reference min-norm fits' test MSE at d=5 and d=1000 (d=19: huge)
 
 QUICK_DEGREES = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 17, 18, 19, 20, 21, 23, 26, 30, 40, 60, 100, 200, 400, 1000)
 FULL_DEGREES = tuple(range(0, 41)) + (50, 60, 80, 100, 150, 200, 300, 400, 500, 700, 1000)
@@ -155,10 +155,11 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
          f"(d+1=n) and far beyond (d=1000) the interpolation threshold; top: scaled Legendre features "
          f"sqrt(2k+1) P_k/(k+1), bottom: monomials x^k. Grey: 1000 noisy test points."),
         (_sweep_figure(folder, rows), f"Test MSE vs degree (log scale), median over {draws} draws (band: min-max) for each "
-         f"feature scaling; dashed: d+1=n; stars: DESIGN.md references. Noise floor 0.01."),
+         f"feature scaling; dashed: d+1=n; stars: the reference min-norm fits (test MSE 0.014 at d=5, 0.033 at d=1000). "
+         "Noise floor 0.01."),
     ]
     tables = [("polynomial_sweep.csv", "Train and test MSE per draw, feature basis and degree (tidy)."),
-              ("polynomial_references.csv", "Measured test MSE (median over draws and draw 0) vs the DESIGN.md reference.")]
+              ("polynomial_references.csv", "Measured test MSE (median over draws and draw 0) vs the reference min-norm fits (0.014 at d=5, 0.033 at d=1000).")]
     return StudyOutput([poly_descent_verdict(numbers)], figures, tables)
 
 
@@ -202,7 +203,7 @@ def _sweep_figure(folder: Path, rows: list[dict[str, Any]]) -> str:
         ax.plot(degrees + 1, [medians[d] for d in degrees], marker=".", color=COLORS[index], label=f"{basis} (median)")
         ax.fill_between(degrees + 1, values.min(1), values.max(1), color=COLORS[index], alpha=0.12)
     ax.scatter([d + 1 for d in REFERENCES], list(REFERENCES.values()), marker="*", s=140, color="black", zorder=4,
-               label="reference (DESIGN.md)")
+               label="reference min-norm fit")
     ax.axvline(N_TRAIN, color="black", linestyle="--", linewidth=1, label="d+1 = n")
     ax.axhline(0.01, color="0.5", linestyle=":", linewidth=1, label="noise floor 0.01")
     ax.set(xscale="log", yscale="log", xlabel="number of features d+1 (log)", ylabel="test MSE (log)",

@@ -26,7 +26,7 @@ would get alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -85,7 +85,7 @@ def _check_spec(spec: TrainSpec) -> None:
 
 
 def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: TrainSpec, seeds: Sequence[int], *,
-                   bucket_overhead: float | None = None) -> EnsembleResult:
+                   bucket_overhead: float | None = None, on_epoch: Callable[[int, int], None] | None = None) -> EnsembleResult:
     """Train K classifiers as one computation; each ends with the weights ``fit(model, data[k], spec, seed=seeds[k])`` gives.
 
     ``fit`` is deepwell's only training loop for one model; this is the one justified exception:
@@ -105,6 +105,7 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         seeds: per member, the seed ``fit`` would be given (batch order).
         bucket_overhead: padded layout only: cost of one more width bucket in parameter-equivalents
             (default: small on CPU, one bucket on a GPU).
+        on_epoch: called with (epoch, epochs) after each epoch (progress display).
 
     Returns:
         per-member histories in ``fit``'s keys, the layout and buckets used.
@@ -202,6 +203,8 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
             if not math.isfinite(row["train/loss"]):
                 row["non_finite"] = 1.0
             history.append(row)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, spec.epochs)
     net.export_(members)
     ordered: list[list[dict[str, float]]] = [[] for _ in models]
     for slot, k in enumerate(slots):

@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -27,6 +27,7 @@ from deepwell.errors import ConfigError
 from deepwell.runtime import configure_cpu
 from deepwell.sweep.ensemble import CPU_BUCKET_OVERHEAD, train_ensemble
 from deepwell.sweep.layouts import ensemble_layout, plan_cost
+from deepwell.sweep.progress import EpochListener, describe
 from deepwell.sweep.tasks import Record, SweepTask, build_member, record_from_history
 from deepwell.training.loop import fit
 
@@ -41,11 +42,18 @@ class Executor(Protocol):
     def run(self, tasks: Sequence[SweepTask]) -> Iterator[Record]: ...
 
 
-def run_task(task: SweepTask) -> Record:
-    """One task through ``fit`` (the test split as validation data); its record."""
+def run_task(task: SweepTask, listener: Any = None) -> Record:
+    """One task through ``fit`` (the test split as validation data); its record.
+
+    ``listener`` (a :class:`~deepwell.sweep.progress.SweepProgress`, optional) hears which run trains and its epochs.
+    """
     started = time.perf_counter()
     model, data = build_member(task)
-    result = fit(model, data, task.train, seed=task.seed)
+    callbacks = []
+    if listener is not None:
+        listener.training(describe(task.params, task.seed))
+        callbacks.append(EpochListener(listener.epoch))
+    result = fit(model, data, task.train, seed=task.seed, callbacks=callbacks)
     return record_from_history(task, model, result.history, time.perf_counter() - started, "in_process")
 
 
@@ -53,10 +61,11 @@ class InProcessExecutor:
     """A loop of ``fit`` calls in this process."""
 
     name = "in_process"
+    listener: Any = None  # set by run_sweep to show progress: which run trains, its epochs
 
     def run(self, tasks: Sequence[SweepTask]) -> Iterator[Record]:
         for task in tasks:
-            yield run_task(task)
+            yield run_task(task, self.listener)
 
 
 def _worker_init(parent: int) -> None:
@@ -155,6 +164,7 @@ class BatchedExecutor:
     """
 
     name = "batched"
+    listener: Any = None  # set by run_sweep to show progress: which group trains (this process's shard), its epochs
 
     def __init__(self, max_group: int = 256, bucket_overhead: float | None = None, workers: int | None = None) -> None:
         self.max_group, self.bucket_overhead, self.workers = max_group, bucket_overhead, workers
@@ -176,7 +186,7 @@ class BatchedExecutor:
                 raise ConfigError("members differ in training-set size")
         except ConfigError:
             for task in tasks:
-                yield run_task(task)
+                yield run_task(task, self.listener)
             return
         sizes = [sum(p.numel() for p in model.parameters()) for model in models]
         device = built[0][1].x_train.device
@@ -190,7 +200,7 @@ class BatchedExecutor:
             shards = balanced_shards(sizes, workers, head_start=WORKER_START_FLOPS / flops_per_param,
                                      cost_of=lambda shard: plan_cost([shapes[i] for i in shard], overhead))
         if len(shards) == 1:
-            yield from _train_group(tasks, self.bucket_overhead, built)
+            yield from _train_group(tasks, self.bucket_overhead, built, self.listener)
             return
         # This process trains the first shard itself, on one thread like the workers, while they start
         # (a spawned worker takes ~3.5 s to import torch before its first step): the balance gives it that head start.
@@ -202,7 +212,7 @@ class BatchedExecutor:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                records = _train_group([tasks[i] for i in own], self.bucket_overhead, [built[i] for i in own])
+                records = _train_group([tasks[i] for i in own], self.bucket_overhead, [built[i] for i in own], self.listener)
             finally:
                 torch.set_num_threads(threads)
             del built
@@ -272,13 +282,15 @@ def _rebalance(shards: list[list[int]], starts: list[float], cost_of: Callable[[
 
 
 def _train_group(tasks: list[SweepTask], bucket_overhead: float | None,
-                 built: list[tuple[torch.nn.Module, object]] | None = None) -> list[Record]:
+                 built: list[tuple[torch.nn.Module, object]] | None = None, listener: Any = None) -> list[Record]:
     """Train tasks as one ensemble (in this process or a worker); their records."""
     started = time.perf_counter()
     built = built or [build_member(task) for task in tasks]
     models = [model for model, _ in built]
+    if listener is not None:
+        listener.training(f"{len(tasks)} runs as one ensemble, from {describe(tasks[0].params, tasks[0].seed)}")
     result = train_ensemble(models, [data for _, data in built], tasks[0].train, [t.seed for t in tasks],
-                            bucket_overhead=bucket_overhead)
+                            bucket_overhead=bucket_overhead, on_epoch=listener.epoch if listener is not None else None)
     seconds = (time.perf_counter() - started) / len(tasks)  # the group's time, shared evenly
     return [record_from_history(task, model, history, seconds, f"batched:{result.layout}")
             for task, model, history in zip(tasks, models, result.histories)]

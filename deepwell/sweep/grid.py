@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from deepwell.config import RunSpec, apply_overrides, check_folder_name, did_you_mean
+from deepwell.config import RunSpec, apply_overrides, check_folder_name, did_you_mean, rejoin_options
 from deepwell.errors import ConfigError, Interrupted
 from deepwell.sweep.executors import EXECUTORS, Executor
 from deepwell.sweep.store import run_sweep, summarize, write_csv
@@ -74,7 +74,7 @@ def parse_over(texts: Sequence[str]) -> dict[str, list[Any]]:
         if key in over:
             raise ConfigError(f"--over names '{key}' twice; give all its values once: --over {key}=a,b,c.")
         try:
-            values = yaml.safe_load(raw) if raw.startswith("[") else [yaml.safe_load(part) for part in raw.split(",")]
+            values = rejoin_options(yaml.safe_load(raw)) if raw.startswith("[") else [yaml.safe_load(part) for part in raw.split(",")]
         except yaml.YAMLError as error:
             raise ConfigError(f"--over '{text}': values are not valid YAML ({error}).") from None
         if not isinstance(values, list) or not values:
@@ -134,7 +134,7 @@ def make_executor(name: str, **options: Any) -> Executor:
 
 
 def run_grid(spec: RunSpec, over: Mapping[str, Sequence[Any]], *, seeds: int = 1, executor: Executor | None = None,
-             output: str | Path = "sweeps", name: str | None = None) -> GridResult:
+             output: str | Path = "sweeps", name: str | None = None, progress: Any = None) -> GridResult:
     """Run (or resume) a grid sweep into ``output/name``; write its summary and figure.
 
     Args:
@@ -143,6 +143,8 @@ def run_grid(spec: RunSpec, over: Mapping[str, Sequence[Any]], *, seeds: int = 1
         seeds: runs per combination.
         executor: default: :class:`BatchedExecutor`.
         output: parent folder; name: the sweep's folder (default: the swept keys' last parts).
+        progress: a :class:`~deepwell.sweep.progress.SweepProgress`: runs done / total, the current epoch,
+            and the notes on swept keys the spec ignores as soon as they are known (before training).
 
     Returns:
         the folder, records and summary rows (mean/std of test/train error and loss over seeds).
@@ -159,8 +161,12 @@ def run_grid(spec: RunSpec, over: Mapping[str, Sequence[Any]], *, seeds: int = 1
     atomic_write_text(path / "spec.yaml", spec.to_yaml())
     atomic_write_text(path / "sweep.json", json.dumps({"over": {k: list(v) for k, v in over.items()}, "seeds": seeds,
                                                         "executor": executor.name, "runs": len(tasks)}, indent=2))
+    notes = ignored_model_keys(tasks, over)  # before training: a wasted sweep is named before it runs
+    for note in notes:
+        if progress is not None:
+            progress.note(note)
     try:
-        records = run_sweep(tasks, executor, path / "records.jsonl")
+        records = run_sweep(tasks, executor, path / "records.jsonl", progress=progress)
     except Interrupted as stop:
         stop.hint = f"The runs finished so far are kept in {path}; run the same command again to do the rest."
         raise
@@ -169,7 +175,55 @@ def run_grid(spec: RunSpec, over: Mapping[str, Sequence[Any]], *, seeds: int = 1
     write_csv(path / "summary.csv", rows)
     metric = "test_error" if "test_error" in metrics else "test_loss"
     _plot(rows, keys, metric, path / "sweep.png")
-    return GridResult(path, records, rows, keys, metric, _no_effect(records, keys, over))
+    named = {note.split(" ", 1)[0] for note in notes}
+    later = [note for note in _no_effect(records, keys, over) if note.split(" ", 1)[0] not in named]
+    for note in later:
+        if progress is not None:
+            progress.note(note)
+    return GridResult(path, records, rows, keys, metric, notes + later)
+
+
+def ignored_model_keys(tasks: Sequence[SweepTask], over: Mapping[str, Sequence[Any]]) -> list[str]:
+    """Swept ``model.*`` keys whose every value builds the same network (same layers, same initial weights).
+
+    Checked before training by building one network per value (the first combination of the other
+    keys, the first seed): e.g. ``model.width`` when ``model.hidden`` sets the layer sizes, or on a
+    CNN without dense layers.
+
+    Example::
+
+        tasks = grid_tasks(load_spec("examples/mnist1d_paper_mlp.yaml"), {"model.width": [8, 512]})
+        ignored_model_keys(tasks, {"model.width": [8, 512]})   # ['model.width changes nothing: ...']
+    """
+    from deepwell.sweep.tasks import build_member
+
+    notes = []
+    for key in (k for k in over if k.startswith("model.") and len(over[k]) > 1):
+        first = tasks[0]
+        same_others = [t for t in tasks if t.seed == first.seed
+                       and all(t.params.get(k) == first.params.get(k) for k in over if k != key)]
+        models = [build_member(task)[0] for task in same_others]
+        if len(models) > 1 and all(_same_network(models[0], other) for other in models[1:]):
+            count = sum(p.numel() for p in models[0].parameters())
+            notes.append(f"{key} changes nothing: every value ({', '.join(str(v) for v in over[key])}) builds the same "
+                         f"network ({count:,} parameters), so this spec ignores it{_why_ignored(key, first)}. "
+                         f"Check with `deepwell spec --set {key}=...`.")
+    return notes
+
+
+def _same_network(a: Any, b: Any) -> bool:
+    state_a, state_b = a.state_dict(), b.state_dict()
+    return repr(a) == repr(b) and state_a.keys() == state_b.keys() and all(
+        state_a[k].shape == state_b[k].shape and bool((state_a[k] == state_b[k]).all()) for k in state_a)
+
+
+def _why_ignored(key: str, task: SweepTask) -> str:
+    if key in ("model.width", "model.depth") and task.model.hidden is not None:
+        return (f" (model.hidden={list(task.model.hidden)} sets the layer sizes; sweep it instead, e.g. "
+                "--over 'model.hidden=[[32, 32], [512, 512]]')")
+    if key in ("model.width", "model.depth") and task.model.arch.startswith("cnn"):
+        return " (model.width/depth shape only MLP-style dense layers; for a CNN sweep model.channels or model.hidden)"
+    return ""
 
 
 def _no_effect(records: list[Record], keys: list[str], over: Mapping[str, Sequence[Any]]) -> list[str]:

@@ -147,14 +147,41 @@ def _plan(shapes: Sequence[Sequence[tuple[int, ...]]], overhead: float) -> tuple
     return buckets[::-1], best[-1]
 
 
+# Every tensor the ensemble's optimiser updates has a multiple of this many elements (zero padding at
+# the end). torch's fused CPU optimisers (deepwell.training.optim) run a vectorised loop and finish
+# the last numel % (vector width) elements in a scalar loop that rounds differently (no FMA); those
+# last elements belong to the last member, so an identical network trained last in an ensemble
+# drifted from its copies (measured: the paper MLP swept over an ignored width, seeds 1 and 2 at
+# width 512). 64 covers AVX2 (8 floats) and AVX-512 (16) with unrolling.
+OPTIMIZER_ALIGN = 64
+
+
+def aligned_numel(numel: int) -> int:
+    """``numel`` rounded up to a multiple of :data:`OPTIMIZER_ALIGN` (the padded length of an ensemble's flat parameter)."""
+    return numel + (-numel) % OPTIMIZER_ALIGN
+
+
 class _Stacked(nn.Module):
-    """Members of one architecture: parameters stacked (K, ...), forward by vmap over functional_call."""
+    """Members of one architecture: parameters stacked (K, ...), forward by vmap over functional_call.
+
+    The stacked tensors are views of one flat parameter, zero-padded to :data:`OPTIMIZER_ALIGN`
+    elements, so that every member's weights take the same path through the optimiser, whatever
+    its position in the ensemble and however many members there are (and one tensor per step
+    instead of one per layer).
+    """
 
     def __init__(self, models: Sequence[Network]) -> None:
         super().__init__()
         params, _ = stack_module_state(list(models))
         self.names = list(params)
-        self.params = nn.ParameterList([nn.Parameter(params[name].detach().clone()) for name in self.names])
+        self._shapes = [params[name].shape for name in self.names]
+        self._offsets = [0]
+        for name in self.names:
+            self._offsets.append(self._offsets[-1] + params[name].numel())
+        flat = torch.zeros(aligned_numel(self._offsets[-1]), device=params[self.names[0]].device)
+        for name, start, end in zip(self.names, self._offsets, self._offsets[1:]):
+            flat[start:end] = params[name].detach().flatten()
+        self.flat = nn.Parameter(flat)
         base = models[0]
 
         def call(values: tuple[torch.Tensor, ...], x: torch.Tensor) -> torch.Tensor:
@@ -162,6 +189,11 @@ class _Stacked(nn.Module):
 
         self._shared = vmap(call, in_dims=(0, None))
         self._own = vmap(call, in_dims=(0, 0))
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """The stacked (K, ...) parameters, in ``names`` order: views of ``flat``."""
+        return [self.flat[start:end].view(shape) for start, end, shape in zip(self._offsets, self._offsets[1:], self._shapes)]
 
     def forward(self, x: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
         values = tuple(self.params)

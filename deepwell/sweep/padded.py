@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deepwell.models.network import Network
+from deepwell.sweep.layouts import aligned_numel
 
 __all__: list[str] = []
 
@@ -59,7 +60,9 @@ class _Padded(nn.Module):
         self.depth = len(self.widths[0])
         # Every block lives in one flat parameter (they are views of it): the optimiser then updates
         # one tensor per step instead of 6 per bucket (its per-tensor overhead was ~15% of a step).
-        self.flat = nn.Parameter(torch.cat([t.flatten() for t in blocks]))
+        # Zero-padded to OPTIMIZER_ALIGN elements: no member's weights fall in the fused optimiser's scalar tail.
+        flat = torch.cat([t.flatten() for t in blocks])
+        self.flat = nn.Parameter(torch.cat([flat, flat.new_zeros(aligned_numel(len(flat)) - len(flat))]))
         self._shapes = [t.shape for t in blocks]
         self._offsets = [0]
         for t in blocks:
@@ -121,7 +124,7 @@ class _Padded(nn.Module):
         blocks, weights_t = self._split(flat)
         grad = flat.grad
         if grad is None or grad.shape != flat.shape:
-            grad = flat.grad = torch.empty_like(flat)
+            grad = flat.grad = torch.zeros_like(flat)  # zeros: the padding at the end is never written
         grads = self._split(grad)[0]
         work = self._workspace(x, source, y.shape[0])
         if source is None:

@@ -60,13 +60,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Cannot write {type(value).__name__} into a sweep record.")
 
 
-def run_sweep(tasks: Sequence[SweepTask], executor, store: RecordStore | str | Path | None = None) -> list[Record]:
+def run_sweep(tasks: Sequence[SweepTask], executor, store: RecordStore | str | Path | None = None,
+              progress: Any = None) -> list[Record]:
     """Run the tasks not yet in ``store`` with ``executor``; return the records of all ``tasks``.
 
     Args:
         tasks: the sweep's runs.
         executor: anything with ``run(tasks) -> Iterator[Record]`` (see :mod:`deepwell.sweep.executors`).
         store: the records file (or a RecordStore); None keeps the records in memory only.
+        progress: a :class:`~deepwell.sweep.progress.SweepProgress` to show runs done / total and the current
+            training's epoch (executors with a ``listener`` slot report epochs; the others finished runs only).
 
     Returns:
         one record per task, in the order of ``tasks`` (finished ones loaded, the rest run now), labelled
@@ -81,10 +84,23 @@ def run_sweep(tasks: Sequence[SweepTask], executor, store: RecordStore | str | P
         if task.run_id not in done and task.run_id not in seen:
             pending.append(task)
             seen.add(task.run_id)
-    for record in executor.run(pending):
-        done[record["run_id"]] = record
-        if store is not None:
-            store.append([record])
+    params = {task.run_id: task.params for task in pending}
+    if progress is not None:
+        progress.start(len(wanted), len(wanted) - len(pending))
+        if hasattr(executor, "listener"):
+            executor.listener = progress
+    try:
+        for record in executor.run(pending):
+            done[record["run_id"]] = record
+            if store is not None:
+                store.append([record])
+            if progress is not None:
+                progress.run_done(record, params.get(record["run_id"], {}))
+    finally:
+        if progress is not None:
+            progress.close()
+            if hasattr(executor, "listener"):
+                executor.listener = None
     missing = wanted - set(done)
     if missing:
         raise RuntimeError(f"The executor returned no record for {len(missing)} task(s), e.g. {sorted(missing)[0]}.")

@@ -1,7 +1,11 @@
 """The doctor's rules: each reads a run's evidence and returns one :class:`Finding`, or None.
 
-A rule is a small pure function ``rule(evidence) -> Finding | None`` named after the problem it
-finds (its name is the finding's ``rule`` id); :data:`RULES` lists them in the order they run.
+A rule is a small pure function ``rule(evidence) -> Finding | Unchecked | None`` named after the
+problem it finds (its name is the finding's ``rule`` id); :data:`RULES` lists them in the order
+they run. None means checked and fine; :class:`Unchecked` means the run lacks what the check needs
+(no validation split, no probes), which the doctor reports as "not checked", never as passed.
+A rule that reads one moment says which (``At initialisation (step 0)``); the init rules also read
+the last probe sample and downgrade their finding to info when training overcame the problem.
 Each rule's thresholds are named constants beside it, each with the reason for its value. The
 lecture's "challenges" (vanishing/exploding gradients, saturation, dead ReLUs, initialisation,
 overfitting, dropout) each have a rule; so do the learning rate and a non-finite loss.
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from deepwell.diagnostics.evidence import SEVERITIES, Finding, RunEvidence
+from deepwell.diagnostics.evidence import SEVERITIES, Finding, RunEvidence, Unchecked
 from deepwell.diagnostics.rules.network import (
     activation_collapse, activation_growth, dead_relu, exploding_gradient, identical_units, saturation, vanishing_gradient,
     zero_init,
@@ -30,9 +34,9 @@ from deepwell.diagnostics.rules.training import (
     lr_too_high, lr_too_low, non_finite_loss, overfitting, underfitting, val_below_train,
 )
 
-__all__ = ["Finding", "RunEvidence", "RULES", "SEVERITIES"]
+__all__ = ["Finding", "RunEvidence", "RULES", "SEVERITIES", "Unchecked"]
 
-RULES: list[Callable[[RunEvidence], Finding | None]] = [
+RULES: list[Callable[[RunEvidence], Finding | Unchecked | None]] = [
     non_finite_loss,
     zero_init, identical_units, vanishing_gradient, exploding_gradient, saturation, dead_relu,
     activation_collapse, activation_growth,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from deepwell.diagnostics.evidence import TINY as _TINY, Finding, RunEvidence
+from typing import Any
+
+from deepwell.diagnostics.evidence import TINY as _TINY, Finding, RunEvidence, Unchecked
 from deepwell.diagnostics.rules.wording import _activation, _g, _init_remedy, _lower_lr, _names, _norm_remedy, _pct
 
 __all__ = [
@@ -26,6 +28,9 @@ DEAD_FRACTION = 0.5
 # act_std of the last hidden layer vs the first, at init: He/Xavier keep it within ~2x; a 10x fall
 # (collapse towards 0) or rise (growth) over the depth is what the lecture's bad inits produce.
 ACTIVATION_SCALE_FACTOR = 10.0
+# A finding read at initialisation is only a warning while it persists: when the last probe sample
+# (after training) is back within the healthy bounds above, training overcame it and the finding
+# becomes an info (e.g. a deep sigmoid net with batchnorm: 1e-12 at step 0, ~1 from step 21 on).
 # Final weight rows equal to this relative tolerance: units that compute the same function.
 # Random inits never come close; symmetric units stay bitwise equal (equal gradients).
 IDENTICAL_TOLERANCE = 1e-6
@@ -71,21 +76,52 @@ def identical_units(evidence: RunEvidence) -> Finding | None:
         remedies=[_init_remedy(evidence), "use a random init, never a constant: units must start different to specialise"])
 
 
-def _gradient_ratio(evidence: RunEvidence) -> tuple[list[float], str] | None:
-    """Per-layer initial gradient signal relative to the last hidden layer, and the quantity used.
+def _no_probes(evidence: RunEvidence) -> Unchecked | None:
+    """Unchecked when the run recorded no probe samples (probes off, or a model without deepwell blocks)."""
+    if evidence.probes.samples:
+        return None
+    why = "diagnostics.probes=false" if not evidence.spec.diagnostics.probes else "the model has no probed layers"
+    return Unchecked(f"no probes recorded ({why})")
+
+
+def _gradient_ratio(sample: dict[str, Any] | None) -> tuple[list[float], str] | None:
+    """Per-layer gradient signal of one probe sample relative to the last hidden layer, and the quantity used.
 
     An exactly-zero gradient is left out: it means zero weights or dead ReLUs, which zero_init and dead_relu name.
     """
     for quantity in ("signal_grad_norm", "grad_norm"):
-        values = evidence.initial(quantity)
+        values = sample.get(quantity) if sample else None
         if values and len(values) > 1 and None not in values and values[-1] > _TINY and values[0] > _TINY:
             return [v / values[-1] for v in values], quantity
     return None
 
 
-def vanishing_gradient(evidence: RunEvidence) -> Finding | None:
-    """At init the first layers get a tiny fraction of the gradient the last hidden layer gets."""
-    found = _gradient_ratio(evidence)
+def _recovered(evidence: RunEvidence, healthy: Any) -> tuple[float, int] | None:
+    """(first/last gradient ratio, step) of the last sample when it is back within bounds (``healthy(ratio)``)."""
+    later = _gradient_ratio(evidence.latest())
+    if later is None or not healthy(later[0][0]):
+        return None
+    return later[0][0], evidence.latest()["step"]
+
+
+def _init_finding(finding: Finding, recovered: tuple[float, int] | None, what: str) -> Finding:
+    """A finding read at step 0, kept as a warning while it persists, downgraded to info once training overcame it."""
+    if recovered is None:
+        return finding
+    ratio, step = recovered
+    return Finding(
+        finding.rule, "info", finding.title + " at initialisation only: training overcame it",
+        finding.evidence + f" By step {step} (the last probe sample) {what} was {_g(ratio)}: back within the healthy "
+        "range, so this slowed only the start.",
+        layers=finding.layers, steps=[*finding.steps, step], numbers={**finding.numbers, "ratio_last": ratio},
+        remedies=["nothing to fix now; for a faster start: " + finding.remedies[0]])
+
+
+def vanishing_gradient(evidence: RunEvidence) -> Finding | Unchecked | None:
+    """At init the first layers get a tiny fraction of the gradient the last hidden layer gets (and still do later?)."""
+    if (missing := _no_probes(evidence)) is not None:
+        return missing
+    found = _gradient_ratio(evidence.probes.initial())
     if found is None or found[0][0] >= VANISHING_RATIO:
         return None
     ratios, quantity = found
@@ -98,7 +134,7 @@ def vanishing_gradient(evidence: RunEvidence) -> Finding | None:
                         f"{'0.25' if _activation(evidence) == 'sigmoid' else '1'} and shrinks the gradient at every layer)")
     remedies += [*_norm_remedy(evidence), "add model.residual=true (skip connections carry the gradient past layers)",
                  f"use fewer layers (model.depth is {len(names)})"]
-    return Finding(
+    finding = Finding(
         "vanishing_gradient", "warning", "Gradients vanish in the first layers",
         f"At initialisation (step 0) the gradient reaching {names[0]} is {_g(ratios[0])}x the one at {names[-1]} "
         f"({quantity}; weight gradients {_g(grads[0])} vs {_g(grads[-1])}); {_names(layers, names)} get less than "
@@ -106,17 +142,20 @@ def vanishing_gradient(evidence: RunEvidence) -> Finding | None:
         layers=layers, steps=[0],
         numbers={"ratio_first_last": ratios[0], "grad_norm_first": grads[0], "grad_norm_last": grads[-1]},
         remedies=remedies)
+    return _init_finding(finding, _recovered(evidence, lambda r: r >= VANISHING_RATIO), f"the first/last ratio ({quantity})")
 
 
-def exploding_gradient(evidence: RunEvidence) -> Finding | None:
-    """At init the gradient grows going back: the first layers get far larger gradients than the last."""
-    found = _gradient_ratio(evidence)
+def exploding_gradient(evidence: RunEvidence) -> Finding | Unchecked | None:
+    """At init the gradient grows going back: the first layers get far larger gradients than the last (and still do later?)."""
+    if (missing := _no_probes(evidence)) is not None:
+        return missing
+    found = _gradient_ratio(evidence.probes.initial())
     if found is None or found[0][0] <= EXPLODING_RATIO:
         return None
     ratios, quantity = found
     names = evidence.probes.layers
     layers = [name for name, r in zip(names, ratios) if r > EXPLODING_RATIO]
-    return Finding(
+    finding = Finding(
         "exploding_gradient", "warning", "Gradients explode towards the first layers",
         f"At initialisation (step 0) the gradient reaching {names[0]} is {_g(ratios[0])}x the one at {names[-1]} "
         f"({quantity}); it grows at every layer going back, and {_names(layers, names)} get more than "
@@ -124,12 +163,13 @@ def exploding_gradient(evidence: RunEvidence) -> Finding | None:
         layers=layers, steps=[0], numbers={"ratio_first_last": ratios[0]},
         remedies=[f"{_init_remedy(evidence)} instead of init={evidence.spec.model.init}", *_norm_remedy(evidence),
                   "set train.clip_grad_norm=1.0 (caps each step)"])
+    return _init_finding(finding, _recovered(evidence, lambda r: r <= EXPLODING_RATIO), f"the first/last ratio ({quantity})")
 
 
-def saturation(evidence: RunEvidence) -> Finding | None:
+def saturation(evidence: RunEvidence) -> Finding | Unchecked | None:
     """Sigmoid/tanh units stuck in the flat tails, where their derivative is ~0 (at init or at the end)."""
-    if not evidence.probes.samples:
-        return None
+    if (missing := _no_probes(evidence)) is not None:
+        return missing
     first, last = evidence.probes.initial() or evidence.probes.samples[0], evidence.probes.samples[-1]
     names = evidence.probes.layers
     worst = [max(a or 0.0, b or 0.0) for a, b in zip(first["saturated"], last["saturated"])]
@@ -149,8 +189,10 @@ def saturation(evidence: RunEvidence) -> Finding | None:
         numbers={"max_saturated": worst[top], "saturated_at_init": first["saturated"][top] or 0.0}, remedies=remedies)
 
 
-def dead_relu(evidence: RunEvidence) -> Finding | None:
+def dead_relu(evidence: RunEvidence) -> Finding | Unchecked | None:
     """ReLU units that never fire on any training example during the last epoch."""
+    if (missing := _no_probes(evidence)) is not None:
+        return missing
     if not evidence.probes.epochs:
         return None
     last = evidence.probes.epochs[-1]
@@ -175,9 +217,9 @@ def dead_relu(evidence: RunEvidence) -> Finding | None:
         layers=layers, steps=[last["step"]], numbers={"max_dead": dead, "dead_at_init": at_init}, remedies=remedies)
 
 
-def _activation_scale(evidence: RunEvidence) -> tuple[list[float], list[str], list[float]] | None:
-    """act_std at init relative to the first layer's, for the layers that are not dead ReLUs (dead_relu's finding)."""
-    stds, dead = evidence.initial("act_std"), evidence.initial("dead")
+def _activation_scale(evidence: RunEvidence, sample: dict[str, Any] | None) -> tuple[list[float], list[str], list[float]] | None:
+    """act_std of one sample relative to the first layer's, for the layers not dead at init (dead_relu's finding)."""
+    stds, dead = (sample or {}).get("act_std"), evidence.initial("dead")
     if not stds or None in stds or dead is None:
         return None
     alive = [(name, std) for name, std, d in zip(evidence.probes.layers, stds, dead) if (d or 0.0) <= DEAD_FRACTION]
@@ -186,19 +228,21 @@ def _activation_scale(evidence: RunEvidence) -> tuple[list[float], list[str], li
     return [std / alive[0][1] for _, std in alive], [name for name, _ in alive], [std for _, std in alive]
 
 
-def activation_collapse(evidence: RunEvidence) -> Finding | None:
+def activation_collapse(evidence: RunEvidence) -> Finding | Unchecked | None:
     """At init the activations shrink layer after layer (weights too small for the depth)."""
     return _activation_scale_finding(evidence, grows=False)
 
 
-def activation_growth(evidence: RunEvidence) -> Finding | None:
+def activation_growth(evidence: RunEvidence) -> Finding | Unchecked | None:
     """At init the activations grow layer after layer (weights too large for the depth)."""
     return _activation_scale_finding(evidence, grows=True)
 
 
-def _activation_scale_finding(evidence: RunEvidence, grows: bool) -> Finding | None:
+def _activation_scale_finding(evidence: RunEvidence, grows: bool) -> Finding | Unchecked | None:
     """The finding of activation_growth (``grows``) or activation_collapse: the last layer's std beyond the factor."""
-    found = _activation_scale(evidence)
+    if (missing := _no_probes(evidence)) is not None:
+        return missing
+    found = _activation_scale(evidence, evidence.probes.initial())
     if found is None:
         return None
     ratios, names, stds = found
@@ -213,9 +257,12 @@ def _activation_scale_finding(evidence: RunEvidence, grows: bool) -> Finding | N
         rule, title, verb, bound = ("activation_collapse", "Activations collapse towards zero across the layers", "falls",
                                     f"below 1/{ACTIVATION_SCALE_FACTOR:g} of the first layer's, so the deep layers see "
                                     "almost no signal (init too small for this depth)")
-    return Finding(
+    finding = Finding(
         rule, "warning", title,
-        f"At initialisation the activation std {verb} from {_g(stds[0])} in {names[0]} to {_g(stds[-1])} in {names[-1]} "
+        f"At initialisation (step 0) the activation std {verb} from {_g(stds[0])} in {names[0]} to {_g(stds[-1])} in {names[-1]} "
         f"({_g(ratios[-1])}x); from {layers[0]} on it is {bound}.",
         layers=layers, steps=[0], numbers={"std_first": stds[0], "std_last": stds[-1], "ratio": ratios[-1]},
         remedies=[_init_remedy(evidence), *_norm_remedy(evidence)])
+    later = _activation_scale(evidence, evidence.latest())
+    recovered = (later[0][-1], evidence.latest()["step"]) if later and not beyond(later[0][-1]) else None
+    return _init_finding(finding, recovered, "the last/first activation std ratio")
