@@ -4,7 +4,7 @@ A study folder (``<output>/<name>/``) holds PNG figures, tidy CSV tables (one ro
 measurement) and ``study.json``::
 
     {"name", "title", "quick", "seed", "seconds",
-     "verdicts": [{"id", "claim", "text", "status", "evidence", "numbers", "rule",
+     "verdicts": [{"id", "claim", "text", "status", "evidence", "numbers", "rule", "figure", "source",
                    "regimes": [{"name", "status", "evidence", "numbers", "lecture"}]}],
      "figures": [{"path", "caption"}], "tables": [{"path", "caption"}]}     # paths relative to the folder
 
@@ -73,6 +73,8 @@ class Verdict:
         regimes: where the claim was measured, each with its own status (empty: one setting only).
         rule: what "holds" means, in words (shown next to the claim in the report).
         key: a unique id when one study reports a claim twice (default: the claim id).
+        figure: the study figure (file name) that shows this claim best; the report puts it beside the verdict.
+        source: the study that measured it (the tour fills it in).
     """
 
     claim: str
@@ -83,6 +85,8 @@ class Verdict:
     regimes: tuple[Regime, ...] = ()
     rule: str = ""
     key: str = ""
+    figure: str = ""
+    source: str = ""
 
     @property
     def id(self) -> str:
@@ -96,7 +100,7 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "claim": self.claim, "text": self.text, "status": self.status, "evidence": self.evidence,
                 "numbers": {k: _json_float(v) for k, v in self.numbers.items()}, "rule": self.rule,
-                "regimes": [r.to_dict() for r in self.regimes]}
+                "regimes": [r.to_dict() for r in self.regimes], "figure": self.figure, "source": self.source}
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Verdict:
@@ -108,7 +112,8 @@ class Verdict:
                         for r in record.get("regimes") or ())
         key = record.get("id") if record.get("id") not in (None, record["claim"]) else ""
         return cls(record["claim"], record.get("text", ""), record["status"], record.get("evidence", ""),
-                   clean(record.get("numbers")), regimes, record.get("rule", ""), key or "")
+                   clean(record.get("numbers")), regimes, record.get("rule", ""), key or "", record.get("figure") or "",
+                   record.get("source") or "")
 
 
 def status_from(supported: bool, usable: bool = True) -> Status:

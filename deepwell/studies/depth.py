@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -253,7 +254,7 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     ks = [3, 5] if quick else [3, 4, 5, 6, 7, 8]
     trained, fitted = _trained_sawtooth(ks, seeds, 150 if quick else 1000, seed, device, records)
     mnist = _mnist(seeds, quick, device, records)
-    verdict = depth_verdict(construction_regime(construction), trained, mnist)
+    verdict = replace(depth_verdict(construction_regime(construction), trained, mnist), figure="depth_construction.png")
     write_table(folder / "depth_construction.csv", construction, list(construction[0]))
     write_table(folder / "depth.csv", records, ["task", "arm", "hidden", "parameters", "seed", "test_loss", "test_accuracy"])
     figures = [

@@ -227,7 +227,7 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     per_mode = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
     verdicts = [regime_verdict("double-descent", per_mode[0].text, RULE,
                                [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
-                                for mode, v in zip(NOISE_MODES, per_mode)])]
+                                for mode, v in zip(NOISE_MODES, per_mode)], figure="double_descent.png")]
     references = [] if quick else reference_rows(summary["uniform"], settings.n_train)
     figure = _figure(folder, settings, summary, model_records, samples, verdicts, references)
     cnn_records = run_sweep(cnn_tasks(settings, seed), executor, folder / "records.jsonl") if settings.cnn_channels else []

@@ -99,7 +99,7 @@ def compare(a: Sequence[float], b: Sequence[float], margin: float = 0.0, higher_
     return Comparison(difference, se, bound, mean_a, mean_b, seeds, status)
 
 
-def regime_verdict(claim: str, text: str, rule: str, regimes: Sequence[Regime], key: str = "") -> Verdict:
+def regime_verdict(claim: str, text: str, rule: str, regimes: Sequence[Regime], key: str = "", figure: str = "") -> Verdict:
     """One verdict from several regimes: the status of the lecture's regime, every regime kept.
 
     Args:
@@ -108,6 +108,7 @@ def regime_verdict(claim: str, text: str, rule: str, regimes: Sequence[Regime], 
         rule: the verdict rule in words (shown next to the claim in the report).
         regimes: at least one; the first with ``lecture=True`` decides (else the first).
         key: a unique verdict id when a study reports one claim twice (default: the claim id).
+        figure: the study's figure file that shows the claim (the report puts it beside the verdict).
     """
     if not regimes:
         raise ValueError(f"regime_verdict('{claim}') needs at least one regime; got none.")
@@ -115,4 +116,4 @@ def regime_verdict(claim: str, text: str, rule: str, regimes: Sequence[Regime], 
     evidence = " ".join(f"[{r.name}{' (lecture)' if r is lecture else ''}: {r.status.replace('_', ' ')}] {r.evidence}"
                         for r in regimes)
     numbers = {f"{r.name}/{k}": v for r in regimes for k, v in r.numbers.items()}
-    return Verdict(claim, text, lecture.status, evidence, numbers, regimes=tuple(regimes), rule=rule, key=key)
+    return Verdict(claim, text, lecture.status, evidence, numbers, regimes=tuple(regimes), rule=rule, key=key, figure=figure)

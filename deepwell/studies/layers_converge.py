@@ -203,7 +203,8 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
         rows += [{"net": net, "measure": measure, "seed": s, "epoch": t, "layer": layer + 1, "distance": value}
                  for s, d in per_seed.items() for t, row in enumerate(d) for layer, value in enumerate(row)]
     regimes.sort(key=lambda r: not r.lecture)
-    verdict = regime_verdict("layers-converge", "Early and late layers converge to their final weights first.", RULE, regimes)
+    verdict = regime_verdict("layers-converge", "Early and late layers converge to their final weights first.", RULE, regimes,
+                             figure="layers_converge.png")
     write_table(folder / "layers_converge.csv", rows, ["net", "measure", "seed", "epoch", "layer", "distance"])
     caption = (f"Distance of each layer to its final state per epoch (mean over {len(seeds)} seeds; MNIST-1D, {n_train} "
                f"examples, SGD momentum 0.9, cosine-decaying lr): rows = MLP (5 x 128) and CNN (4 conv blocks), columns = "

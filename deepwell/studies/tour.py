@@ -15,7 +15,7 @@ so an interrupted tour resumes where it stopped (``fresh=True`` re-runs everythi
 Example::
 
     result = run_tour(quick=True, output=Path("tour"))
-    [(v.claim, v.status) for v in result.verdicts]
+    [(v.id, v.status, v.source) for v in result.verdicts]
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def _gather(records: dict[str, dict]) -> tuple[list[Verdict], list[tuple[str, st
         for name, v in measured.get(claim.id, []):
             key = v.id if v.id not in seen else f"{v.id}@{name}"
             seen.add(key)
-            verdicts.append(replace(v, evidence=f"[{name}] {v.evidence}", key="" if key == v.claim else key,
-                                    rule=v.rule or claim.holds_when))
+            figure = f"{name}/{v.figure}" if v.figure else ""
+            verdicts.append(replace(v, key="" if key == v.claim else key, rule=v.rule or claim.holds_when, source=name,
+                                    figure=figure))
         if claim.id not in measured:
             verdicts.append(Verdict(claim.id, claim.text, "inconclusive",
                                     f"Not measured yet: no study of this version runs '{claim.experiment}'.",
