@@ -86,7 +86,8 @@ def _texts(figure: Figure) -> list[Text]:
                 texts += [tick.label1, tick.label2]
         if ax.get_legend() is not None:
             texts += [*ax.get_legend().get_texts(), ax.get_legend().get_title()]
-    return [t for t in texts if t is not None and t.get_visible() and t.get_text().strip()]
+    unique = {id(t): t for t in texts if t is not None}.values()   # the suptitle is also among figure.texts
+    return [t for t in unique if t.get_visible() and t.get_text().strip()]
 
 
 def overlapping_text(figure: Figure) -> list[str]:
