@@ -179,3 +179,15 @@ def test_quick_study_writes_figures_and_a_verdict(module, tmp_path: Path) -> Non
     assert output.verdicts and all(v.status in ("holds", "does_not_hold", "inconclusive") for v in output.verdicts)
     for name, _ in output.figures + output.tables:
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_point_clouds_are_centred_normalised_and_white() -> None:
+    x, _ = preprocess.make_inputs(500, 0)
+    clouds = preprocess.point_clouds(x)
+    for name in ("centred", "normalised", "decorrelated", "whitened"):
+        assert abs(clouds[name].mean(0)).max() < 1e-9, name
+    assert abs(clouds["normalised"].std(0) - 1).max() < 1e-9
+    import numpy as np
+    decorrelated = np.cov(clouds["decorrelated"].T, bias=True)
+    assert abs(decorrelated[0, 1]) < 1e-9 * abs(decorrelated).max()
+    assert np.allclose(np.cov(clouds["whitened"].T, bias=True), np.eye(2), atol=1e-9)
