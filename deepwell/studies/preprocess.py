@@ -243,7 +243,8 @@ def point_clouds(x: torch.Tensor) -> dict[str, np.ndarray]:
     """CS231n's five panels: raw, centred, normalised, decorrelated (PCA rotation), whitened (PCA / sqrt(eigenvalue))."""
     x = x.double()
     centred = x - x.mean(0)
-    eigenvalues, eigenvectors = torch.linalg.eigh(input_covariance(x))
+    eigenvalues, eigenvectors = torch.linalg.eigh(input_covariance(x))   # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)  # the largest variance along x1, as CS231n draws it
     rotated = centred @ eigenvectors
     return {"raw": x.numpy(), "centred": centred.numpy(), "normalised": (centred / centred.std(0, correction=0)).numpy(),
             "decorrelated": rotated.numpy(), "whitened": (rotated / eigenvalues.sqrt()).numpy()}
