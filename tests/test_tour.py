@@ -82,3 +82,23 @@ def test_tour_ids_are_unique_and_counts_add_up(tmp_path, monkeypatch):
     assert summary["claims"]["holds"] == 2  # relu-faster in its lecture regime, dropout's first verdict
     assert summary["limits"] == ["relu-faster: depth 10 -- does not hold"]
     assert all(v.rule for v in result.verdicts)
+
+
+def test_tour_runs_studies_in_workers_and_gathers_them_in_order(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepwell.studies import base, tour
+
+    def study(claim):
+        return lambda folder, quick, seed: StudyOutput([Verdict(claim, "t", "holds", "e")], [], [])
+
+    studies = {"a": base.Study("a", "A", ("init-zero",), study("init-zero")),
+               "b": base.Study("b", "B", ("dropout",), study("dropout"))}
+    monkeypatch.setattr("deepwell.studies.STUDIES", studies)
+    pools = []
+    monkeypatch.setattr(tour, "_pool", lambda workers: pools.append(workers) or ThreadPoolExecutor(workers))
+    lines = []
+    result = run_tour(quick=True, output=tmp_path, workers=4, progress=lines.append)
+    assert pools == [2]   # no more workers than studies to run
+    assert {v.id: v.status for v in result.verdicts}["dropout"] == "holds"
+    assert [line.split(":")[0] for line in lines[1:]] == ["a", "b"]

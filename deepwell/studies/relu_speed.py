@@ -43,7 +43,7 @@ __all__ = ["SpeedRegime", "REGIMES", "ACTIVATIONS", "steps_regime", "measure", "
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 OWN_INIT = {"relu": "he", "tanh": "xavier", "sigmoid": "xavier"}
 SHARED_INIT = "xavier"
-LOSS_THRESHOLD = 1.0      # cross-entropy on 10 classes (chance: 2.30)
+LOSS_THRESHOLD = 1.3      # cross-entropy on 10 classes (chance: 2.30); small MLPs reach it within the quick budget
 SEEDS = 3
 WIDTH = 64
 RULE = (f"per regime: ReLU needs fewer steps than the faster of tanh and sigmoid to bring the smoothed training loss "
@@ -129,7 +129,7 @@ def measure(quick: bool, seed: int, device: torch.device) -> tuple[list[Regime],
     """Every regime's verdict and the tidy rows (regime, activation, lr, seed, steps, tuning)."""
     source = "mnist1d:num_samples=2500" if quick else "mnist1d"
     splits = prepare_data(DataSpec(source=source, preprocess="standardize", val_fraction=0.0), seed=0)
-    epochs, grid = (5, (0.03, 0.1)) if quick else (15, (0.01, 0.03, 0.1, 0.3, 1.0))
+    epochs, grid = (6, (0.03, 0.1)) if quick else (15, (0.01, 0.03, 0.1, 0.3, 1.0))
     regimes, rows = [], []
     for regime in REGIMES:
         shape = (1, 40) if regime.model.arch == "cnn1d" else splits.input_shape

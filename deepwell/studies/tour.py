@@ -21,8 +21,10 @@ Example::
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,8 +47,20 @@ def _finished(folder: Path, quick: bool, seed: int) -> dict | None:
     return record if (record.get("quick"), record.get("seed")) == (quick, seed) else None
 
 
+def _run_one(name: str, quick: bool, output: Path, seed: int) -> dict:
+    """One study in a worker process (module level, so it pickles); its study.json record."""
+    from deepwell.studies import run_study
+
+    return run_study(name, quick=quick, output=output, seed=seed).to_dict()
+
+
+def _pool(workers: int) -> Executor:
+    """Worker processes for studies (spawned: a fresh interpreter, no forked torch threads)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fresh: bool = False,
-             progress: Callable[[str], None] | None = None) -> StudyResult:
+             progress: Callable[[str], None] | None = None, workers: int = 1) -> StudyResult:
     """Run every study and write the tour folder (``study.json``, one sub-folder per study).
 
     Args:
@@ -55,27 +69,37 @@ def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fre
         seed: passed to every study.
         fresh: re-run studies that already finished in this folder.
         progress: called with a line of text before and after each study.
+        workers: studies run at once, each in its own process (1: one after the other, in this process).
     """
-    from deepwell.studies import STUDIES, run_study
+    from deepwell.studies import STUDIES
 
     output = Path(output)
     started = time.perf_counter()
-    records: dict[str, dict] = {}
-    for name in STUDIES:
-        record = None if fresh else _finished(output / name, quick, seed)
-        if record is None:
-            if progress:
-                progress(f"running study {name} ...")
-            record = run_study(name, quick=quick, output=output, seed=seed).to_dict()
-        if progress:
-            statuses = ", ".join(f"{v['claim']} {v['status']}" for v in record["verdicts"])
-            progress(f"{name}: {statuses} ({record['seconds']:.0f} s)")
-        records[name] = record
+    records: dict[str, dict] = {name: None if fresh else _finished(output / name, quick, seed) for name in STUDIES}
+    todo = [name for name, record in records.items() if record is None]
+    if progress and todo:
+        progress(f"running {len(todo)} studies ({workers} at a time): {', '.join(todo)} ...")
+    if workers > 1 and len(todo) > 1:
+        with _pool(min(workers, len(todo))) as pool:
+            futures = {name: pool.submit(_run_one, name, quick, output, seed) for name in todo}
+            for name, future in futures.items():
+                records[name] = future.result()
+                _report(progress, name, records[name])
+    for name in todo:
+        if records[name] is None:
+            records[name] = _run_one(name, quick, output, seed)
+            _report(progress, name, records[name])
     verdicts, figures = _gather(records)
     result = StudyResult(name="tour", title=TITLE, path=output, verdicts=verdicts, figures=figures, tables=[],
                          seconds=time.perf_counter() - started, quick=quick, seed=seed, summary=summarize(verdicts))
     write_study_json(result)
     return result
+
+
+def _report(progress: Callable[[str], None] | None, name: str, record: dict) -> None:
+    if progress:
+        statuses = ", ".join(f"{v.get('id', v['claim'])} {v['status']}" for v in record["verdicts"])
+        progress(f"{name}: {statuses} ({record['seconds']:.0f} s)")
 
 
 def _gather(records: dict[str, dict]) -> tuple[list[Verdict], list[tuple[str, str]]]:
