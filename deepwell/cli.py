@@ -267,16 +267,18 @@ def tour_command(
     output: Annotated[Path, typer.Option("--out", help="folder for the tour (one sub-folder per study)")] = Path("tour"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="re-run studies already finished in this folder")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="studies run at once, each in its own process")] = 1,
 ) -> None:
     """Every claim of the lecture with the measurement that checks it, as one report."""
     from deepwell.reporting import write_report
     from deepwell.studies.tour import run_tour
 
-    result = run_tour(quick=not full, output=output, seed=seed, fresh=fresh, progress=lambda line: err.print(line))
+    result = run_tour(quick=not full, output=output, seed=seed, fresh=fresh, progress=lambda line: err.print(line),
+                      workers=workers)
     table = Table("claim", "verdict", "evidence")
     colour = {"holds": "green", "does_not_hold": "red", "inconclusive": "yellow"}
     for verdict in result.verdicts:
-        table.add_row(verdict.claim, f"[{colour[verdict.status]}]{verdict.status}[/]", verdict.evidence)
+        table.add_row(verdict.id, f"[{colour[verdict.status]}]{verdict.status}[/]", verdict.evidence)
     out.print(table)
     out.print(f"Report: {write_report(result.path)}")
 

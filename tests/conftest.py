@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# every figure a test renders (studies, reports) is checked for overlapping text: deepwell.reporting.style
+os.environ.setdefault("DEEPWELL_STRICT_FIGURES", "1")
 
 
 @pytest.fixture(autouse=True)

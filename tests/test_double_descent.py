@@ -77,8 +77,10 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
     result = run_study("double-descent", quick=True, output=tmp_path)
     folder = tmp_path / "double-descent"
     assert (folder / "double_descent.png").stat().st_size > 10_000
-    assert [v.claim for v in result.verdicts] == ["double-descent"] * 2
-    numbers = result.verdicts[0].numbers
+    assert [v.id for v in result.verdicts] == ["double-descent"]  # one verdict, a regime per noise mode
+    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES]
+    assert result.verdicts[0].regimes[0].lecture and result.verdicts[0].status == result.verdicts[0].regimes[0].status
+    numbers = result.verdicts[0].regimes[0].numbers
     assert numbers["params_n_width"] == pytest.approx(-26 + math.sqrt(26 ** 2 + 190))  # w^2 + 52w + 10 = 200
     assert {"peak_width", "first_min_error", "largest_error", "interpolation_width"} <= set(numbers)
     saved = json.loads((folder / "study.json").read_text())

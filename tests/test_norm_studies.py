@@ -135,13 +135,39 @@ def test_shallow_and_deep_parameter_counts_match_the_budget(layers: int, width: 
     assert abs(shallow - budget) / budget < 0.03
 
 
-def test_depth_verdict_flips_on_contradicting_numbers() -> None:
-    clear = {"sawtooth@241": {"deep": [0.01, 0.012], "shallow": [0.05, 0.052]}, "mnist1d@11594": {"deep": [1.0, 1.02], "shallow": [1.3, 1.31]}}
-    assert depth.depth_verdict(clear).status == "holds"
-    reversed_ = {task: {"deep": arms["shallow"], "shallow": arms["deep"]} for task, arms in clear.items()}
-    assert depth.depth_verdict(reversed_).status == "does_not_hold"
-    noisy = clear | {"mnist1d@11594": {"deep": [0.8, 1.4], "shallow": [1.3, 1.31]}}  # lower mean, but within the noise
-    assert depth.depth_verdict(noisy).status == "does_not_hold"
+@pytest.mark.parametrize("k", [1, 3, 8, 10])
+def test_tent_network_computes_the_sawtooth_exactly_with_6k_plus_1_parameters(k: int) -> None:
+    x = torch.rand(4096, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+    net = depth.tent_network(k)
+    with torch.no_grad():
+        assert float((net(x) - depth.tent_sawtooth(x, k)).abs().max()) < 1e-12
+    assert sum(p.numel() for p in net.parameters()) == 6 * k + 1
+
+
+def test_shallow_fit_is_least_squares_over_the_relu_basis() -> None:
+    # the same fit by a direct lstsq over the raw ReLU basis (small, well-conditioned case)
+    x = torch.linspace(0, 1, 257, dtype=torch.float64).unsqueeze(1)
+    y = depth.tent_sawtooth(x, 4) + 0.01 * torch.sin(37 * x)
+    basis = torch.cat([torch.ones_like(x), torch.relu(x - torch.arange(6, dtype=torch.float64) / 6)], dim=1)
+    direct = basis @ torch.linalg.lstsq(basis, y).solution
+    assert torch.allclose(depth.shallow_fit(x, y, 6), direct, atol=1e-10)
+    # 2^k uniform units are exact; the equal-parameter 2k units are no better than ~a constant
+    target = depth.tent_sawtooth(x, 5)
+    assert float(((depth.shallow_fit(x, target, 32) - target) ** 2).mean()) < 1e-25
+    assert float(((depth.shallow_fit(x, target, 10) - target) ** 2).mean()) > 0.05
+
+
+def test_depth_verdict_regimes_follow_numbers() -> None:
+    construction = depth.construction_regime(depth.construction_rows(range(3, 6)))
+    assert construction.status == "holds" and construction.numbers["k5/units_needed"] == 32
+    clear = {5: {"deep": [1e-6, 2e-6, 3e-6], "shallow": [0.08, 0.081, 0.079]}}
+    mnist = {"deep": [0.80, 0.81, 0.79], "shallow": [0.70, 0.71, 0.72]}
+    verdict = depth.depth_verdict(construction, clear, mnist)
+    assert verdict.status == "holds" and [r.status for r in verdict.regimes] == ["holds"] * 3
+    noisy = {"deep": [0.60, 0.80, 0.75], "shallow": [0.70, 0.71, 0.72]}   # within 2 s.e.
+    reversed_ = {5: {"deep": clear[5]["shallow"], "shallow": clear[5]["deep"]}}
+    statuses = [r.status for r in depth.depth_verdict(construction, reversed_, noisy).regimes]
+    assert statuses == ["holds", "does_not_hold", "inconclusive"]
 
 
 # --- whole studies (quick mode) ----------------------------------------------------------------
@@ -153,3 +179,15 @@ def test_quick_study_writes_figures_and_a_verdict(module, tmp_path: Path) -> Non
     assert output.verdicts and all(v.status in ("holds", "does_not_hold", "inconclusive") for v in output.verdicts)
     for name, _ in output.figures + output.tables:
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_point_clouds_are_centred_normalised_and_white() -> None:
+    x, _ = preprocess.make_inputs(500, 0)
+    clouds = preprocess.point_clouds(x)
+    for name in ("centred", "normalised", "decorrelated", "whitened"):
+        assert abs(clouds[name].mean(0)).max() < 1e-9, name
+    assert abs(clouds["normalised"].std(0) - 1).max() < 1e-9
+    import numpy as np
+    decorrelated = np.cov(clouds["decorrelated"].T, bias=True)
+    assert abs(decorrelated[0, 1]) < 1e-9 * abs(decorrelated).max()
+    assert np.allclose(np.cov(clouds["whitened"].T, bias=True), np.eye(2), atol=1e-9)

@@ -72,13 +72,33 @@ def test_early_stopping_verdict_follows_the_numbers():
     assert early_stopping.early_stopping_verdict(_early(replay_error=math.inf)).status == "inconclusive"
 
 
-def test_layers_converge_verdict_follows_the_numbers():
-    base = {"seeds": 3, "epochs": 20, "first_settle": 5, "middle_settle": 12, "last_settle": 6,
-            "first_lead": 7.0, "first_lead_se": 1.0, "last_lead": 6.0, "last_lead_se": 1.0}
-    assert layers_converge.layers_converge_verdict(base).status == "holds"
-    middle_first = base | {"first_settle": 15, "last_settle": 16, "first_lead": -3.0, "last_lead": -4.0}
-    assert layers_converge.layers_converge_verdict(middle_first).status == "does_not_hold"
-    assert layers_converge.layers_converge_verdict(base | {"last_lead": 1.5, "last_lead_se": 1.0}).status == "does_not_hold"
+def test_layers_converge_regime_follows_the_numbers():
+    ends_first = {0: [3, 9, 10, 9, 2], 1: [4, 10, 11, 10, 3], 2: [3, 11, 9, 10, 2]}
+    assert layers_converge.settle_regime("r", ends_first).status == "holds"
+    bottom_up = {s: [1, 3, 5, 7, 9 + s] for s in range(3)}   # the last layer settles last
+    assert layers_converge.settle_regime("r", bottom_up).status == "does_not_hold"
+    noisy = {0: [3, 9, 10, 9, 2], 1: [12, 10, 11, 10, 3], 2: [1, 11, 9, 10, 14]}
+    assert layers_converge.settle_regime("r", noisy).status == "inconclusive"
+
+
+def test_linear_cka_against_a_direct_hsic_computation():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 7, generator=generator, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(7, 7, generator=generator, dtype=torch.float64))
+    assert layers_converge.linear_cka(x, 3.0 * x @ q) == pytest.approx(1.0, abs=1e-12)   # rotation and scale
+    y = torch.randn(60, 4, generator=generator, dtype=torch.float64)
+    h = torch.eye(60, dtype=torch.float64) - 1.0 / 60   # centring matrix; HSIC(K, L) ~ tr(K H L H)
+
+    def hsic(a, b):
+        return torch.trace(a @ a.T @ h @ b @ b.T @ h)
+    direct = hsic(x, y) / torch.sqrt(hsic(x, x) * hsic(y, y))
+    assert layers_converge.linear_cka(x, y) == pytest.approx(float(direct), rel=1e-10)
+    assert 0.0 < layers_converge.linear_cka(x, y) < 0.5
+
+
+def test_movement_distances_divide_by_the_total_movement():
+    snapshots = [[torch.tensor([0.0, 0.0])], [torch.tensor([3.0, 0.0])], [torch.tensor([4.0, 0.0])]]
+    assert [row[0] for row in layers_converge.movement_distances(snapshots)] == pytest.approx([1.0, 0.25, 0.0])
 
 
 def test_penalties_verdict_follows_the_numbers():
@@ -167,10 +187,13 @@ def test_early_stopping_replay_matches_a_real_early_stopped_fit(moons):
 
 def test_weight_recorder_snapshots_every_epoch(moons):
     model = build_model(ModelSpec(arch="mlp", depth=3, width=8, norm="none"), moons.input_shape, moons.output_size)
-    recorder = layers_converge.WeightRecorder()
+    recorder = layers_converge.WeightRecorder(moons.x_train[:16])
     fit(model, TensorData(moons.x_train, moons.y_train), TrainSpec(epochs=3, batch_size=32, schedule="constant"),
         callbacks=[recorder])
     assert len(recorder.snapshots) == 4 and len(recorder.names) == 4   # init + 3 epochs; 3 hidden + head
+    with torch.no_grad():
+        assert torch.allclose(recorder.outputs[-1][-1], model.eval()(moons.x_train[:16]))   # the head's output: the logits
+    assert [tuple(h.shape) for h in recorder.outputs[0]] == [(16, 8)] * 3 + [(16, moons.output_size)]
     assert torch.equal(recorder.snapshots[-1][-1], model.head.weight.detach())
     assert layers_converge.relative_distances(recorder.snapshots)[-1] == [0.0] * 4
 

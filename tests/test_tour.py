@@ -55,3 +55,50 @@ def test_tour_gathers_verdicts_resumes_and_marks_unmeasured_claims(tmp_path, mon
     assert calls == ["init-zero", "dropout"]  # finished studies are not run again
     run_tour(quick=True, output=tmp_path, seed=4)
     assert calls == ["init-zero", "dropout"] * 2  # another seed is another experiment
+
+
+def test_tour_ids_are_unique_and_counts_add_up(tmp_path, monkeypatch):
+    from deepwell.studies import base
+    from deepwell.studies.evidence import regime_verdict
+
+    def study(verdicts):
+        return lambda folder, quick, seed: StudyOutput(verdicts, [], [])
+
+    limited = regime_verdict("relu-faster", "ReLU faster", "rule", [
+        base.Regime("depth 2", "holds", "fast", {"r": 2.0}, lecture=True), base.Regime("depth 10", "does_not_hold", "slow")])
+    twice = [Verdict("dropout", "t", "holds", "e"), Verdict("dropout", "t", "inconclusive", "e", key="dropout/classic")]
+    studies = {"a": base.Study("a", "A", ("relu-faster",), study([limited])),
+               "b": base.Study("b", "B", ("dropout",), study(twice)),
+               "c": base.Study("c", "C", ("dropout",), study([Verdict("dropout", "t", "does_not_hold", "e")]))}
+    monkeypatch.setattr("deepwell.studies.STUDIES", studies)
+    result = run_tour(quick=True, output=tmp_path, seed=0)
+    ids = [v.id for v in result.verdicts]
+    assert len(ids) == len(set(ids)) == len(CLAIMS) + 2  # dropout reported three times
+    assert {"dropout", "dropout/classic", "dropout@c"} <= set(ids)
+    summary = json.loads((tmp_path / "study.json").read_text())["summary"]
+    for counts in (summary["claims"], summary["verdicts"]):
+        assert counts["holds"] + counts["does_not_hold"] + counts["inconclusive"] == counts["total"]
+    assert summary["claims"]["total"] == len(CLAIMS) and summary["verdicts"]["total"] == len(ids)
+    assert summary["claims"]["holds"] == 2  # relu-faster in its lecture regime, dropout's first verdict
+    assert summary["limits"] == ["relu-faster: depth 10 -- does not hold"]
+    assert all(v.rule for v in result.verdicts)
+
+
+def test_tour_runs_studies_in_workers_and_gathers_them_in_order(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from deepwell.studies import base, tour
+
+    def study(claim):
+        return lambda folder, quick, seed: StudyOutput([Verdict(claim, "t", "holds", "e")], [], [])
+
+    studies = {"a": base.Study("a", "A", ("init-zero",), study("init-zero")),
+               "b": base.Study("b", "B", ("dropout",), study("dropout"))}
+    monkeypatch.setattr("deepwell.studies.STUDIES", studies)
+    pools = []
+    monkeypatch.setattr(tour, "_pool", lambda workers: pools.append(workers) or ThreadPoolExecutor(workers))
+    lines = []
+    result = run_tour(quick=True, output=tmp_path, workers=4, progress=lines.append)
+    assert pools == [2]   # no more workers than studies to run
+    assert {v.id: v.status for v in result.verdicts}["dropout"] == "holds"
+    assert [line.split(":")[0] for line in lines[1:]] == ["a", "b"]

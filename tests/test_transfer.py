@@ -234,3 +234,22 @@ def test_probes_watch_the_trainable_blocks_of_a_deepwell_backbone(source_run, tm
     from deepwell.diagnostics.probes import probe_blocks
 
     assert probe_blocks(head_only) == []
+
+
+def test_transfer_regimes_compare_over_seeds_per_target_size():
+    from deepwell.studies.transfer import transfer_regime_verdict
+
+    def rows(source, head, fine, scratch, n):
+        out = []
+        for strategy, values, origin in (("head_only", head, source), ("fine_tune", fine, source), ("scratch", scratch, "none")):
+            out += [{"source": origin, "strategy": strategy, "n_target": n, "seed": s, "test_acc": v} for s, v in enumerate(values)]
+        return out
+
+    data = rows("similar", [0.80, 0.81, 0.79], [0.83, 0.84, 0.82], [0.60, 0.62, 0.61], 50) \
+        + rows("similar", [0.80, 0.70, 0.90], [0.83, 0.84, 0.82], [0.78, 0.80, 0.79], 200)
+    verdict = transfer_regime_verdict(data, "similar", 0.9, [50, 200])
+    assert [r.status for r in verdict.regimes] == ["holds", "inconclusive"] and verdict.status == "holds"
+    dissimilar = rows("dissimilar", [0.60, 0.61, 0.62], [0.70, 0.71, 0.72], [0.70, 0.72, 0.71], 50)
+    v = transfer_regime_verdict(dissimilar, "dissimilar", 0.9, [50])
+    assert v.status == "holds" and "fine-tune vs scratch" in v.regimes[0].evidence
+    assert transfer_regime_verdict(dissimilar, "dissimilar", 0.3, [50]).status == "inconclusive"  # the source never learned

@@ -15,6 +15,7 @@ import csv
 import datetime
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -291,18 +292,55 @@ def _cell(text: str) -> str:
     return text if text.lstrip("-").isdigit() or len(text) <= 8 else _number(value)
 
 
+def _why(verdict: dict[str, Any]) -> str:
+    """The verdict in one plain sentence: where it holds and where not (regimes), else the evidence's first sentence."""
+    regimes = verdict.get("regimes") or []
+    if regimes:
+        lecture = next((r for r in regimes if r.get("lecture")), regimes[0])
+        parts = [f"{str(verdict.get('status', '')).replace('_', ' ').capitalize()} in the lecture's regime ({lecture['name']})"]
+        for status in ("holds", "does_not_hold", "inconclusive"):
+            names = [r["name"] for r in regimes if r is not lecture and r.get("status") == status]
+            if names:
+                parts.append(f"{status.replace('_', ' ')} in {', '.join(names)}")
+        return "; ".join(parts) + "."
+    evidence = str(verdict.get("evidence") or "")
+    end = re.search(r"[.!?] (?=[A-Z])", evidence)   # a sentence ends before a capital ("e.g. a" does not)
+    return evidence if end is None else evidence[:end.start() + 1]
+
+
+def _verdict_figure(verdict: dict[str, Any], figures: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The figure beside a verdict: the one it names, else its study's figure named after the claim, else (in a tour)
+    its study's first; None on a single study's page when no figure is named after the claim."""
+    if verdict.get("figure"):
+        return next((f for f in figures if f["path"] == verdict["figure"]), None)
+    source = str(verdict.get("source") or "")
+    candidates = [f for f in figures if not source or str(f["path"]).startswith(f"{source}/")]
+    stem = str(verdict.get("claim", "")).replace("-", "_")
+    fallback = candidates[0] if source and candidates else None   # in a tour: the study's first figure
+    return next((f for f in candidates if stem and stem in str(f["path"])), fallback)
+
+
+def _card(v: dict[str, Any], figures: list[dict[str, Any]]) -> dict[str, Any]:
+    numbers = v.get("numbers") or {}
+    return {**{key: v.get(key) for key in ("claim", "text", "evidence", "rule", "source")}, "id": v.get("id") or v.get("claim"),
+            "status": str(v.get("status", "")), "tone": _VERDICT.get(str(v.get("status")), "warn"), "why": _why(v),
+            "regimes": [{**r, "tone": _VERDICT.get(str(r.get("status")), "warn")} for r in v.get("regimes") or []],
+            "numbers": numbers, "figure": _verdict_figure(v, figures)}
+
+
 def render_study(path: str | Path) -> str:
-    """The HTML report of a study folder (study.json, its PNG figures and CSV tables)."""
+    """The HTML report of a study (or tour) folder: one card per verdict (statement, verdict and why in one sentence,
+    its regimes or numbers in a small table, its figure beside it), then the other figures and the tables."""
     path = Path(path)
     study = _read_json(path / "study.json") or {}
-    verdicts = [{**{key: v.get(key) for key in ("claim", "text", "evidence")}, "status": str(v.get("status", "")),
-                 "tone": _VERDICT.get(str(v.get("status")), "warn"), "numbers": v.get("numbers") or {}}
-                for v in study.get("verdicts", [])]
+    figures = [_study_figure(path, entry) for entry in study.get("figures", [])]
+    verdicts = [_card(v, figures) for v in study.get("verdicts", [])]
+    shown = {id(v["figure"]) for v in verdicts if v["figure"] is not None}
     context = {
         "kind": "study", "title": study.get("title") or study.get("name") or path.name, "generated": _generated(),
-        "path": str(path.resolve()), "study": study, "verdicts": verdicts,
+        "path": str(path.resolve()), "study": study, "verdicts": verdicts, "summary": study.get("summary") or {},
         "counts": {status: sum(v["status"] == status for v in verdicts) for status in _VERDICT},
-        "figures": [_study_figure(path, entry) for entry in study.get("figures", [])],
+        "figures": [f for f in figures if id(f) not in shown],
         "tables": [_study_table(path, entry) for entry in study.get("tables", [])], "table_rows": TABLE_ROWS,
     }
     return _ENVIRONMENT.get_template("report.html.j2").render(**context)

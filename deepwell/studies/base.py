@@ -4,11 +4,14 @@ A study folder (``<output>/<name>/``) holds PNG figures, tidy CSV tables (one ro
 measurement) and ``study.json``::
 
     {"name", "title", "quick", "seed", "seconds",
-     "verdicts": [{"claim", "text", "status", "evidence", "numbers"}],
+     "verdicts": [{"id", "claim", "text", "status", "evidence", "numbers", "rule", "figure", "source",
+                   "regimes": [{"name", "status", "evidence", "numbers", "lecture"}]}],
      "figures": [{"path", "caption"}], "tables": [{"path", "caption"}]}     # paths relative to the folder
 
 A verdict is computed from measured numbers with named thresholds (see each study's module);
-it is never asserted.
+it is never asserted. A claim measured in several regimes (depth 2 vs 10, an MLP vs a CNN) keeps
+each regime's status; the verdict's own status is the one in the lecture's regime (see
+:mod:`deepwell.studies.evidence`).
 """
 
 from __future__ import annotations
@@ -24,10 +27,37 @@ from typing import Any, Literal
 
 from deepwell.training.checkpoint import atomic_write_text
 
-__all__ = ["Status", "Setting", "Verdict", "StudyResult", "StudyOutput", "Study", "write_table", "write_study_json", "status_from"]
+__all__ = ["Status", "Setting", "Regime", "Verdict", "StudyResult", "StudyOutput", "Study", "write_table", "write_study_json", "status_from"]
 
 Status = Literal["holds", "does_not_hold", "inconclusive"]
 STATUSES: tuple[str, ...] = ("holds", "does_not_hold", "inconclusive")
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One setting in which a claim was measured (e.g. ``depth 10, own init``) and its status there.
+
+    Args:
+        name: short and unique within the verdict.
+        status: ``holds``, ``does_not_hold`` or ``inconclusive`` in this regime.
+        evidence: one sentence with the numbers.
+        numbers: the measured numbers the status was computed from.
+        lecture: True for the regime the lecture's statement is about (it decides the verdict).
+    """
+
+    name: str
+    status: Status
+    evidence: str
+    numbers: dict[str, float] = field(default_factory=dict)
+    lecture: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"Regime status must be one of {', '.join(STATUSES)}; got '{self.status}'.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "evidence": self.evidence, "lecture": self.lecture,
+                "numbers": {k: _json_float(v) for k, v in self.numbers.items()}}
 
 
 @dataclass(frozen=True)
@@ -40,6 +70,11 @@ class Verdict:
         status: ``holds``, ``does_not_hold`` or ``inconclusive``.
         evidence: one or two sentences with the measured numbers.
         numbers: the measured numbers the status was computed from.
+        regimes: where the claim was measured, each with its own status (empty: one setting only).
+        rule: what "holds" means, in words (shown next to the claim in the report).
+        key: a unique id when one study reports a claim twice (default: the claim id).
+        figure: the study figure (file name) that shows this claim best; the report puts it beside the verdict.
+        source: the study that measured it (the tour fills it in).
     """
 
     claim: str
@@ -47,14 +82,38 @@ class Verdict:
     status: Status
     evidence: str
     numbers: dict[str, float] = field(default_factory=dict)
+    regimes: tuple[Regime, ...] = ()
+    rule: str = ""
+    key: str = ""
+    figure: str = ""
+    source: str = ""
+
+    @property
+    def id(self) -> str:
+        """The verdict's unique id: ``key`` if given, else the claim id."""
+        return self.key or self.claim
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"Verdict status must be one of {', '.join(STATUSES)}; got '{self.status}'.")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"claim": self.claim, "text": self.text, "status": self.status, "evidence": self.evidence,
-                "numbers": {k: _json_float(v) for k, v in self.numbers.items()}}
+        return {"id": self.id, "claim": self.claim, "text": self.text, "status": self.status, "evidence": self.evidence,
+                "numbers": {k: _json_float(v) for k, v in self.numbers.items()}, "rule": self.rule,
+                "regimes": [r.to_dict() for r in self.regimes], "figure": self.figure, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Verdict:
+        """The verdict a ``to_dict`` record describes (null numbers -- non-finite -- are dropped)."""
+        def clean(numbers: dict[str, Any] | None) -> dict[str, float]:
+            return {k: float(v) for k, v in (numbers or {}).items() if v is not None}
+
+        regimes = tuple(Regime(r["name"], r["status"], r.get("evidence", ""), clean(r.get("numbers")), bool(r.get("lecture")))
+                        for r in record.get("regimes") or ())
+        key = record.get("id") if record.get("id") not in (None, record["claim"]) else ""
+        return cls(record["claim"], record.get("text", ""), record["status"], record.get("evidence", ""),
+                   clean(record.get("numbers")), regimes, record.get("rule", ""), key or "", record.get("figure") or "",
+                   record.get("source") or "")
 
 
 def status_from(supported: bool, usable: bool = True) -> Status:
@@ -97,6 +156,7 @@ class StudyResult:
     seconds: float
     quick: bool
     seed: int
+    summary: dict[str, Any] = field(default_factory=dict)   # the tour's counts and regime limits
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,7 +164,7 @@ class StudyResult:
             "verdicts": [v.to_dict() for v in self.verdicts],
             "figures": [{"path": p, "caption": c} for p, c in self.figures],
             "tables": [{"path": p, "caption": c} for p, c in self.tables],
-        }
+        } | ({"summary": self.summary} if self.summary else {})
 
 
 @dataclass(frozen=True)

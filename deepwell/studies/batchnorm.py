@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from deepwell.data import Splits, prepare_data
 from deepwell.models import build_model
 from deepwell.models.layers import NORMALIZATIONS
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.evidence import compare, regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.loop import TensorData, fit
 
@@ -117,6 +119,31 @@ def batchnorm_verdict(numbers: dict[str, float]) -> Verdict:
                    status_from(statistics and (faster or higher_lr), usable), evidence, numbers)
 
 
+SEED_RULE = (f"the lecture's regime, 3 seeds: each arm at its best learning rate (from the sweep), BN's final training loss "
+             f"lower than without BN by more than 2 standard errors and by at least {BETTER_MARGIN:.0%} of the plain loss; "
+             "the statistics regime: train mode standardises by the batch, eval mode uses the running statistics; the "
+             "one-seed sweep: BN trains at a higher learning rate or to a 10% lower loss.")
+
+
+def _with_seeds(verdict: Verdict, losses: dict[str, dict[float, float]], splits: Splits, quick: bool, seed: int,
+                device: torch.device) -> Verdict:
+    """The one-seed verdict as two regimes, and a third: each arm at its best lr over 3 seeds (compare, with a margin)."""
+    finals = {}
+    for arm, by_lr in losses.items():
+        lr = min(by_lr, key=by_lr.get)
+        finals[arm] = [by_lr[lr]] + [train_deep(splits, "batchnorm" if arm == "bn" else "none", lr, quick, s, device)["final"]
+                                     for s in (seed + 1, seed + 2)]
+    c = compare(finals["bn"], finals["plain"], margin=BETTER_MARGIN * statistics.fmean(finals["plain"]), higher_is_better=False)
+    seeds = Regime("best learning rate, 3 seeds", c.status, f"final training loss with BN {c.mean_a:.3f} vs without "
+                   f"{c.mean_b:.3f} (each at its best lr): plain minus BN {c.describe()}.", c.numbers("final_loss"), lecture=True)
+    stats_ok = bn_statistics_ok(verdict.numbers)
+    return regime_verdict(verdict.claim, verdict.text, SEED_RULE, [
+        seeds, Regime("train vs eval statistics", "holds" if stats_ok else "does_not_hold", verdict.evidence.split(" Depth-")[0],
+                      {k: v for k, v in verdict.numbers.items() if not k.startswith(("bn_", "plain_"))}),
+        Regime("learning-rate sweep, 1 seed", verdict.status, "Depth-" + verdict.evidence.split(" Depth-")[-1],
+               {k: v for k, v in verdict.numbers.items() if k.startswith(("bn_", "plain_"))})], figure="batchnorm_lr.png")
+
+
 def train_deep(splits: Splits, norm: str, lr: float, quick: bool, seed: int, device: torch.device) -> dict[str, Any]:
     """The deep MLP on MNIST-1D at one learning rate; per-epoch eval-mode training loss (inf once diverged)."""
     data = TensorData(splits.x_train.to(device), splits.y_train.to(device))
@@ -148,7 +175,7 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
             for arm in ("bn", "plain") for lr in _learning_rates(quick)}
     losses = {arm: {lr: record["final"] for (a, lr), record in runs.items() if a == arm} for arm in ("bn", "plain")}
     numbers = stats["numbers"] | bn_training_summary(losses) | {"depth": float(_depth(quick))}
-    verdict = batchnorm_verdict(numbers)
+    verdict = _with_seeds(batchnorm_verdict(numbers), losses, splits, quick, seed, device)
     figures = [
         (_statistics_figure(folder, stats), f"Per-feature mean and std of a BatchNorm layer's output on one batch of "
          f"{SMALL_BATCH}: train mode (batch statistics) vs eval mode (running statistics after {WARM_BATCHES} batches)."),

@@ -29,7 +29,8 @@ from typing import Any
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.models import build_model
-from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.evidence import regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
@@ -168,6 +169,12 @@ def _width_for_params(n: int) -> float:
     return (-52 + math.sqrt(52 ** 2 - 4 * (10 - n))) / 2
 
 
+RULE = (f"holds when the test-error peak lies at params within a factor {PARAMS_WINDOW:g} of n, stands at least "
+        f"{PEAK_MARGIN:.0%} above the first minimum, and the largest model is at least {PEAK_MARGIN:.0%} below the peak "
+        "(the largest model must fit its training set, else inconclusive); one regime per label-noise mode, uniform "
+        "being the lecture's.")
+
+
 def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> Verdict:
     """double-descent: peak near params ~ n, above the first minimum; largest model below the peak."""
     ratio = numbers["peak_params"] / numbers["n_train"]
@@ -217,7 +224,10 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     summary = {mode: sorted(summarize([r for r in model_records if r["mode"] == mode], ["width", "params"], metrics),
                             key=lambda row: row["width"]) for mode in NOISE_MODES}
     samples = sorted(summarize(sample_records, ["n_train"], metrics), key=lambda row: row["n_train"])
-    verdicts = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
+    per_mode = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
+    verdicts = [regime_verdict("double-descent", per_mode[0].text, RULE,
+                               [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
+                                for mode, v in zip(NOISE_MODES, per_mode)], figure="double_descent.png")]
     references = [] if quick else reference_rows(summary["uniform"], settings.n_train)
     figure = _figure(folder, settings, summary, model_records, samples, verdicts, references)
     cnn_records = run_sweep(cnn_tasks(settings, seed), executor, folder / "records.jsonl") if settings.cnn_channels else []
@@ -281,7 +291,7 @@ def _figure(folder: Path, settings: Settings, summary: dict, records: list[dict]
         ax.plot(params, test, marker="o", ms=3, color=color, label=f"test, noise '{mode}'")
         ax.fill_between(params, [t - s for t, s in zip(test, spread)], [t + s for t, s in zip(test, spread)], color=color, alpha=0.2)
         ax.plot(params, [r["train_error_mean"] for r in rows], linestyle="--", color=color, label=f"train, noise '{mode}'")
-    numbers = verdicts[0].numbers
+    numbers = verdicts[0].regimes[0].numbers if verdicts[0].regimes else verdicts[0].numbers
     ax.axvline(settings.n_train, color="black", linestyle=":", label=f"params = n ({settings.n_train})")
     if math.isfinite(numbers["interpolation_width"]):
         ax.axvline(mlp_params(int(numbers["interpolation_width"])), color="gray", linestyle="-.",

@@ -38,7 +38,8 @@ from deepwell.data import Splits, prepare_data
 from deepwell.models import build_model
 from deepwell.models.layers import Dropout
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.evidence import compare, regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.loop import TensorData, evaluate, fit
 
@@ -150,6 +151,11 @@ def gap_ordering(history: list[dict[str, float]]) -> dict[str, float]:
             "last_train_clean": last["train/loss_clean"], "last_val": last["val/loss"]}
 
 
+ACCURACY_RULE = ("train-test gap (the lecture's regime): the gap with the regulariser is smaller beyond noise (and, for "
+                 "dropout, classic and inverted scaling give the same test outputs); test accuracy: higher with the "
+                 "regulariser than without, beyond 2 standard errors over the seeds.")
+
+
 def dropout_verdict(numbers: dict[str, float]) -> Verdict:
     """dropout: smaller train-test gap with dropout; classic and inverted give identical test outputs."""
     smaller_gap = _reduction_supported(numbers)
@@ -214,8 +220,16 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     orderings = [gap_ordering(h) for h in gap_runs]
     gap_numbers = {key: statistics.fmean(o[key] for o in orderings) for key in orderings[0]} | {"seeds": len(gap_runs)}
 
-    verdicts = [dropout_verdict(reduction("dropout") | equivalence | mode_numbers), dropconnect_verdict(reduction("dropconnect")),
-                dropout_gap_verdict(gap_numbers)]
+    def with_accuracy(verdict: Verdict, variant: str) -> Verdict:
+        """The gap verdict (the lecture's regime) beside test accuracy with vs without, beyond 2 s.e. over seeds."""
+        c = compare([runs[(variant, s)]["test"]["acc"] for s in seeds], [runs[("none", s)]["test"]["acc"] for s in seeds])
+        accuracy = Regime("test accuracy", c.status, f"test accuracy with {variant} {c.mean_a:.1%} vs without "
+                          f"{c.mean_b:.1%}: {c.describe()}.", c.numbers("test_accuracy"))
+        gap = Regime("train-test gap", verdict.status, verdict.evidence, verdict.numbers, lecture=True)
+        return regime_verdict(verdict.claim, verdict.text, ACCURACY_RULE, [gap, accuracy], figure="dropout_gap.png")
+
+    verdicts = [with_accuracy(dropout_verdict(reduction("dropout") | equivalence | mode_numbers), "dropout"),
+                with_accuracy(dropconnect_verdict(reduction("dropconnect")), "dropconnect"), dropout_gap_verdict(gap_numbers)]
     figures = [
         (_gap_figure(folder, runs, seeds), f"Train (clean) and test accuracy at the last epoch per variant, "
          f"{settings['n_train']} MNIST-1D training examples, {len(seeds)} seeds (dots) and their mean (bar). "

@@ -1,4 +1,5 @@
-"""Shared matplotlib helpers for studies: figures without pyplot (Agg canvas), saved atomically."""
+"""Shared matplotlib helpers for studies: figures in the project's one style (:mod:`deepwell.reporting.style`),
+without pyplot (Agg canvas), tidied and checked for overlapping text, saved atomically."""
 
 from __future__ import annotations
 
@@ -6,26 +7,20 @@ import os
 import tempfile
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "save_figure", "COLORS"]
+from deepwell.reporting.style import COLORS, check_figure, legend_outside, new_figure, tidy
 
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+__all__ = ["new_figure", "save_figure", "legend_outside", "COLORS"]
+
 DPI = 110
 
 
-def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs) -> tuple[Figure, object]:
-    """A Figure on an Agg canvas (no global pyplot state, no display needed) and its axes."""
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(rows, cols, squeeze=False, **kwargs)
-    return figure, axes
-
-
 def save_figure(figure: Figure, path: Path) -> Path:
-    """Save ``figure`` as PNG via a temporary file and a rename (never a half-written image)."""
+    """Tidy the ticks, check the text (strict mode), save as PNG via a temporary file and a rename."""
     path = Path(path)
+    tidy(figure)
+    check_figure(figure, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.png")
     os.close(fd)

@@ -26,7 +26,8 @@ from deepwell.data import prepare_data
 from deepwell.diagnostics.probes import SATURATION, measure_activations
 from deepwell.models import build_model
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import Setting, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Regime, Setting, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.evidence import regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.callbacks import Callback, FitState
 from deepwell.training.loop import TensorData, fit
@@ -125,6 +126,29 @@ def init_scale_verdict(numbers: dict[str, float]) -> Verdict:
                    "Xavier suits tanh, He suits ReLU.", status_from(not failed), evidence, numbers)
 
 
+HE_AS_WRITTEN = Setting("relu-he-as-written", "ReLU, 2/√fan_in (the lecture's formula)", "relu", f"normal:{2 / math.sqrt(WIDTH)}")
+INIT_SCALE_RULE = (f"small sigma: last/first layer std < {COLLAPSE_RATIO:g}; large sigma: >= {SATURATED_MIN:.0%} of the last "
+                   f"layer saturated; Xavier/tanh: every layer std >= {HEALTHY_STD_MIN:g} and <= {HEALTHY_SATURATED_MAX:.0%} "
+                   f"saturated; He/ReLU: largest/smallest layer std <= {STABLE_SPREAD_MAX:g}. The lecture writes He as "
+                   "2/sqrt(N_in); He et al. 2015 have sqrt(2/N_in): that regime checks the written formula the same way.")
+
+
+def he_as_written_regime(act_std: list[float]) -> Regime:
+    """The lecture's He formula std = 2/sqrt(N_in): stable (like sqrt(2/N_in)) or growing layer by layer?
+
+    With std = 2/sqrt(N_in) the variance gain per ReLU layer is 4/2 = 2, so the activation std grows
+    by sqrt(2) per layer: "does not hold" here is the correction, the formula should read sqrt(2/N_in).
+    """
+    spread = max(act_std) / max(min(act_std), 1e-30)
+    growth = (act_std[-1] / act_std[0]) ** (1 / max(len(act_std) - 1, 1))
+    evidence = (f"ReLU with std = 2/sqrt(N_in) = {2 / math.sqrt(WIDTH):.4f} (He: sqrt(2/N_in) = {math.sqrt(2 / WIDTH):.4f}): "
+                f"activation std {act_std[0]:.2f} (layer 1) -> {act_std[-1]:.2f} (layer {len(act_std)}), x{growth:.2f} per layer "
+                f"(sqrt 2 = 1.41 predicted); spread {spread:.2f} (stable needs <= {STABLE_SPREAD_MAX:g}). The lecture's formula "
+                "is a typo for sqrt(2/N_in).")
+    return Regime("He as the lecture writes it, 2/sqrt(N_in)", "holds" if spread <= STABLE_SPREAD_MAX else "does_not_hold",
+                  evidence, {"std_first": act_std[0], "std_last": act_std[-1], "growth_per_layer": growth, "spread": spread})
+
+
 def init_zero_verdict(numbers: dict[str, float]) -> Verdict:
     """init-zero: from all-zero weights the loss stays at chance, ln(classes)."""
     chance, zero, baseline = numbers["chance_loss"], numbers["zeros_final_loss"], numbers["baseline_final_loss"]
@@ -196,7 +220,11 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     training = {init: train_from_init(init, epochs, seed, device) for init in ("zeros", "constant:0.1", "xavier")}
     chance = math.log(training["zeros"]["num_classes"][0])
 
+    typo = measure_init((HE_AS_WRITTEN,), seed=seed, device=device)[HE_AS_WRITTEN.key]["act_std"]
     scale = init_scale_verdict(init_scale_numbers(stats))
+    scale = regime_verdict(scale.claim, scale.text, INIT_SCALE_RULE, [
+        Regime("CS231n settings", scale.status, scale.evidence, scale.numbers, lecture=True), he_as_written_regime(typo)],
+        figure="init_std.png")
     zero = init_zero_verdict({"chance_loss": chance, "zeros_final_loss": training["zeros"]["loss"][-1],
                               "baseline_final_loss": training["xavier"]["loss"][-1]})
     constant = init_constant_verdict({"constant_row_spread": training["constant:0.1"]["spread"][-1],

@@ -179,6 +179,9 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
         (_curves_figure(folder, runs, optimum, threshold), "Excess training loss of plain full-batch GD per step on raw, "
          "standardised and ZCA-whitened inputs; solid: each at its own step 1/lambda_max, dashed: one shared step "
          "(1/lambda_max of the raw Hessian). Dotted: the threshold."),
+        (_cloud_figure(folder, x_raw), "The CS231n preprocessing picture on this study's inputs: the raw point cloud, "
+         "centred (mean subtracted), normalised (each dimension divided by its std), decorrelated (rotated onto the "
+         "covariance's eigenvectors, PCA) and whitened (each eigen-direction divided by its std). Same scale on both axes."),
         (_contour_figure(folder, inputs, y, solutions, runs), "Loss contours over the two input weights (bias at its "
          "optimum) for raw, standardised and whitened inputs, same scale on both axes, with the GD path (own step): the "
          "raw ravine becomes round."),
@@ -234,3 +237,28 @@ def _contour_figure(folder: Path, inputs: dict, y: torch.Tensor, solutions: dict
         ax.legend(fontsize=7, loc="upper right")
     save_figure(figure, folder / "preprocess_contours.png")
     return "preprocess_contours.png"
+
+
+def point_clouds(x: torch.Tensor) -> dict[str, np.ndarray]:
+    """CS231n's five panels: raw, centred, normalised, decorrelated (PCA rotation), whitened (PCA / sqrt(eigenvalue))."""
+    x = x.double()
+    centred = x - x.mean(0)
+    eigenvalues, eigenvectors = torch.linalg.eigh(input_covariance(x))   # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)  # the largest variance along x1, as CS231n draws it
+    rotated = centred @ eigenvectors
+    return {"raw": x.numpy(), "centred": centred.numpy(), "normalised": (centred / centred.std(0, correction=0)).numpy(),
+            "decorrelated": rotated.numpy(), "whitened": (rotated / eigenvalues.sqrt()).numpy()}
+
+
+def _cloud_figure(folder: Path, x: torch.Tensor) -> str:
+    clouds = point_clouds(x)
+    figure, axes = new_figure(14, 3.4, 1, len(clouds))
+    for ax, (name, points) in zip(axes[0], clouds.items()):
+        ax.scatter(points[:, 0], points[:, 1], s=4, color=COLORS[0], alpha=0.6)
+        ax.axhline(0, color="black", linewidth=0.6)
+        ax.axvline(0, color="black", linewidth=0.6)
+        span = 1.1 * max(np.abs(points).max(), 1.0)
+        ax.set(title=name, xlim=(-span, span), ylim=(-span, span), xlabel="x1", ylabel="x2" if name == "raw" else None)
+        ax.set_aspect("equal")
+    save_figure(figure, folder / "preprocess_point_clouds.png")
+    return "preprocess_point_clouds.png"

@@ -1,10 +1,13 @@
 """The tour: every claim of the lecture, the experiment that checks it and its measured verdict.
 
-``run_tour`` runs every registered study (quick mode by default), then gathers one verdict per
-claim of :data:`~deepwell.studies.claims.CLAIMS` into the tour folder's ``study.json`` — the same
-schema as a single study, so ``deepwell report`` renders it — with every study's figures
-(paths into the study sub-folders). A claim that no study measures yet is listed as
-``inconclusive`` with the reason, never given a verdict it did not earn.
+``run_tour`` runs every registered study (quick mode by default), then gathers every verdict (each
+with a unique id, each claim at least one, in the order of :data:`~deepwell.studies.claims.CLAIMS`)
+into the tour folder's ``study.json`` — the same schema as a single study, so ``deepwell report``
+renders it — with every study's figures (paths into the study sub-folders) and a ``summary``: how
+many claims hold in the lecture's own regime, and the regimes where a claim was found not to hold
+(:func:`summarize`). Each verdict states its rule (the study's, else CLAIMS' "holds when"). A
+claim that no study measures yet is listed as ``inconclusive`` with the reason, never given a
+verdict it did not earn.
 
 A study whose folder already holds a ``study.json`` of the same mode and seed is not run again,
 so an interrupted tour resumes where it stopped (``fresh=True`` re-runs everything).
@@ -12,20 +15,23 @@ so an interrupted tour resumes where it stopped (``fresh=True`` re-runs everythi
 Example::
 
     result = run_tour(quick=True, output=Path("tour"))
-    [(v.claim, v.status) for v in result.verdicts]
+    [(v.id, v.status, v.source) for v in result.verdicts]
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
-from deepwell.studies.base import StudyResult, Verdict, write_study_json
+from deepwell.studies.base import STATUSES, StudyResult, Verdict, write_study_json
 from deepwell.studies.claims import CLAIMS
 
-__all__ = ["run_tour"]
+__all__ = ["run_tour", "summarize"]
 
 TITLE = "The lecture's claims, measured"
 
@@ -41,8 +47,20 @@ def _finished(folder: Path, quick: bool, seed: int) -> dict | None:
     return record if (record.get("quick"), record.get("seed")) == (quick, seed) else None
 
 
+def _run_one(name: str, quick: bool, output: Path, seed: int) -> dict:
+    """One study in a worker process (module level, so it pickles); its study.json record."""
+    from deepwell.studies import run_study
+
+    return run_study(name, quick=quick, output=output, seed=seed).to_dict()
+
+
+def _pool(workers: int) -> Executor:
+    """Worker processes for studies (spawned: a fresh interpreter, no forked torch threads)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+
 def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fresh: bool = False,
-             progress: Callable[[str], None] | None = None) -> StudyResult:
+             progress: Callable[[str], None] | None = None, workers: int = 1) -> StudyResult:
     """Run every study and write the tour folder (``study.json``, one sub-folder per study).
 
     Args:
@@ -51,41 +69,81 @@ def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fre
         seed: passed to every study.
         fresh: re-run studies that already finished in this folder.
         progress: called with a line of text before and after each study.
+        workers: studies run at once, each in its own process (1: one after the other, in this process).
     """
-    from deepwell.studies import STUDIES, run_study
+    from deepwell.studies import STUDIES
 
     output = Path(output)
     started = time.perf_counter()
-    records: dict[str, dict] = {}
-    for name in STUDIES:
-        record = None if fresh else _finished(output / name, quick, seed)
-        if record is None:
-            if progress:
-                progress(f"running study {name} ...")
-            record = run_study(name, quick=quick, output=output, seed=seed).to_dict()
-        if progress:
-            statuses = ", ".join(f"{v['claim']} {v['status']}" for v in record["verdicts"])
-            progress(f"{name}: {statuses} ({record['seconds']:.0f} s)")
-        records[name] = record
+    records: dict[str, dict] = {name: None if fresh else _finished(output / name, quick, seed) for name in STUDIES}
+    todo = [name for name, record in records.items() if record is None]
+    if progress and todo:
+        progress(f"running {len(todo)} studies ({workers} at a time): {', '.join(todo)} ...")
+    if workers > 1 and len(todo) > 1:
+        with _pool(min(workers, len(todo))) as pool:
+            futures = {name: pool.submit(_run_one, name, quick, output, seed) for name in todo}
+            for name, future in futures.items():
+                records[name] = future.result()
+                _report(progress, name, records[name])
+    for name in todo:
+        if records[name] is None:
+            records[name] = _run_one(name, quick, output, seed)
+            _report(progress, name, records[name])
     verdicts, figures = _gather(records)
     result = StudyResult(name="tour", title=TITLE, path=output, verdicts=verdicts, figures=figures, tables=[],
-                         seconds=time.perf_counter() - started, quick=quick, seed=seed)
+                         seconds=time.perf_counter() - started, quick=quick, seed=seed, summary=summarize(verdicts))
     write_study_json(result)
     return result
 
 
+def _report(progress: Callable[[str], None] | None, name: str, record: dict) -> None:
+    if progress:
+        statuses = ", ".join(f"{v.get('id', v['claim'])} {v['status']}" for v in record["verdicts"])
+        progress(f"{name}: {statuses} ({record['seconds']:.0f} s)")
+
+
 def _gather(records: dict[str, dict]) -> tuple[list[Verdict], list[tuple[str, str]]]:
-    """One verdict per claim, in CLAIMS order, and every study's figures (study name in the caption)."""
-    measured = {v["claim"]: (name, v) for name, record in records.items() for v in record["verdicts"]}
-    verdicts = []
+    """Every measured verdict (unique ids), in CLAIMS order, and every study's figures (study name in the caption).
+
+    A claim that no study measured gets an ``inconclusive`` verdict saying so. Two studies that report
+    the same verdict id keep both: the later one's id gets the study name (``claim@study``).
+    """
+    measured: dict[str, list[tuple[str, Verdict]]] = {}
+    for name, record in records.items():
+        for v in record["verdicts"]:
+            measured.setdefault(v["claim"], []).append((name, Verdict.from_dict(v)))
+    verdicts, seen = [], set()
     for claim in CLAIMS:
-        if claim.id in measured:
-            name, v = measured[claim.id]
-            verdicts.append(Verdict(claim.id, v["text"], v["status"], f"[{name}] {v['evidence']}",
-                                    {k: x for k, x in v["numbers"].items() if x is not None}))
-        else:
+        for name, v in measured.get(claim.id, []):
+            key = v.id if v.id not in seen else f"{v.id}@{name}"
+            seen.add(key)
+            figure = f"{name}/{v.figure}" if v.figure else ""
+            verdicts.append(replace(v, key="" if key == v.claim else key, rule=v.rule or claim.holds_when, source=name,
+                                    figure=figure))
+        if claim.id not in measured:
             verdicts.append(Verdict(claim.id, claim.text, "inconclusive",
-                                    f"Not measured yet: no study of this version runs '{claim.experiment}'."))
+                                    f"Not measured yet: no study of this version runs '{claim.experiment}'.",
+                                    rule=claim.holds_when))
     figures = [(f"{name}/{figure['path']}", f"{record['title']}: {figure['caption']}")
                for name, record in records.items() for figure in record["figures"]]
     return verdicts, figures
+
+
+def summarize(verdicts: list[Verdict]) -> dict:
+    """The tour's counts and the regime limits it found.
+
+    ``claims``: per claim of CLAIMS, the status in the lecture's regime (its first verdict decides);
+    ``verdicts``: per verdict; both sets of counts add up to their totals. ``limits``: every regime,
+    of every verdict, where the claim did not hold, as ``claim: regime -- status``.
+
+    Example::
+
+        summarize(result.verdicts)["claims"]   # {'total': 23, 'holds': 17, 'does_not_hold': 2, 'inconclusive': 4}
+    """
+    first: dict[str, Verdict] = {}
+    for v in verdicts:
+        first.setdefault(v.claim, v)
+    claims = {"total": len(first)} | {status: sum(v.status == status for v in first.values()) for status in STATUSES}
+    counts = {"total": len(verdicts)} | {status: sum(v.status == status for v in verdicts) for status in STATUSES}
+    limits = [f"{v.id}: {r.name} -- {r.status.replace('_', ' ')}" for v in verdicts for r in v.regimes if r.status != "holds"]
+    return {"claims": claims, "verdicts": counts, "limits": limits}

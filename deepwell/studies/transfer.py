@@ -28,11 +28,12 @@ from deepwell.data import Splits, prepare_data
 from deepwell.models import build_model
 from deepwell.models.transfer import TransferModel
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.evidence import compare, regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.loop import TensorData, evaluate, fit
 
-__all__ = ["pretrain", "target_accuracy", "similar_verdict", "dissimilar_verdict", "run"]
+__all__ = ["pretrain", "target_accuracy", "similar_verdict", "dissimilar_verdict", "transfer_regime_verdict", "run"]
 
 # --- thresholds: what "holds" means --------------------------------------------------------------
 HEAD_MARGIN = 0.07        # head-only is "within a small margin" of fine-tune: at most 7 accuracy points below
@@ -45,7 +46,7 @@ STRATEGIES = ("head_only", "fine_tune", "scratch")
 
 def _settings(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"sizes": [100], "seeds": 1, "source_n": None, "source_epochs": 8, "target_epochs": 30}
+        return {"sizes": [50, 200], "seeds": 3, "source_n": None, "source_epochs": 8, "target_epochs": 30}
     return {"sizes": [50, 100, 200], "seeds": 3, "source_n": None, "source_epochs": 25, "target_epochs": 60}
 
 
@@ -101,6 +102,52 @@ def dissimilar_verdict(numbers: dict[str, float]) -> Verdict:
                    status_from(gain >= MIN_GAIN, numbers["source_acc"] >= MIN_SOURCE_ACC), evidence, numbers)
 
 
+RULE = {"similar": f"per target size, over the seeds: head-only and fine-tune each beat scratch beyond 2 standard errors "
+                   f"(and by >= {MIN_GAIN}), and head-only is at most {HEAD_MARGIN} behind fine-tune (mean); the lecture's "
+                   "regime: the smallest target set.",
+        "dissimilar": f"per target size, over the seeds: fine-tuning all layers beats head-only beyond 2 standard errors "
+                      f"and by >= {MIN_GAIN}; fine-tune vs scratch is reported beside it; the lecture's regime: the "
+                      "smallest target set."}
+
+
+def transfer_regime_verdict(rows: list[dict[str, Any]], source: str, source_acc: float, sizes: list[int]) -> Verdict:
+    """One regime per target size for transfer-similar or transfer-dissimilar (compare over seeds).
+
+    Args:
+        rows: tidy rows {source, strategy, n_target, seed, test_acc} (scratch rows have source "none").
+        source: ``similar`` or ``dissimilar``.
+        source_acc: the pretrained net's accuracy on its own task (below MIN_SOURCE_ACC: inconclusive).
+    """
+    regimes = []
+    for n in sizes:
+        def acc(strategy: str) -> list[float]:
+            origin = "none" if strategy == "scratch" else source
+            return [r["test_acc"] for r in rows if r["n_target"] == n and r["strategy"] == strategy and r["source"] == origin]
+
+        head, fine, scratch = acc("head_only"), acc("fine_tune"), acc("scratch")
+        c_head, c_fine, c_more = compare(head, scratch, MIN_GAIN), compare(fine, scratch, MIN_GAIN), compare(fine, head, MIN_GAIN)
+        if source == "similar":
+            behind = c_more.difference
+            statuses = {c_head.status, c_fine.status}
+            status = ("holds" if statuses == {"holds"} and behind <= HEAD_MARGIN else
+                      "does_not_hold" if "does_not_hold" in statuses or behind > HEAD_MARGIN + 2 * c_more.se else "inconclusive")
+            evidence = (f"n={n}: head-only {c_head.mean_a:.3f}, fine-tune {c_fine.mean_a:.3f}, scratch {c_head.mean_b:.3f}; "
+                        f"head-only minus scratch {c_head.describe()}, fine-tune minus scratch {c_fine.describe()}, "
+                        f"head-only {behind:.3f} behind fine-tune (margin {HEAD_MARGIN}).")
+        else:
+            status = c_more.status
+            evidence = (f"n={n}: fine-tune {c_more.mean_a:.3f} vs head-only {c_more.mean_b:.3f}: {c_more.describe()}; "
+                        f"fine-tune vs scratch ({c_fine.mean_b:.3f}): {c_fine.describe()}.")
+        if source_acc < MIN_SOURCE_ACC:
+            status, evidence = "inconclusive", evidence + f" The source net did not learn (acc {source_acc:.2f})."
+        numbers = c_head.numbers("head_vs_scratch") | c_fine.numbers("fine_vs_scratch") | c_more.numbers("fine_vs_head")
+        regimes.append(Regime(f"{source} source, n={n}", status, evidence, numbers | {"source_acc": source_acc},
+                              lecture=n == min(sizes)))
+    text = ("similar source task: tuning only the head is enough" if source == "similar"
+            else "less related source: fine-tune more layers")
+    return regime_verdict(f"transfer-{source}", text, RULE[source], regimes, figure="transfer.png")
+
+
 def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     """Run the whole study into ``folder``."""
     device = resolve_device("auto")
@@ -124,7 +171,8 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     means["dissimilar"]["scratch"] = means["similar"]["scratch"] = statistics.fmean(
         r["test_acc"] for r in rows if r["strategy"] == "scratch")
     write_table(folder / "transfer.csv", rows, ["source", "strategy", "n_target", "seed", "test_acc"])
-    verdicts = [similar_verdict(means["similar"]), dissimilar_verdict(means["dissimilar"])]
+    verdicts = [transfer_regime_verdict(rows, source_name, means[source_name]["source_acc"], settings["sizes"])
+                for source_name in ("similar", "dissimilar")]
     figure = (_figure(folder, means), "Target (MNIST-1D digits 5-9) test accuracy per strategy, mean over target sizes "
               f"{settings['sizes']} and {len(seeds)} seed(s), from a similar (digits 0-4) and a dissimilar (permuted) source.")
     table = ("transfer.csv", "Per source, strategy, target size and seed: target test accuracy.")

@@ -1,0 +1,56 @@
+"""The one figure style: tick locators that cannot collide, and a check that finds overlapping text.
+
+Every figure a test renders through ``save_figure`` or ``png_data_uri`` is checked (conftest sets
+DEEPWELL_STRICT_FIGURES); here the check itself is tested, and the study figures whose inputs are
+cheap to make are rendered from synthetic numbers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from deepwell.reporting.style import FigureLayoutError, check_figure, new_figure, overlapping_text, tidy
+from deepwell.studies import depth, layers_converge, relu_speed
+from deepwell.studies.figures import save_figure
+
+
+def test_overlap_check_finds_overlapping_and_cut_off_text_and_passes_a_clean_figure():
+    figure, axes = new_figure(4, 3)
+    axes[0][0].plot([0, 1], [0, 1])
+    axes[0][0].set(title="a clean plot", xlabel="x", ylabel="y")
+    assert overlapping_text(figure) == []
+    axes[0][0].text(0.5, 0.5, "first label")
+    axes[0][0].text(0.5, 0.5, "second label")
+    axes[0][0].text(1.2, 0.5, "far outside the figure on the right", transform=axes[0][0].transAxes)
+    problems = overlapping_text(figure)
+    assert "'first label' overlaps 'second label'" in problems
+    assert any("sticks out" in p for p in problems)
+    with pytest.raises(FigureLayoutError, match="overlaps"):
+        check_figure(figure, "demo")
+
+
+def test_crowded_tick_labels_are_found_and_tidy_prevents_them():
+    figure, axes = new_figure(2.0, 2.0)
+    ax = axes[0][0]
+    ax.plot([100000, 100100], [0, 1])
+    ax.set_xticks([100000 + 10 * i for i in range(11)])   # fixed and crowded: tidy keeps chosen ticks
+    assert any("overlaps" in p for p in overlapping_text(figure))
+    figure, axes = new_figure(2.0, 2.0)
+    axes[0][0].semilogx([200, 3000], [0, 1])   # a narrow log range labels its minor ticks by default: they collide
+    assert any("overlaps" in p for p in overlapping_text(figure))
+    tidy(figure)
+    assert overlapping_text(figure) == []
+
+
+def test_study_figures_from_synthetic_numbers_have_no_overlapping_text(tmp_path):
+    rows = depth.construction_rows(range(3, 6))
+    depth._construction_figure(tmp_path, rows)   # save_figure raises on overlap (strict mode)
+    speed = [{"regime": r.name, "activation": a, "lr": 0.1, "seed": s, "steps": 100.0 + 10 * s + i, "use": "measured"}
+             for r in relu_speed.REGIMES for i, a in enumerate(relu_speed.ACTIVATIONS) for s in range(3)]
+    relu_speed.speed_figure(tmp_path / "speed.png", speed)
+    distances = {(net, measure): {s: [[math.exp(-t / (layer + 1)) for layer in range(5)] for t in range(8)] for s in range(3)}
+                 for net in layers_converge.NETS for measure in layers_converge.MEASURES}
+    layers_converge._figure(tmp_path, distances, [0, 1, 2])
+    assert {p.name for p in tmp_path.glob("*.png")} == {"depth_construction.png", "speed.png", "layers_converge.png"}
