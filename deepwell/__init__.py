@@ -6,6 +6,9 @@ Public API::
     import deepwell
     run = deepwell.train("examples/mnist1d_cnn.yaml", overrides=["train.epochs=5"])
     run.summary["test"], run.predict(x)
+    run                                      # in a notebook: status, metrics, curves, findings
+    result = deepwell.study("polynomial")    # = deepwell study polynomial
+    grid = deepwell.sweep(overrides=["model.arch=mlp"], over={"model.width": [8, 32]}, seeds=2)
 """
 
 __version__ = "0.1.0"
@@ -13,10 +16,12 @@ __version__ = "0.1.0"
 from deepwell.config import DataSpec, EarlyStoppingSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, load_spec
 from deepwell.errors import CheckpointError, ConfigError, DataError, DeepwellError, TrainingError
 from deepwell.run import Run, train
+from deepwell.notebook.results import StudyResults, SweepResults, study, tour
+import deepwell.sweep  # noqa: E402  (a callable package: deepwell.sweep(spec, over=...) runs a grid sweep)
 
 __all__ = [
     "__version__",
     "RunSpec", "DataSpec", "ModelSpec", "TrainSpec", "EarlyStoppingSpec", "OutputSpec", "load_spec",
-    "Run", "train",
+    "Run", "train", "study", "tour", "sweep", "StudyResults", "SweepResults",
     "DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError",
 ]

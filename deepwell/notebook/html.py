@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -82,13 +81,10 @@ def figure_uri(figure: Any) -> str | None:
 
 
 def file_uri(path: Path) -> str | None:
-    """A PNG or GIF file as a data URI (by its magic bytes), None when missing or another format."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    data = path.read_bytes()
-    kind = "png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "gif" if data[:6] in (b"GIF87a", b"GIF89a") else None
-    return None if kind is None else f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
+    """A PNG or GIF file as a data URI, None when missing or another format."""
+    from deepwell.reporting.figures import image_file_uri
+
+    return image_file_uri(path) if Path(path).is_file() else None
 
 
 def changed_keys(spec: Mapping[str, Any], defaults: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
