@@ -66,7 +66,7 @@ _STUDY = """<div style="{{ box }}">
 {{ verdicts | safe }}
 {% for figure in figures %}<figure style="margin:0 0 10px;">{% if figure.uri %}{{ image(figure.uri, figure.caption) }}{% endif %}
 <figcaption style="opacity:.75;">{{ figure.caption }}</figcaption></figure>{% endfor %}
-{% if table %}<details><summary style="cursor:pointer;">table {{ table_name }} ({{ table_total }} rows; <code>.table</code> has them all)</summary>{{ table | safe }}</details>{% endif %}
+{% if table_html %}<details><summary style="cursor:pointer;">table {{ table_name }} ({{ table_total }} rows; <code>.table</code> has them all)</summary>{{ table_html | safe }}</details>{% endif %}
 </div>"""
 
 
@@ -118,7 +118,7 @@ class StudyResults:
         table, table_name, total = self._table_preview()
         return render(_STUDY, title=self.title, name=self.name, mode="quick mode" if self.record.get("quick") else "full settings",
                       seed=self.record.get("seed"), seconds=fmt(self.record.get("seconds")), path=str(self.path),
-                      verdicts=verdicts_html(self.verdicts), table=table, table_name=table_name, table_total=total,
+                      verdicts=verdicts_html(self.verdicts), table_html=table, table_name=table_name, table_total=total,
                       figures=[{"uri": file_uri(f.path), "caption": f.caption} for f in self.figures])
 
     def __repr__(self) -> str:
@@ -168,7 +168,7 @@ def tour(full: bool = False, out: str | Path = "tour", seed: int = 0, fresh: boo
 _SWEEP = """<div style="{{ box }}">
 <div style="font-size:15px; font-weight:600;">Sweep over {{ keys | join(", ") }}</div>
 <div style="opacity:.75;">{{ runs }} runs ({{ seeds }} seed{{ "s" if seeds != 1 }} each) · folder <code>{{ path }}</code></div>
-{{ table | safe }}
+{{ table_html | safe }}
 {% if uri %}{{ image(uri, "sweep figure") }}{% endif %}
 {% for note in notes %}<div style="{{ tones.warn }} padding:2px 8px; border-radius:4px; margin:4px 0;">note: {{ note }}</div>{% endfor %}
 </div>"""
@@ -196,7 +196,7 @@ class SweepResults:
 
     def _repr_html_(self) -> str:
         return render(_SWEEP, keys=self.keys, runs=len(self.records), seeds=self.seeds, path=str(self.path),
-                      table=rows_html(*self._rows()), uri=file_uri(self.figures[0].path), notes=self.notes)
+                      table_html=rows_html(*self._rows()), uri=file_uri(self.figures[0].path), notes=self.notes)
 
     def __repr__(self) -> str:
         header, rows = self._rows()
