@@ -262,8 +262,10 @@ class Run:
 
     def plot(self) -> Any:
         """The learning curves as a matplotlib Figure (shown inline when it ends a notebook cell); None before an epoch."""
+        from deepwell.notebook.live import show_figures_inline
         from deepwell.reporting.figures import learning_curves_figure
 
+        show_figures_inline()
         return learning_curves_figure(self.history, self.summary["test"] if (self.path / "summary.json").is_file() else None)
 
     def diagnose(self) -> Any:

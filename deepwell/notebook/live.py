@@ -24,7 +24,7 @@ from typing import Any
 
 from deepwell.training.callbacks import Callback, FitState
 
-__all__ = ["NotebookProgress", "in_notebook", "MIN_INTERVAL", "COST_FACTOR"]
+__all__ = ["NotebookProgress", "in_notebook", "show_figures_inline", "MIN_INTERVAL", "COST_FACTOR"]
 
 MIN_INTERVAL = 0.5   # seconds between redraws at least
 COST_FACTOR = 10.0   # ... and at least this many times the last redraw's cost (display <= ~10% of the time)
@@ -38,6 +38,26 @@ def in_notebook() -> bool:
         return False
     shell = sys.modules["IPython"].get_ipython()
     return shell is not None and type(shell).__name__ in _KERNEL_SHELLS and hasattr(shell, "kernel")
+
+
+def show_figures_inline() -> None:
+    """In a notebook, let a matplotlib Figure that ends a cell show as a PNG, as ``%matplotlib inline`` would.
+
+    deepwell draws with the object API (no pyplot), so IPython's inline backend may never have been
+    loaded; this registers the same kind of PNG formatter for Figure, unless one is there already.
+    """
+    if not in_notebook():
+        return
+    from matplotlib.figure import Figure
+
+    formatter = sys.modules["IPython"].get_ipython().display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(Figure)
+    except KeyError:
+        from deepwell.reporting.figures import png_data_uri
+        import base64
+
+        formatter.for_type(Figure, lambda figure: base64.b64decode(png_data_uri(figure).partition(",")[2]))
 
 
 class _View:
