@@ -90,7 +90,12 @@ class NotebookProgress(Callback):
 
     def __init__(self, title: str = "Training", display: Any = None) -> None:
         if display is None:
-            from IPython.display import display
+            try:
+                from IPython.display import display
+            except ImportError:
+                from deepwell.errors import missing_extra
+
+                raise missing_extra("ipython", "notebooks", "progress='notebook' (the live notebook display)") from None
         self.display, self.title = display, title
         self.handle: Any = None
         self.started = self.last_draw = 0.0

@@ -55,6 +55,7 @@ def save_gif(figure: Any, draw: Callable[[int], None], frames: int, path: Path) 
     os.close(fd)
     try:
         writer = PillowWriter(fps=FPS)
+        figure.set_dpi(DPI)  # grab_frame saves at DPI: a figure at another dpi would be re-laid out twice a frame
         with writer.saving(figure, tmp, DPI):
             for index in range(frames):
                 draw(index)
@@ -102,6 +103,7 @@ def polynomial_animation(folder: Path, rows: Sequence[Mapping[str, Any]], seed: 
     right.plot([d + 1 for d in curve], list(curve.values()), color="0.6", marker=".", label="median test MSE")
     right.axvline(n, color="black", linestyle="--", linewidth=1, label="d+1 = n")
     right.set(xscale="log", yscale="log", xlabel="number of features d+1 (log)", ylabel="test MSE (log)")
+    right.minorticks_off()  # every frame redraws the axes: dozens of minor ticks would cost more than the curves
     right.grid(alpha=0.3)
     marker, = right.plot([], [], marker="o", markersize=11, color=COLORS[1], linestyle="none", label="this degree")
     right.legend(fontsize=7, loc="upper right")
@@ -218,7 +220,9 @@ def trajectory_animation(folder: Path, planes: Mapping[str, tuple[Any, Any, Any,
     for ax, name in zip(axes[0], names):
         a, b, surface, path = data[name]
         levels = np.log10(np.minimum(surface, clip)).T
-        ax.contourf(a, b, levels, levels=30, cmap="viridis")
+        # An image, not contourf: redrawn every frame, thirty filled contour paths per panel would dominate the cost.
+        ax.imshow(levels, extent=(a[0], a[-1], b[0], b[-1]), origin="lower", aspect="auto", cmap="viridis",
+                  interpolation="bilinear")
         ax.contour(a, b, levels, levels=12, colors="white", linewidths=0.4)
         ax.plot(0, 0, marker="*", color="red", markersize=12)
         trail, = ax.plot([], [], color="red", linewidth=1.2)
