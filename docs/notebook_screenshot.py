@@ -14,7 +14,7 @@ from pathlib import Path
 
 from deepwell.notebook.lecture import execute, notebook_paths, screenshot, to_html
 
-WIDTH, HEIGHT = 1000, 1500  # the first screenful: text, the live display's final state and the run's own view
+WIDTH, HEIGHT = 1000, 1030  # the first screenful: the text, the code and the live training display left behind
 
 
 def main() -> None:
