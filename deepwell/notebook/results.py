@@ -90,7 +90,8 @@ class StudyResults:
         self.record: dict[str, Any] = json.loads(record_path.read_text())
         self.name, self.title = self.record.get("name", self.path.name), self.record.get("title", "")
         self.verdicts = [Verdict(v["claim"], v["text"], v["status"], v["evidence"],
-                                 {k: x for k, x in v.get("numbers", {}).items() if x is not None}) for v in self.record["verdicts"]]
+                                 {k: x for k, x in v.get("numbers", {}).items() if x is not None})
+                         for v in self.record["verdicts"]]
         self.figures = [Figure(self.path / f["path"], f["caption"]) for f in self.record.get("figures", [])]
 
     load = classmethod(lambda cls, path: cls(path))
@@ -116,7 +117,8 @@ class StudyResults:
 
     def _repr_html_(self) -> str:
         table, table_name, total = self._table_preview()
-        return render(_STUDY, title=self.title, name=self.name, mode="quick mode" if self.record.get("quick") else "full settings",
+        mode = "quick mode" if self.record.get("quick") else "full settings"
+        return render(_STUDY, title=self.title, name=self.name, mode=mode,
                       seed=self.record.get("seed"), seconds=fmt(self.record.get("seconds")), path=str(self.path),
                       verdicts=verdicts_html(self.verdicts), table_html=table, table_name=table_name, table_total=total,
                       figures=[{"uri": file_uri(f.path), "caption": f.caption} for f in self.figures])

@@ -29,8 +29,8 @@ from matplotlib.figure import Figure
 
 from deepwell.diagnostics.probes import ProbeLog
 
-__all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "image_file_uri", "layer_label", "applies",
-           "MAX_LEGEND_LAYERS", "MAX_HISTOGRAM_LAYERS"]
+__all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "image_file_uri", "layer_label",
+           "applies", "MAX_LEGEND_LAYERS", "MAX_HISTOGRAM_LAYERS"]
 
 MAX_LEGEND_LAYERS = 10     # more layers than this: a colour bar (depth) replaces the legend
 MAX_HISTOGRAM_LAYERS = 8   # more layers than this: show evenly spaced ones, first and last included

@@ -139,7 +139,8 @@ def model_wise_animation(folder: Path, rows: Sequence[Mapping[str, Any]], n_trai
            xlabel="parameters (log)", ylabel="error")
     ax.axvline(n_train, color="black", linestyle=":", label=f"params = n ({n_train})")
     test_line, = ax.plot([], [], marker="o", markersize=4, color=COLORS[0], label="test")
-    train_line, = ax.plot([], [], marker="o", markersize=3, linestyle="--", color=COLORS[0], alpha=0.7, label="train (noisy labels)")
+    train_line, = ax.plot([], [], marker="o", markersize=3, linestyle="--", color=COLORS[0], alpha=0.7,
+                          label="train (noisy labels)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
 
