@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from html_page import Page
 from PIL import Image, ImageChops
 
 from deepwell.studies import animations, polynomial
@@ -82,7 +83,5 @@ def test_study_report_embeds_gif_animations(tmp_path: Path) -> None:
                                                                          np.array([[1.0, 1.0], [0.0, 0.0]]))})
     (tmp_path / "study.json").write_text(json.dumps({"name": "s", "title": "S", "verdicts": [], "tables": [],
                                                      "figures": [{"path": name, "caption": caption}]}))
-    from tests.test_notebook import Page
-
     page = Page(render_report(tmp_path))
     assert len(page.images) == 1 and page.images[0].startswith("data:image/gif;base64,R0lGOD")  # "GIF8" in base64

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from html_page import Page
 
 from deepwell.notebook.lecture import execute, notebook_paths, screenshot, to_html
-from tests.test_notebook import Page
 
 pytest.importorskip("nbclient")
 pytest.importorskip("jupytext")

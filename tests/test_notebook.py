@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import io
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from html_page import Page, decoded
 
 import deepwell
 from deepwell.diagnostics.doctor import Findings
@@ -16,34 +14,6 @@ from deepwell.training.callbacks import FitState
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 TINY = ["model.arch=mlp", "model.depth=2", "model.width=16", "data.n_train=300", "train.epochs=3", "train.batch_size=64"]
-
-
-class Page(HTMLParser):
-    """The text (whitespace-collapsed) and the image sources of an HTML fragment."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.images: list[str] = []
-        self.feed(html)
-        self.text = " ".join(" ".join(self.parts).split())
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag == "img":
-            self.images.append(dict(attrs)["src"])
-
-
-def decoded(uri: str):
-    """A data URI's image, opened (and fully decoded) with Pillow."""
-    from PIL import Image
-
-    kind, _, payload = uri.partition(";base64,")
-    image = Image.open(io.BytesIO(base64.b64decode(payload)))
-    image.load()
-    return kind, image
 
 
 @pytest.fixture(scope="module")

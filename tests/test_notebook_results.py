@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from html_page import Page, decoded
 
 import deepwell
 from deepwell.studies import STUDIES, Study, StudyOutput, Verdict
-from tests.test_notebook import Page, decoded
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
