@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow install system-deps bench bench-env bench-peers clean
+.PHONY: run test test-slow install system-deps bench bench-env bench-peers clean notebooks
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,17 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/deepwell train
+
+# The lecture as notebooks in JupyterLab (the notebooks extra). notebooks/*.py are the sources (jupytext percent
+# format); --sync makes the paired .ipynb (git-ignored) that JupyterLab opens, and saving it updates the .py.
+NOTEBOOKS_STAMP := $(VENV)/.installed-notebooks
+$(NOTEBOOKS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[notebooks]'
+	touch $(NOTEBOOKS_STAMP)
+
+notebooks: $(NOTEBOOKS_STAMP)
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
+	$(VENV)/bin/jupyter lab notebooks
 
 # Debian packages the tests exercise: chromium (the report opens in a real browser), wordnet-base
 # (WordNet for synonym replacement), espeak-ng (speech fixtures for the audio pipeline). Install

@@ -8,6 +8,9 @@ Public API::
     run.summary["test"], run.predict(x)
     spec = deepwell.RunSpec(model={"arch": "mlp", "depth": 4})   # the Python API takes the same keys
     deepwell.compare(run.path, "runs/another", output="compare.html")
+    run                                      # in a notebook: status, metrics, curves, findings
+    result = deepwell.study("polynomial")    # = deepwell study polynomial
+    grid = deepwell.sweep(overrides=["model.arch=mlp"], over={"model.width": [8, 32]}, seeds=2)
 """
 
 __version__ = "0.1.0"
@@ -15,6 +18,8 @@ __version__ = "0.1.0"
 from deepwell.config import DataSpec, EarlyStoppingSpec, ModelSpec, OutputSpec, RunSpec, TrainSpec, load_spec
 from deepwell.errors import CheckpointError, ConfigError, DataError, DeepwellError, TrainingError
 from deepwell.run import Run, train
+from deepwell.notebook.results import StudyResults, SweepResults, study, tour
+import deepwell.sweep  # noqa: E402  (a callable package: deepwell.sweep(spec, over=...) runs a grid sweep)
 
 
 def compare(*runs, output=None):
@@ -32,6 +37,6 @@ def compare(*runs, output=None):
 __all__ = [
     "__version__",
     "RunSpec", "DataSpec", "ModelSpec", "TrainSpec", "EarlyStoppingSpec", "OutputSpec", "load_spec",
-    "Run", "train", "compare",
+    "Run", "train", "compare", "study", "tour", "sweep", "StudyResults", "SweepResults",
     "DeepwellError", "ConfigError", "DataError", "CheckpointError", "TrainingError",
 ]

@@ -51,7 +51,7 @@ from deepwell.reporting import write_report
 from deepwell.tracking import TRACKERS, Tracker
 from deepwell.training.distributed import DataParallel
 from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit, loss_function
-from deepwell.training.progress import ProgressReporter
+from deepwell.training.progress import make_progress
 
 __all__ = ["Run", "train"]
 
@@ -99,7 +99,8 @@ def train(
         spec: a RunSpec, a YAML path, or None for the defaults.
         overrides: ``key=value`` strings applied on top (as ``--set`` does).
         resume: a run folder to continue from its last checkpoint (its saved spec is used).
-        progress: ``auto`` (bar on a terminal, lines otherwise), ``bar``, ``lines`` or ``none``.
+        progress: ``auto`` (a live display in a notebook, a bar on a terminal, lines otherwise), ``notebook``,
+            ``bar``, ``lines`` or ``none``.
         callbacks: extra callbacks for the training loop.
 
     Returns:
@@ -190,12 +191,15 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
         _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
         saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
         # Trackers first: their writers are open when the probes' first measurement arrives.
-        all_callbacks = [*trackers, MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, ProgressReporter(progress)]
+        reporter = make_progress(progress)  # the notebook display when in a Jupyter kernel (auto)
+        all_callbacks = [*trackers, MetricsWriter(run_dir / "metrics.jsonl"), saver, *callbacks, reporter]
         if spec.diagnostics.probes and probe_blocks(model):  # deepwell blocks: a Network, or a deepwell backbone's trainable ones
             count = spec.diagnostics.probe_examples
             probes = Probes(run_dir / "probes.jsonl", data.x_train[:count], data.y_train[:count],
                             loss_function(splits.task, spec.train), every=spec.diagnostics.every)
             probes.listeners += [tracker.listen_to_probes for tracker in trackers]
+            if hasattr(reporter, "listen_to_probes"):  # the notebook display shows the latest health
+                probes.listeners.append(reporter.listen_to_probes)
             all_callbacks.insert(len(trackers), probes)
     every = parse_unfreeze(spec.model.unfreeze)
     unfreezing = None
@@ -340,6 +344,33 @@ class Run:
             print(run.spec.model.arch, run.summary["status"])
         """
         return cls(path)
+
+    # Notebook and terminal views, the learning curves, the doctor and the report (deepwell.notebook.html).
+    def _repr_html_(self) -> str:
+        from deepwell.notebook.html import run_html
+
+        return run_html(self)
+
+    def __repr__(self) -> str:
+        from deepwell.notebook.html import run_text
+
+        return run_text(self)
+
+    def plot(self) -> Any:
+        """The learning curves as a matplotlib Figure (shown inline when it ends a notebook cell); None before an epoch."""
+        from deepwell.notebook.live import show_figures_inline
+        from deepwell.reporting.figures import learning_curves_figure
+
+        show_figures_inline()
+        return learning_curves_figure(self.history, self.summary["test"] if (self.path / "summary.json").is_file() else None)
+
+    def diagnose(self) -> Any:
+        """The doctor's findings (as ``deepwell diagnose``); also writes findings.json. They display themselves."""
+        return diagnose(self.path)
+
+    def report(self) -> Path:
+        """Write report.html (as ``deepwell report``) and return its path."""
+        return write_report(self.path)
 
     def _json(self, name: str) -> dict[str, Any]:
         path = self.path / name

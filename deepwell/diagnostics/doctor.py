@@ -67,6 +67,16 @@ class Findings(list):
         """No error or warning (info findings are explanations, not problems)."""
         return not any(f.severity in ("error", "warning") for f in self)
 
+    def _repr_html_(self) -> str:  # a notebook shows the findings as cards (deepwell.notebook.html)
+        from deepwell.notebook.html import findings_html
+
+        return findings_html(self)
+
+    def __repr__(self) -> str:
+        from deepwell.notebook.html import findings_text
+
+        return findings_text(self)
+
 
 def diagnose(run_path: str | Path) -> Findings:
     """Run every rule on a run folder, write its findings.json, and return the findings (errors first).

@@ -30,8 +30,8 @@ from matplotlib.figure import Figure
 from deepwell.diagnostics.probes import ProbeLog
 from deepwell.reporting.style import check_figure
 
-__all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "layer_label", "applies",
-           "MAX_LEGEND_LAYERS", "MAX_HISTOGRAM_LAYERS"]
+__all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "image_file_uri", "layer_label",
+           "applies", "MAX_LEGEND_LAYERS", "MAX_HISTOGRAM_LAYERS"]
 
 MAX_LEGEND_LAYERS = 10     # more layers than this: a colour bar (depth) replaces the legend
 MAX_HISTOGRAM_LAYERS = 8   # more layers than this: show evenly spaced ones, first and last included
@@ -59,6 +59,14 @@ def png_data_uri(figure: Figure) -> str:
     check_figure(figure)   # the one style's text check (strict in tests)
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_file_uri(path: Any) -> str | None:
+    """A PNG or GIF file (by its magic bytes) as a base64 ``data:`` URI; None for any other content."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    kind = "png" if data[:8] == b"\x89PNG\r\n\x1a\n" else "gif" if data[:6] in (b"GIF87a", b"GIF89a") else None
+    return None if kind is None else f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
 
 
 def layer_label(index: int, name: str) -> str:

@@ -10,7 +10,6 @@ is still useful.
 
 from __future__ import annotations
 
-import base64
 import csv
 import datetime
 import json
@@ -253,9 +252,7 @@ def _inside(folder: Path, relative: str) -> Path | None:
 
 def _study_figure(folder: Path, entry: dict[str, Any]) -> dict[str, Any]:
     file = _inside(folder, str(entry.get("path", "")))
-    uri = None
-    if file is not None and file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n":
-        uri = "data:image/png;base64," + base64.b64encode(file.read_bytes()).decode("ascii")
+    uri = None if file is None else figures.image_file_uri(file)  # PNG figures and GIF animations
     return {"path": entry.get("path"), "caption": entry.get("caption", ""), "uri": uri}
 
 

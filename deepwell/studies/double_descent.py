@@ -29,6 +29,7 @@ from typing import Any
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.models import build_model
+from deepwell.studies.animations import double_descent_animations
 from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
 from deepwell.studies.evidence import regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure
@@ -243,6 +244,8 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
             f"{settings.cnn_epochs} epochs, one seed: {numbers['first_min_error']:.1%} at c={numbers['first_min_width']:g} -> peak "
             f"{numbers['peak_error']:.1%} at c={numbers['peak_width']:g} -> {numbers['largest_error']:.1%} at "
             f"c={numbers['largest_width']:g} (the notebook: 20.8% at c=10, ~36% near c=20, ~28% at c=100).")))
+    # GIFs: the model-wise curve width by width, the epoch-wise curve epoch by epoch
+    figures += double_descent_animations(folder, summary["uniform"], model_records, settings.n_train)
     return StudyOutput(verdicts, figures, tables)
 
 

@@ -40,6 +40,7 @@ from deepwell.diagnostics.landscape import (NONCONVEX_RATIO, WeightSnapshots, in
                                             random_direction, slice_1d, slice_2d, trajectory_pca)
 from deepwell.models import build_model
 from deepwell.runtime import resolve_device
+from deepwell.studies.animations import trajectory_animation
 from deepwell.studies.base import StudyOutput, Verdict, status_from, write_table
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.training.checkpoint import save_tensors
@@ -164,6 +165,8 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     tables = [(_paths_table(folder, results), "Loss along each path and 1-D slice (tidy)."),
               (_grid_table(folder, results), "Loss on each 2-D slice grid point (tidy)."),
               (_summary_table(folder, results), "Barriers and non-convexity per model.")]
+    figures.append(trajectory_animation(folder, {name: (r["pca_a"], r["pca_b"], r["pca_surface"], r["trajectory"].coords)
+                                                 for name, r in results.items()}, SURFACE_CLIP))  # GIF: the path moving
     return StudyOutput([verdict], figures, tables)
 
 

@@ -36,6 +36,7 @@ from numpy.polynomial import legendre
 
 from deepwell.config import DataSpec
 from deepwell.data import prepare_data
+from deepwell.studies.animations import polynomial_animation
 from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
 from deepwell.studies.evidence import regime_verdict
 from deepwell.studies.figures import COLORS, legend_outside, new_figure, save_figure
@@ -184,6 +185,7 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     tables = [("polynomial_sweep.csv", "Train and test MSE per draw, feature basis and degree (tidy)."),
               ("polynomial_references.csv", "Measured test MSE (median over draws, and draw 0: the reference's own setup) "
                "vs the reference run.")]
+    figures.append(polynomial_animation(folder, rows, seed))  # GIF: the fit as the degree grows
     return StudyOutput([verdict], figures, tables)
 
 

@@ -7,7 +7,12 @@ Example::
              for w in (4, 16, 64) for s in (0, 1)]
     records = run_sweep(tasks, BatchedExecutor(), "sweep/records.jsonl")   # resumes if interrupted
     rows = summarize(records, by=["width"], metrics=["test_error"])        # mean and std over seeds
+
+or, as ``deepwell sweep`` does, a grid over any spec keys: ``deepwell.sweep(spec, over={"model.width": [8, 32]}, seeds=2)``.
 """
+
+import sys
+import types
 
 from deepwell.sweep.ensemble import EnsembleResult, train_ensemble
 from deepwell.sweep.executors import (
@@ -28,3 +33,18 @@ __all__ = [
     "RayExecutor", "Record", "RecordStore", "SweepTask", "build_member", "ensemble_layout", "plan_buckets", "prepared_data",
     "record_from_history", "run_sweep", "run_task", "summarize", "train_ensemble", "write_csv",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``deepwell.sweep(spec, over=..., seeds=...)`` runs a grid sweep (deepwell.notebook.results.sweep) while
+    ``deepwell.sweep.run_sweep`` etc. stay this package's names: the call has the CLI's name, and a package
+    cannot also be a function otherwise. Assigning a module's ``__class__`` is the data model's supported way
+    to customise a module (Python docs, "Customizing module attribute access")."""
+
+    def __call__(self, *args, **kwargs):
+        from deepwell.notebook.results import sweep
+
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

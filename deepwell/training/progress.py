@@ -1,4 +1,5 @@
-"""Progress output: a rich bar on a terminal, one plain line per epoch otherwise, nothing when quiet."""
+"""Progress output: a live display in a notebook, a rich bar on a terminal, one plain line per epoch otherwise,
+nothing when quiet. :func:`make_progress` picks the callback from the ``progress`` option."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from deepwell.training.callbacks import Callback, FitState
 
-__all__ = ["ProgressReporter"]
+__all__ = ["ProgressReporter", "make_progress", "PROGRESS_MODES"]
+
+PROGRESS_MODES = ("auto", "notebook", "bar", "lines", "none")
 
 _SHOWN = ("train/loss", "val/loss", "val/acc", "val/r2", "train/acc_clean")
 
@@ -48,3 +51,24 @@ class ProgressReporter(Callback):
     def on_fit_end(self, state: FitState) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def make_progress(mode: str = "auto") -> Callback:
+    """The progress callback for ``mode``: ``auto`` (the notebook display in a Jupyter kernel, else a bar on a
+    terminal, else lines), ``notebook``, ``bar``, ``lines`` or ``none``.
+
+    Example::
+
+        callbacks = [make_progress("lines")]
+
+    Raises:
+        ConfigError: an unknown mode (the message lists the known ones).
+    """
+    from deepwell.errors import unknown_name
+    from deepwell.notebook.live import NotebookProgress, in_notebook
+
+    if mode not in PROGRESS_MODES:
+        raise unknown_name("progress mode", mode, PROGRESS_MODES)
+    if mode == "notebook" or (mode == "auto" and in_notebook()):
+        return NotebookProgress()
+    return ProgressReporter(mode)
