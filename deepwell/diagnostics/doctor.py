@@ -29,7 +29,7 @@ from deepwell.diagnostics.evidence import SEVERITIES, Finding, RunEvidence
 from deepwell.diagnostics.rules import RULES
 from deepwell.training.checkpoint import atomic_write_text
 
-__all__ = ["Findings", "diagnose", "load_findings", "print_findings", "health_line", "vital_signs"]
+__all__ = ["Findings", "diagnose", "examine", "load_findings", "print_findings", "health_line", "vital_signs"]
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -58,13 +58,18 @@ def diagnose(run_path: str | Path) -> Findings:
         CheckpointError: the folder is not a run folder, or one of its files is corrupt.
     """
     evidence = RunEvidence.load(run_path)
-    found = [finding for rule in RULES if (finding := rule(evidence)) is not None]
-    found.sort(key=lambda f: SEVERITIES.index(f.severity))  # stable: rule order within a severity
-    findings = Findings(found, tuple(rule.__name__ for rule in RULES), vital_signs(evidence))
+    findings = examine(evidence)
     record = {"healthy": findings.healthy, "checked": list(findings.checked), "vitals": findings.vitals,
               "findings": [f.to_dict() for f in findings]}
     atomic_write_text(evidence.path / "findings.json", json.dumps(record, indent=2, default=_jsonable) + "\n")
     return findings
+
+
+def examine(evidence: RunEvidence) -> Findings:
+    """Run every rule on evidence already in memory (a run folder's, or a live run's as the playground keeps it)."""
+    found = [finding for rule in RULES if (finding := rule(evidence)) is not None]
+    found.sort(key=lambda f: SEVERITIES.index(f.severity))  # stable: rule order within a severity
+    return Findings(found, tuple(rule.__name__ for rule in RULES), vital_signs(evidence))
 
 
 def load_findings(path: str | Path) -> Findings:
