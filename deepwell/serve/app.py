@@ -19,6 +19,7 @@ The server executes nothing the page sends except validated spec keys; files are
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import re
@@ -237,6 +238,7 @@ def create_app(playground: Playground) -> Starlette:
             for sid in playground.stale():
                 await run_in_threadpool(playground.close_session, sid)
 
+    @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         task = asyncio.create_task(reaper())
         yield

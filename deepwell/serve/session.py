@@ -164,6 +164,19 @@ class Session:
         with self.lock:
             self._rebuild(spec)
 
+    def wait_held(self, timeout: float) -> bool:
+        """Block until the worker is held (paused) or finished; False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.thread is None or not self.thread.is_alive() or self.controller.wait_held(0.2):
+                return True
+        return False
+
+    def findings(self) -> list[dict[str, Any]]:
+        """The doctor's findings on the run so far, with their remedies' actions (while paused or finished)."""
+        with self.lock:
+            return self.stream.findings_now()
+
     def close(self) -> None:
         """Stop training and remove the session's folder."""
         with self.lock:
@@ -258,12 +271,16 @@ class Session:
             ConfigError: nothing trained yet (a run folder needs at least one epoch).
         """
         with self.lock:
-            if not self._has_trained():
-                raise ConfigError("Nothing to save yet: train at least one epoch (press step or play), then save.")
+            if not self.playing:
+                self.wait_held(JOIN_TIMEOUT)  # an epoch asked for by "step" ends first
             self._halt()
             result, parts = self.result, self.parts
-            if result is None or not self.checkpoint.is_file():
-                raise ConfigError("The last fit ended without a checkpoint (its loss diverged); reset and train again.")
+            if result is None or not result.epochs_run or not self.checkpoint.is_file() \
+                    or result.stop_reason is StopReason.NON_FINITE:
+                self._start(resume=result is not None and result.epochs_run > 0 and self.checkpoint.is_file())
+                raise ConfigError("Nothing to save yet: train at least one epoch (press step or play), then save."
+                                  if result is None or not result.epochs_run else
+                                  "The last fit ended without a checkpoint (its loss diverged); reset and train again.")
             name = f"playground-{parts.splits.name}-{datetime.datetime.now():%Y%m%d-%H%M%S-%f}"
             run_dir = Path(runs_dir) / name
             write_run_start(run_dir, parts, self.device)

@@ -71,6 +71,7 @@ class Stream(Callback):
         self.findings: list[dict[str, Any]] = []
         self.blocks = probe_blocks(parts.model)
         self.view = view_inputs(parts)
+        self.state: FitState | None = None
 
     # --- probes (a listener of the Probes callback) ---------------------------------------------
     def listen_to_probes(self, rows: list[dict[str, Any]]) -> None:
@@ -89,7 +90,12 @@ class Stream(Callback):
         return ProbeLog(([self.probe_initial] if self.probe_initial else []) + list(self.probe_samples), list(self.probe_epochs))
 
     # --- events --------------------------------------------------------------------------------
+    def findings_now(self) -> list[dict[str, Any]]:
+        """The doctor's findings on the run so far (call while the worker is held or finished)."""
+        return self._findings(self.state) if self.state is not None else []
+
     def on_fit_start(self, state: FitState) -> None:
+        self.state = state
         self.sent_rows = 0  # a resumed fit starts from the checkpoint's history: send it whole
         self.rate_mark = (time.perf_counter(), state.step)
         self._frame(state, findings=True)
