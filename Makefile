@@ -19,7 +19,8 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/deepwell train
 
-# Debian packages the tests exercise: chromium (the report opens in a real browser), wordnet-base
+# Debian packages the tests exercise: chromium (the report opens in a real browser; Playwright drives it for the
+# playground's end-to-end tests, via executable_path, so no `playwright install` download), wordnet-base
 # (WordNet for synonym replacement), espeak-ng (speech fixtures for the audio pipeline). Install
 # those missing when we may (root); otherwise say so and go on (the tests needing them then skip).
 DEBIAN_PACKAGES := chromium:chromium wordnet-base:/usr/share/wordnet/index.noun espeak-ng:espeak-ng

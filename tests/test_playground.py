@@ -200,7 +200,7 @@ def test_screenshot_of_a_trained_page(open_page, tmp_path: Path) -> None:
     page.click("#play")
     _wait(page, "s.rows.length >= 60", "60 epochs on spirals")
     page.click("#play")
-    page.hover("#network", position={"x": 215, "y": 190})
+    page.hover("#network", position={"x": 215, "y": 40})  # the first hidden layer: its numbers in the tooltip
     path = Path(os.environ.get("DEEPWELL_SCREENSHOT") or tmp_path / "playground.png")
     page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1440, "height": 900})
     pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)

@@ -28,7 +28,7 @@ from deepwell.training.callbacks import Callback, FitState
 
 __all__ = ["Stream", "FRAME_INTERVAL"]
 
-FRAME_INTERVAL = 1 / 25   # at most 25 frames a second: smooth, and cheap next to an epoch on 2-D data
+FRAME_INTERVAL = 1 / 12   # ~12 frames a second: live (>= 10/s), and the page's drawing leaves the cores to training
 MID_EPOCH_INTERVAL = 0.1  # long epochs (MNIST-1D, a loaded CPU): still 10 frames a second, mid-epoch
 FINDINGS_INTERVAL = 1.0   # the doctor reads the whole history: once a second is live enough
 KEEP_SAMPLES = 200        # probe samples kept for the doctor (plus the initial one): memory stays flat

@@ -125,7 +125,7 @@ export function layerTooltip(probe, i, units) {
 function unitImage(map, size) {
   const n = Math.round(Math.sqrt(map.length)), image = new ImageData(n, n);
   for (let i = 0; i < map.length; i++) {
-    const v = map[i] / 100, c = v >= 0 ? RGB[1] : RGB[0], t = Math.min(1, Math.abs(v));
+    const v = map[i] / 100, c = v >= 0 ? RGB[1] : RGB[0], t = Math.min(1, Math.sqrt(Math.abs(v)));  // sqrt: faint parts stay visible
     for (let j = 0; j < 3; j++) image.data[4 * i + j] = 255 + (c[j] - 255) * t;
     image.data[4 * i + 3] = 255;
   }
@@ -184,9 +184,9 @@ export function drawHistograms(ctx, hist, layers) {
   const n = hist.counts.length, cw = w / n;
   ctx.font = '10px system-ui'; ctx.textAlign = 'center';
   hist.counts.forEach((counts, i) => {
-    const max = Math.max(1, ...counts), bw = (cw - 12) / counts.length;
+    const max = Math.sqrt(Math.max(1, ...counts)), bw = (cw - 12) / counts.length;  // sqrt: a ReLU's spike at 0 does not flatten the rest
     ctx.fillStyle = '#0877bd';
-    counts.forEach((c, j) => { const bh = (h - 30) * c / max; ctx.fillRect(i * cw + 6 + j * bw, h - 16 - bh, Math.max(bw - 0.3, 0.5), bh); });
+    counts.forEach((c, j) => { const bh = (h - 30) * Math.sqrt(c) / max; ctx.fillRect(i * cw + 6 + j * bw, h - 16 - bh, Math.max(bw - 0.3, 0.5), bh); });
     const e = hist.edges[i];
     ctx.fillStyle = '#6b7280'; ctx.fillText(`${(layers || [])[i] || ''}  [${fmt(e[0])}, ${fmt(e[e.length - 1])}]`, i * cw + cw / 2, h - 3);
   });
