@@ -166,3 +166,28 @@ def test_change_kinds_and_remedy_actions() -> None:
     assert remedy_actions("set train.lr=0.5 (100x higher), or use train.optimizer=adam with train.lr=0.001") == \
         [{"train.lr": "0.5"}, {"train.optimizer": "adam", "train.lr": "0.001"}]
     assert remedy_actions("fix the other findings first (init, gradients, learning rate)") == []
+
+
+def test_views_match_the_data_kind() -> None:
+    """2-D: a class grid; 1-D regression: the curve over the inputs; other classification: a confusion matrix
+    whose entries count the evaluated examples, compared with the model's own predictions."""
+    import torch
+
+    from deepwell.run import build_run
+    from deepwell.serve.views import GRID, describe, model_view, view_inputs
+
+    def view_of(*keys):
+        parts = build_run(load_spec(None, TINY + keys), torch.device("cpu"))
+        inputs = view_inputs(parts)
+        return parts, inputs, model_view(parts, inputs, [])
+
+    parts, inputs, view = view_of()
+    assert view["view"]["kind"] == "boundary" and len(view["view"]["conf"]) == GRID ** 2
+    assert len(describe(parts, inputs)["train"]) == len(parts.splits.x_train)
+    parts, inputs, view = view_of("data.source=polynomial:n=30")
+    expected = parts.model.eval()(inputs["inputs"])[:, 0]
+    assert view["view"]["kind"] == "curve" and view["view"]["y"] == pytest.approx(expected.tolist(), abs=1e-3)
+    parts, inputs, view = view_of("data.source=iris", "data.val_fraction=0.3")
+    matrix = torch.tensor(view["view"]["matrix"])
+    predicted = parts.model.eval()(parts.splits.x_val).argmax(1)
+    assert matrix.sum() == len(parts.splits.x_val) and matrix.diagonal().sum() == (predicted == parts.splits.y_val).sum()

@@ -19,6 +19,7 @@ GRID = 48                 # heat-map cells per side (48^2 = 2304 points: one for
 UNIT_STRIDE = 4           # per-unit maps are the grid every 4th cell: 12 x 12
 NARROW = 12               # layers up to this many units are drawn unit by unit (as in Playground)
 MAX_POINTS = 600          # points drawn per split: enough to see the data, small to send
+SIGNALS = 4               # example signals shown with their predicted and true labels (MNIST-1D)
 
 
 def _round(values: list[float], digits: int = 4) -> list[float | None]:
@@ -47,6 +48,9 @@ def describe(parts: RunParts, view: dict[str, Any]) -> dict[str, Any]:
     if view["kind"] == "boundary":
         described |= {"extent": [round(v, 4) for v in view["extent"]], "grid": GRID,
                       "train": _points(splits.x_train, splits.y_train), "test": _points(splits.x_test, splits.y_test)}
+    elif view["kind"] == "confusion" and "signals" in view:
+        described["signals"] = {"x": [_round(row, 3) for row in view["signals"].reshape(len(view["signals"]), -1).tolist()],
+                                "y": view["signal_labels"].tolist()}
     elif view["kind"] == "curve":
         described |= {"x": _round(view["inputs"][:, 0].tolist()), "train": _points(splits.x_train, splits.y_train),
                       "test": _points(splits.x_test, splits.y_test)}
@@ -74,7 +78,10 @@ def view_inputs(parts: RunParts) -> dict[str, Any]:
         return {"kind": "curve", "inputs": torch.linspace(low, high, 200).reshape(-1, 1).to(device)}
     if splits.task == "classification":
         x_eval, y_eval = (splits.x_val, splits.y_val) if splits.x_val is not None else (splits.x_test, splits.y_test)
-        return {"kind": "confusion", "inputs": x_eval[:2000].to(device), "labels": y_eval[:2000].to(device)}
+        view = {"kind": "confusion", "inputs": x_eval[:2000].to(device), "labels": y_eval[:2000].to(device)}
+        if len(splits.input_shape) == 2 and splits.input_shape[0] == 1:  # 1-D signals (MNIST-1D): show a few, predicted
+            view |= {"signals": x_eval[:SIGNALS], "signal_labels": y_eval[:SIGNALS]}
+        return view
     return {"kind": "none"}
 
 
@@ -102,7 +109,8 @@ def model_view(parts: RunParts, view: dict[str, Any], blocks: list) -> dict[str,
     if view["kind"] == "confusion":
         classes = probabilities.shape[1]
         matrix = torch.bincount(view["labels"] * classes + predicted, minlength=classes * classes).reshape(classes, classes)
-        return {"view": {"kind": "confusion", "matrix": matrix.tolist()}}
+        shown = {"predicted": predicted[:SIGNALS].tolist()} if "signals" in view else {}
+        return {"view": {"kind": "confusion", "matrix": matrix.tolist(), **shown}}
     result: dict[str, Any] = {"view": {"kind": "boundary", "cls": predicted.tolist(),
                                        "conf": (confidence * 255).round().to(torch.uint8).tolist()}}
     if narrow:

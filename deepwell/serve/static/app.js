@@ -175,7 +175,7 @@ function draw() {
   const view = $('view').getContext('2d');
   if (f.view && f.view.kind === 'boundary') drawBoundary(view, d, f.view, $('show-test').checked);
   else if (f.view && f.view.kind === 'curve') drawRegression(view, d, f.view.y);
-  else if (f.view && f.view.kind === 'confusion') drawConfusion(view, f.view.matrix, d.class_names);
+  else if (f.view && f.view.kind === 'confusion') drawConfusion(view, f.view.matrix, d.class_names, d.signals, f.view.predicted);
   state.regions = drawNetwork($('network').getContext('2d'), d.network, f, $('view'));
   drawHistograms($('histograms').getContext('2d'), f.hist, f.probe && f.probe.layers);
   drawCurves($('loss-curve').getContext('2d'), state.rows, [{ key: 'train/loss', color: PALETTE[0] }, { key: 'train/loss_clean', color: '#8e5ab5' }, { key: 'val/loss', color: PALETTE[1] }], { log: true });

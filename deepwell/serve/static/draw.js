@@ -46,9 +46,11 @@ export function drawRegression(ctx, data, y) {
   y.forEach((v, i) => v === null ? null : (i ? ctx.lineTo(px(xs[i]), py(v)) : ctx.moveTo(px(xs[i]), py(v)))); ctx.stroke();
 }
 
-export function drawConfusion(ctx, matrix, names) {
-  const { width: w, height: h } = ctx.canvas, k = matrix.length, m = 28, cell = (Math.min(w, h) - m) / k;
-  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, w, h);
+export function drawConfusion(ctx, matrix, names, signals, predicted) {
+  const { width: w } = ctx.canvas, h = signals ? ctx.canvas.height - 96 : ctx.canvas.height;
+  const k = matrix.length, m = 28, cell = (Math.min(w, h) - m) / k;
+  ctx.fillStyle = '#fff'; ctx.fillRect(0, 0, w, ctx.canvas.height);
+  if (signals) drawSignals(ctx, signals, predicted || [], names, h + 4);
   const rows = matrix.map(r => r.reduce((a, b) => a + b, 0) || 1);
   ctx.font = '11px system-ui'; ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
   for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) {
@@ -62,6 +64,21 @@ export function drawConfusion(ctx, matrix, names) {
     ctx.fillText((names || [])[i] ?? i, m + (i + 0.5) * cell, m / 2);
     ctx.fillText((names || [])[i] ?? i, m / 2, m + (i + 0.5) * cell);
   }
+}
+
+// A few input signals (MNIST-1D), each titled with its predicted and true label (green right, red wrong).
+function drawSignals(ctx, signals, predicted, names, top) {
+  const n = signals.x.length, pw = ctx.canvas.width / n, ph = 70;
+  ctx.font = '11px system-ui'; ctx.textAlign = 'center';
+  signals.x.forEach((xs, i) => {
+    const lo = Math.min(...xs), hi = Math.max(...xs), x0 = i * pw + 6, wid = pw - 12;
+    ctx.strokeStyle = '#0877bd'; ctx.lineWidth = 1.5; ctx.beginPath();
+    xs.forEach((v, j) => { const x = x0 + j / (xs.length - 1) * wid, y = top + 18 + (1 - (v - lo) / (hi - lo || 1)) * ph; j ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
+    ctx.stroke();
+    const p = predicted[i], t = signals.y[i], label = c => (names || [])[c] ?? c;
+    ctx.fillStyle = p === t ? '#2e9e5b' : '#d7443e';
+    ctx.fillText(p === undefined ? `true ${label(t)}` : p === t ? `${label(p)} \u2713` : `${label(p)} (true ${label(t)})`, x0 + wid / 2, top + 10);
+  });
 }
 
 // ---- curves ---------------------------------------------------------------------------------
