@@ -30,7 +30,8 @@ notebooks: $(NOTEBOOKS_STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
 	$(VENV)/bin/jupyter lab notebooks
 
-# Debian packages the tests exercise: chromium (the report opens in a real browser), wordnet-base
+# Debian packages the tests exercise: chromium (the report opens in a real browser; Playwright drives it for the
+# playground's end-to-end tests, via executable_path, so no `playwright install` download), wordnet-base
 # (WordNet for synonym replacement), espeak-ng (speech fixtures for the audio pipeline). Install
 # those missing when we may (root); otherwise say so and go on (the tests needing them then skip).
 DEBIAN_PACKAGES := chromium:chromium wordnet-base:/usr/share/wordnet/index.noun espeak-ng:espeak-ng

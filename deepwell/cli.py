@@ -317,6 +317,25 @@ def augment_command(
         out.print(f"Augmented sounds: {', '.join(str(path) for path in written[1:])}")
 
 
+@app.command("serve")
+def serve_command(
+    spec: Annotated[Optional[Path], typer.Argument(help="YAML spec the pages start from (default: a small net on moons)")] = None,
+    set_: SetOption = None,
+    host: Annotated[str, typer.Option(help="address to bind; other than 127.0.0.1 exposes the server (warns)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="the only folder CSV/NPZ files are read from (uploads aside)")] = Path("."),
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="where 'Save run' writes run folders")] = Path("runs"),
+    max_sessions: Annotated[int, typer.Option("--max-sessions", min=1, help="concurrent training sessions; more pages get 'busy'")] = 2,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="largest upload accepted")] = 10.0,
+    open_browser: Annotated[bool, typer.Option("--open", help="open the page in the default browser")] = False,
+) -> None:
+    """The playground: train in the browser, watch the network's health, click the doctor's remedies."""
+    from deepwell.serve import serve
+
+    serve(spec, tuple(set_ or ()), host=host, port=port, data_dir=data_dir, runs_dir=runs_dir, max_sessions=max_sessions,
+          max_upload_mb=max_upload_mb, open_browser=open_browser)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 

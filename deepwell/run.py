@@ -26,6 +26,7 @@ import json
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ from deepwell.training.distributed import DataParallel
 from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit, loss_function
 from deepwell.training.progress import make_progress
 
-__all__ = ["Run", "train"]
+__all__ = ["Run", "RunParts", "build_run", "train", "write_run_end", "write_run_start"]
 
 _WEIGHTS, _CHECKPOINT = "model.safetensors", "checkpoints/last.safetensors"
 
@@ -152,21 +153,91 @@ def _under(filename: Any, folder: Path) -> bool:
     return path == folder or folder in path.parents or path in folder.parents
 
 
-def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
-           progress: str, callbacks: Sequence[Callback], folder: dict[str, Any]) -> Run:
-    main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
-    if checkpoint is not None:
-        _check_checkpoint(checkpoint)  # before config.yaml and meta.json are rewritten
+@dataclass
+class RunParts:
+    """What a run trains: the resolved spec, its data splits, the built model and the tensors fit takes.
+
+    Made by :func:`build_run`; :func:`train` and the playground (deepwell.serve) both start from it.
+    ``target`` standardises a regression target (identity otherwise): ``data`` holds the scaled targets.
+    """
+
+    spec: RunSpec
+    splits: Splits
+    model: torch.nn.Module
+    data: TensorData
+    target: Preprocessor
+    augment: Any = None
+
+
+def build_run(spec: RunSpec, device: torch.device, *, rank: int = 0, splits: Splits | None = None) -> RunParts:
+    """Prepare the data, resolve the architecture and build the model (with the spec's seed) for one run.
+
+    Args:
+        spec: the run's spec (not modified; the returned spec names the resolved architecture and the data defaults).
+        device: where the model and the tensors go.
+        rank: this process's rank in a data-parallel job (seeds its augmentation).
+        splits: prepared data to reuse (the data section must be the one they were prepared from).
+
+    Example::
+
+        parts = build_run(RunSpec.from_dict({"data": {"source": "moons"}}), torch.device("cpu"))
+        fit(parts.model, parts.data, parts.spec.train, task=parts.splits.task, batch_transform=parts.augment)
+    """
     if device.type == "cpu":
         configure_cpu()  # flush-to-zero (a converged model otherwise crawls through denormals) and threads, once
     set_deterministic(spec.deterministic)
-    splits = prepare_data(spec.data, seed=spec.seed)
+    splits = splits if splits is not None else prepare_data(spec.data, seed=spec.seed)
     spec = spec.model_copy(deep=True)
     inputs = splits.encoding.describe() if splits.encoding is not None else None  # token ids / audio: the model's front-end
     arch_was_auto = spec.model.arch == "auto"
     spec.model.arch = resolve_arch(spec.model.arch, splits.input_shape, inputs)  # the saved spec names the real architecture
     spec = apply_data_defaults(spec, splits.task, splits.raw_input_shape, len(splits.x_train), arch_was_auto)
     target = target_scaler(splits.y_train, splits.task == "regression" and spec.data.standardize_target)
+    model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed),
+                          inputs=inputs)
+    model.to(device)
+    data = TensorData(*(t.to(device) if t is not None else None
+                        for t in (splits.x_train, target(splits.y_train), splits.x_val,
+                                  None if splits.y_val is None else target(splits.y_val))))
+    # Augmentation: training batches only, after preprocessing; its own seeded generator, one per process.
+    augment = build_augmentation(spec.data.augment, splits.input_shape, spec.seed + rank, inputs=splits.encoding) \
+        if spec.data.augment else None
+    return RunParts(spec, splits, model, data, target, augment)
+
+
+def write_run_start(run_dir: Path, parts: RunParts, device: torch.device) -> None:
+    """The files a run folder has from its start: config.yaml (the resolved spec) and meta.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)  # train claims it first (deepwell.folders); the playground's save makes it
+    atomic_write_text(run_dir / "config.yaml", parts.spec.to_yaml())
+    _write_json(run_dir / "meta.json", _meta(parts.spec, parts.splits, parts.model, device))
+
+
+def write_run_end(run_dir: Path, parts: RunParts, result: FitResult, seconds: float, device: torch.device,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The files of a finished fit: model.safetensors (weights + fitted preprocessing) and summary.json (plus ``extra``)."""
+    model, splits, target = parts.model, parts.splits, parts.target
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
+    state |= {f"impute.{k}": v for k, v in splits.imputer.state_tensors().items()}
+    state |= {f"target.{k}": v for k, v in target.state_tensors().items()}
+    metadata = {"format": "deepwell-model", "version": "1"}
+    if splits.encoding is not None:  # the fitted vocabulary / audio settings, for predict on raw text or audio
+        metadata["inputs"] = json.dumps(splits.encoding.to_json())
+    save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
+    test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task,
+                    target_scale=target_scale(target))
+    summary = _summary(result, test, seconds) | (extra or {})
+    _write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device: torch.device, parallel: DataParallel | None,
+           progress: str, callbacks: Sequence[Callback], folder: dict[str, Any]) -> Run:
+    main = parallel is None or parallel.is_main  # only rank 0 writes the run folder
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint)  # before config.yaml and meta.json are rewritten
+    parts = build_run(spec, device, rank=parallel.rank if parallel is not None else 0)
+    spec, splits, model, data, augment = parts.spec, parts.splits, parts.model, parts.data, parts.augment
     if main:
         if run_dir is None:
             run_dir = folder["path"] = _run_dir(spec)
@@ -178,17 +249,10 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
         run_dir = Path(parallel.broadcast_object(str(run_dir)))  # a timestamped name: rank 0's
     trackers: list[Tracker] = [TRACKERS.build(option, run_dir=run_dir, spec=spec.to_dict())
                                for option in spec.output.tracking] if main else []
-    model = build_network(spec.model, splits.input_shape, splits.output_size, generator=torch.Generator().manual_seed(spec.seed),
-                          inputs=inputs)
-    model.to(device)
-    data = TensorData(*(t.to(device) if t is not None else None
-                        for t in (splits.x_train, target(splits.y_train), splits.x_val,
-                                  None if splits.y_val is None else target(splits.y_val))))
 
     all_callbacks: list[Callback] = []
     if main:
-        atomic_write_text(run_dir / "config.yaml", spec.to_yaml())
-        _write_json(run_dir / "meta.json", _meta(spec, splits, model, device))
+        write_run_start(run_dir, parts, device)
         saver = CheckpointSaver(run_dir / _CHECKPOINT, every=spec.train.checkpoint_every)
         # Trackers first: their writers are open when the probes' first measurement arrives.
         reporter = make_progress(progress)  # the notebook display when in a Jupyter kernel (auto)
@@ -212,15 +276,13 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
                               "synchronises parameters that were trainable when it started. Train in one process.")
         unfreezing = GradualUnfreezing(model, every)
         all_callbacks.insert(0, unfreezing)  # before the probes and the checkpoint see the epoch
-    # Augmentation: training batches only, after preprocessing; its own seeded generator, one per process.
-    augment_seed = spec.seed + (parallel.rank if parallel is not None else 0)
-    augment = build_augmentation(spec.data.augment, splits.input_shape, augment_seed, inputs=splits.encoding) if spec.data.augment else None
     if augment is not None:
         all_callbacks.append(augment)  # its generator's state goes into the checkpoints: a resumed run draws the same
     started = time.perf_counter()
     try:
         result = fit(model, data, spec.train, task=splits.task, seed=spec.seed, callbacks=all_callbacks,
-                     resume_from=checkpoint, batch_transform=augment, distributed=parallel, target_scale=target_scale(target))
+                     resume_from=checkpoint, batch_transform=augment, distributed=parallel,
+                     target_scale=target_scale(parts.target))
     except BaseException as error:
         for tracker in trackers:
             tracker.abort(error)
@@ -228,21 +290,10 @@ def _train(spec: RunSpec, run_dir: Path | None, checkpoint: Path | None, device:
     seconds = time.perf_counter() - started
 
     if main:
-        state = {f"model.{k}": v for k, v in model.state_dict().items()}
-        state |= {f"preprocess.{k}": v for k, v in splits.preprocessor.state_tensors().items()}
-        state |= {f"impute.{k}": v for k, v in splits.imputer.state_tensors().items()}
-        state |= {f"target.{k}": v for k, v in target.state_tensors().items()}
-        metadata = {"format": "deepwell-model", "version": "1"}
-        if splits.encoding is not None:  # the fitted vocabulary / audio settings, for predict on raw text or audio
-            metadata["inputs"] = json.dumps(splits.encoding.to_json())
-        save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
-        test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task,
-                        target_scale=target_scale(target))
-        summary = _summary(result, test, seconds)
-        if unfreezing is not None:
-            summary["unfreezing"] = [{"epoch": epoch, "block": block} for epoch, block in unfreezing.events]
-            summary["transfer"] = model.parameter_summary()  # trainable/frozen counts at the end
-        _write_json(run_dir / "summary.json", summary)
+        extra = None if unfreezing is None else {  # trainable/frozen counts at the end
+            "unfreezing": [{"epoch": epoch, "block": block} for epoch, block in unfreezing.events],
+            "transfer": model.parameter_summary()}
+        summary = write_run_end(run_dir, parts, result, seconds, device, extra)
         if spec.output.report:
             diagnose(run_dir)  # findings.json, read by the report and by `deepwell train`'s health line
             write_report(run_dir)

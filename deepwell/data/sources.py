@@ -266,6 +266,48 @@ def spirals(
     )
 
 
+@DATASETS.register("xor")
+def xor(n: NumExamples = 1000, noise: Noise = 0.1, test_fraction: TestFraction = 0.2, data_seed: int | None = None, *,
+        seed: int) -> Dataset:
+    """Points uniform in [-1, 1]^2, labelled by the sign of x1*x2 (TensorFlow Playground's XOR): no line separates it.
+
+    Args:
+        noise: std of Gaussian noise added to the points after labelling (labels near the axes flip).
+        data_seed: fixes the generated points; default: the run seed.
+    """
+    generator = _generator(seed if data_seed is None else data_seed)
+    x = 2 * torch.rand(n, 2, generator=generator, dtype=torch.float64) - 1
+    labels = (x[:, 0] * x[:, 1] > 0).long()
+    x = x + noise * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return dataset_from_arrays("xor", x.numpy(), labels.numpy(), task="classification", seed=seed, test_fraction=test_fraction,
+                               feature_names=["x1", "x2"])
+
+
+@DATASETS.register("gaussians")
+def gaussians(
+    n: NumExamples = 1000,
+    classes: Annotated[int, Field(ge=2)] = 2,
+    noise: Noise = 0.3,
+    test_fraction: TestFraction = 0.2,
+    data_seed: int | None = None,
+    *,
+    seed: int,
+) -> Dataset:
+    """Gaussian blobs in 2-D, one per class, centres evenly on a circle of radius 1 (Playground's Gaussian data).
+
+    Args:
+        noise: std of each blob; about 0.5 and above, neighbouring blobs overlap.
+        data_seed: fixes the generated points; default: the run seed.
+    """
+    generator = _generator(seed if data_seed is None else data_seed)
+    labels = torch.arange(n) % classes
+    angle = 2 * torch.pi * labels / classes
+    centres = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1).double()
+    x = centres + noise * torch.randn(n, 2, generator=generator, dtype=torch.float64)
+    return dataset_from_arrays("gaussians", x.numpy(), labels.numpy(), task="classification", seed=seed,
+                               test_fraction=test_fraction, feature_names=["x1", "x2"])
+
+
 @DATASETS.register("polynomial")
 def polynomial(
     n: NumExamples = 20,

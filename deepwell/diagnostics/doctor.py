@@ -36,7 +36,7 @@ from deepwell.diagnostics.remedies import resolve_conflicts
 from deepwell.diagnostics.rules import RULES
 from deepwell.training.checkpoint import atomic_write_text
 
-__all__ = ["Findings", "diagnose", "load_findings", "print_findings", "health_line", "vital_signs"]
+__all__ = ["Findings", "diagnose", "examine", "load_findings", "print_findings", "health_line", "vital_signs"]
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -85,16 +85,21 @@ def diagnose(run_path: str | Path) -> Findings:
         CheckpointError: the folder is not a run folder, or one of its files is corrupt.
     """
     evidence = RunEvidence.load(run_path)
-    results = {rule.__name__: rule(evidence) for rule in RULES}
-    found = [result for result in results.values() if isinstance(result, Finding)]
-    found.sort(key=lambda f: SEVERITIES.index(f.severity))  # stable: rule order within a severity
-    not_checked = {name: result.reason for name, result in results.items() if isinstance(result, Unchecked)}
-    findings = Findings(resolve_conflicts(found), tuple(name for name in results if name not in not_checked),
-                        vital_signs(evidence), not_checked)
+    findings = examine(evidence)
     record = {"healthy": findings.healthy, "checked": list(findings.checked), "not_checked": findings.not_checked,
               "vitals": findings.vitals, "findings": [f.to_dict() for f in findings]}
     atomic_write_text(evidence.path / "findings.json", json.dumps(record, indent=2, default=_jsonable) + "\n")
     return findings
+
+
+def examine(evidence: RunEvidence) -> Findings:
+    """Run every rule on evidence already in memory (a run folder's, or a live run's as the playground keeps it)."""
+    results = {rule.__name__: rule(evidence) for rule in RULES}
+    found = [result for result in results.values() if isinstance(result, Finding)]
+    found.sort(key=lambda f: SEVERITIES.index(f.severity))  # stable: rule order within a severity
+    not_checked = {name: result.reason for name, result in results.items() if isinstance(result, Unchecked)}
+    return Findings(resolve_conflicts(found), tuple(name for name in results if name not in not_checked),
+                    vital_signs(evidence), not_checked)
 
 
 def load_findings(path: str | Path) -> Findings:

@@ -265,6 +265,8 @@ def fit(
     with stop_signals(enabled=distributed is None, on_stop=stopped) as stop:
         stepper.stop = stop
         for epoch in range(start_epoch, spec.epochs):
+            if state.stop_reason is not None:  # a callback stopped training before it began (a Controller held at fit start)
+                break
             state.epoch = epoch
             for callback in callbacks:
                 callback.on_epoch_start(state)
@@ -392,7 +394,11 @@ def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.G
              callbacks: Sequence[Callback], device: torch.device) -> int:
     """Load a snapshot into the live objects; return the epoch to start from."""
     state.model.load_state_dict(saved["model"])
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in state.optimizer.param_groups]
     state.optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is None:  # no schedule owns the lr: the spec's settings win (a resume with --set train.lr=... applies it)
+        for group, setting in zip(state.optimizer.param_groups, settings):
+            group.update(setting)
     if scheduler is not None and saved["scheduler"] is not None:
         scheduler.load_state_dict(saved["scheduler"])
     shuffle.set_state(saved["rng"]["shuffle"])

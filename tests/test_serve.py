@@ -1,0 +1,193 @@
+"""The playground's server (deepwell.serve) through Starlette's TestClient: security, limits, keys, sessions, saving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient  # noqa: E402
+
+from deepwell.config import RunSpec, apply_overrides, load_spec  # noqa: E402
+from deepwell.serve.app import Playground, create_app  # noqa: E402
+from deepwell.serve.controls import change_kind, command_line, remedy_actions, spec_diff  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+TINY = ("data.source=moons:n=200", "model.hidden=[4]", "model.norm=none", "train.epochs=3", "train.batch_size=32",
+        "train.optimizer=adam", "train.lr=0.01", "train.schedule=constant", "diagnostics.every=2")
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    """(client, playground) of a server on a tiny spec, data folder tmp_path/data, at most 2 sessions, 1 KiB uploads."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "points.csv").write_text("a,b,target\n" + "".join(f"{i % 7},{i % 5},{i % 2}\n" for i in range(40)))
+    playground = Playground(load_spec(None, TINY), data, tmp_path / "runs", max_sessions=2, max_upload_bytes=1024)
+    with TestClient(create_app(playground)) as client:
+        yield client, playground
+
+
+def _messages(socket, until, limit: int = 500) -> list[dict]:
+    seen = []
+    for _ in range(limit):
+        seen.append(json.loads(socket.receive_text()))
+        if until(seen[-1]):
+            return seen
+    raise AssertionError(f"no matching message among {[m.get('type') for m in seen]}")
+
+
+def test_page_and_static_modules_are_served_but_nothing_outside(served) -> None:
+    client, _ = served
+    assert '<script type="module" src="/static/app.js">' in client.get("/").text
+    assert "export function drawBoundary" in client.get("/static/draw.js").text
+    for path in ("/static/../../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/static/..%2f..%2fapp.py"):
+        response = client.get(path)
+        assert response.status_code == 404 and "root:" not in response.text
+
+
+def test_data_files_outside_the_data_folder_are_refused(served, tmp_path: Path) -> None:
+    client, _ = served
+    sid = client.post("/api/sessions", json={}).json()["id"]
+    (tmp_path / "secret.csv").write_text("a,target\n1,0\n2,1\n")
+    for path in ("../secret.csv", str(tmp_path / "secret.csv"), "/etc/passwd", "sub/../../secret.csv"):
+        response = client.post(f"/api/sessions/{sid}/set", json={"changes": {"data.source": f"csv:path={path}"}})
+        assert response.status_code == 400, path
+        assert response.json()["key"] == "data.source" and "outside the data folder" in response.json()["error"]
+    inside = client.post(f"/api/sessions/{sid}/set", json={"changes": {"data.source": "csv:path=points.csv,target=target"}})
+    assert inside.status_code == 200, inside.json()
+    assert str(tmp_path / 'data' / 'points.csv') in inside.json()['spec']['data']['source']  # resolved inside the data folder
+    assert "points.csv" in client.get("/api/meta").json()["files"]
+
+
+def test_bad_keys_get_the_set_message_and_change_nothing(served) -> None:
+    client, playground = served
+    sid = client.post("/api/sessions", json={}).json()["id"]
+    before = playground.sessions[sid].spec
+    cases = {"model.activation": ("sigmod", "Did you mean 'sigmoid'?"), "train.lr": ("-1", "greater than 0"),
+             "model.actvation": ("relu", "Did you mean 'activation'?"), "output.dir": ("/tmp/x", "cannot be set from the playground"),
+             "device": ("cuda", "cannot be set from the playground"), "model.backbone": ("run:/etc", "cannot be set")}
+    for key, (value, expected) in cases.items():
+        response = client.post(f"/api/sessions/{sid}/set", json={"changes": {key: value}})
+        assert response.status_code == 400 and response.json()["key"] == key
+        assert expected in response.json()["error"], response.json()["error"]
+    assert playground.sessions[sid].spec == before
+
+
+def test_uploads_are_size_limited_and_read_by_the_validating_readers(served) -> None:
+    client, playground = served
+    too_big = client.post("/api/upload?name=big.csv", content=b"a,target\n" + b"1,0\n" * 400)
+    assert too_big.status_code == 413 and "too large" in too_big.json()["error"]
+    ragged = client.post("/api/upload?name=bad.csv&target=target", content=b"a,b,target\n1,2,0\n3,1\n")
+    assert ragged.status_code == 400
+    error = ragged.json()["error"]
+    assert "rows of different lengths" in error and "Traceback" not in error and "\n" not in error
+    missing = client.post("/api/upload?name=t.csv&target=label", content=b"a,target\n1,0\n2,1\n")
+    assert missing.status_code == 400 and "label" in missing.json()["error"]
+    assert client.post("/api/upload?name=evil.pkl", content=b"x").status_code == 400
+    good = client.post("/api/upload?name=../../ok.csv&target=target", content=b"a,target\n" + b"1,0\n2,1\n" * 20)
+    assert good.status_code == 200
+    stored = Path(good.json()["source"].split("path=")[1].split(",")[0])
+    assert stored.parent == playground.upload_dir and stored.name.endswith("ok.csv")
+    assert list(playground.upload_dir.iterdir()) == [stored]  # the refused files were not kept
+
+
+def test_sessions_are_bounded_and_a_closed_socket_frees_its_slot(served) -> None:
+    client, playground = served
+    first = client.post("/api/sessions", json={}).json()["id"]
+    client.post("/api/sessions", json={})
+    busy = client.post("/api/sessions", json={})
+    assert busy.status_code == 503 and "busy" in busy.json()["error"] and "--max-sessions 2" in busy.json()["error"]
+    with client.websocket_connect(f"/ws/{first}") as socket:
+        _messages(socket, lambda m: m["type"] == "frame")
+    assert first not in playground.sessions  # the tab closed: its training stopped and its slot is free
+    assert client.post("/api/sessions", json={}).status_code == 200
+    assert client.post(f"/api/sessions/{first}/play").status_code == 404
+
+
+def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served) -> None:
+    client, playground = served
+    sid = client.post("/api/sessions", json={}).json()["id"]
+    with client.websocket_connect(f"/ws/{sid}") as socket:
+        kinds = [m["type"] for m in _messages(socket, lambda m: m["type"] == "frame")]
+        assert kinds[0] == "data"
+        client.post(f"/api/sessions/{sid}/step")
+        frame = _messages(socket, lambda m: m["type"] == "frame" and m["epoch"] == 1)[-1]
+        assert frame["step"] == 5  # 160 training examples (200 - 20% test), batches of 32
+        assert len(frame["view"]["cls"]) == 48 * 48 and frame["probe"]["layers"] == ["dense.0"]
+        session = playground.sessions[sid]
+        assert session.wait_held(60)
+        weights = {k: v.clone() for k, v in session.parts.model.state_dict().items()}
+        answer = client.post(f"/api/sessions/{sid}/set", json={"changes": {"train.lr": "0.001"}}).json()
+        assert answer["kind"] == "keep" and answer["keys"]["train.lr"] == "0.001"
+        assert session.wait_held(60)
+        assert all((weights[k] == v).all() for k, v in session.parts.model.state_dict().items())
+        assert session.parts.spec.train.lr == 0.001
+        rebuilt = client.post(f"/api/sessions/{sid}/set", json={"changes": {"model.hidden": "[5]"}}).json()
+        assert rebuilt["kind"] == "rebuild" and session.parts.model.state_dict()["dense.0.transform.weight"].shape == (5, 2)
+
+
+def test_saved_run_loads_evaluates_and_resumes(served, tmp_path: Path) -> None:
+    from deepwell.run import Run, train
+
+    client, _ = served
+    sid = client.post("/api/sessions", json={}).json()["id"]
+    assert client.post(f"/api/sessions/{sid}/save").status_code == 400  # nothing trained yet
+    client.post(f"/api/sessions/{sid}/step")
+    response = client.post(f"/api/sessions/{sid}/save")
+    assert response.status_code == 200, response.json()
+    run = Run.load(response.json()["path"])
+    assert len(run.history) == 1 and run.spec.model.hidden == [4]
+    assert {"config.yaml", "meta.json", "metrics.jsonl", "model.safetensors", "probes.jsonl", "findings.json",
+            "summary.json", "checkpoints"} <= {p.name for p in run.path.iterdir()}
+    assert 0.0 <= run.evaluate()["test/acc"] <= 1.0
+    resumed = train(resume=run.path, progress="none")
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+
+
+def test_url_keys_and_the_copied_command_reproduce_the_spec() -> None:
+    spec = load_spec(None, TINY + ("model.activation=leaky_relu:0.1", "train.early_stopping={patience: 3}", "seed=4"))
+    keys = spec_diff(spec)
+    assert RunSpec.from_dict(apply_overrides(RunSpec().to_dict(), [f"{k}={v}" for k, v in keys.items()])) == spec
+    assert "--set model.activation=leaky_relu:0.1" in command_line(spec) and "--set 'model.hidden=[4]'" in command_line(spec)
+
+
+def test_change_kinds_and_remedy_actions() -> None:
+    base = load_spec(None, TINY)
+    kind = lambda *keys: change_kind(base, load_spec(None, TINY + keys))  # noqa: E731
+    assert kind() == "none"
+    assert kind("train.lr=0.1", "train.batch_size=8", "model.dropout=dropout:0.2") == "keep"
+    assert kind("model.activation=tanh") == "rebuild" and kind("model.init=xavier") == "rebuild" and kind("seed=1") == "rebuild"
+    assert kind("train.schedule=cosine") == "rebuild"
+    assert remedy_actions("use model.activation=relu with model.init=he (the sigmoid derivative is at most 0.25)") == \
+        [{"model.activation": "relu", "model.init": "he"}]
+    assert remedy_actions("set train.lr=0.5 (100x higher), or use train.optimizer=adam with train.lr=0.001") == \
+        [{"train.lr": "0.5"}, {"train.optimizer": "adam", "train.lr": "0.001"}]
+    assert remedy_actions("fix the other findings first (init, gradients, learning rate)") == []
+
+
+def test_views_match_the_data_kind() -> None:
+    """2-D: a class grid; 1-D regression: the curve over the inputs; other classification: a confusion matrix
+    whose entries count the evaluated examples, compared with the model's own predictions."""
+    import torch
+
+    from deepwell.run import build_run
+    from deepwell.serve.views import GRID, describe, model_view, view_inputs
+
+    def view_of(*keys):
+        parts = build_run(load_spec(None, TINY + keys), torch.device("cpu"))
+        inputs = view_inputs(parts)
+        return parts, inputs, model_view(parts, inputs, [])
+
+    parts, inputs, view = view_of()
+    assert view["view"]["kind"] == "boundary" and len(view["view"]["conf"]) == GRID ** 2
+    assert len(describe(parts, inputs)["train"]) == len(parts.splits.x_train)
+    parts, inputs, view = view_of("data.source=polynomial:n=30")
+    expected = parts.model.eval()(inputs["inputs"])[:, 0]
+    assert view["view"]["kind"] == "curve" and view["view"]["y"] == pytest.approx(expected.tolist(), abs=1e-3)
+    parts, inputs, view = view_of("data.source=iris", "data.val_fraction=0.3")
+    matrix = torch.tensor(view["view"]["matrix"])
+    predicted = parts.model.eval()(parts.splits.x_val).argmax(1)
+    assert matrix.sum() == len(parts.splits.x_val) and matrix.diagonal().sum() == (predicted == parts.splits.y_val).sum()
