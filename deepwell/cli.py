@@ -46,11 +46,11 @@ def train_command(
         return  # in a data-parallel job rank 0 speaks for all
     summary = run.summary
     test = summary["test"]
-    accuracy = f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test else f"test loss {test['test/loss']:.4g}"
     if summary["status"] == "non_finite":
         err.print(f"[red]Training diverged:[/red] {summary['message']}")
         out.print(f"Run folder (last good weights): {run.path}")
         raise typer.Exit(1)
+    accuracy = f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test else f"test loss {test['test/loss']:.4g}"
     out.print(f"{summary['message']} {accuracy} ({summary['epochs_run']} epochs, {summary['train_seconds']:.1f} s).")
     findings = run.path / "findings.json"
     if findings.is_file():
