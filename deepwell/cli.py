@@ -287,8 +287,8 @@ def main() -> None:
     boundary, with the checkpoint saved): one line saying how to resume, exit code 130 / 143.
     An OSError (a full disk, a read-only folder) is one line and exit code 2 too.
     """
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)  # not KeyboardInterrupt: click turns that into a silent exit
+    # Not KeyboardInterrupt: click turns that into a silent exit. Put back after (main runs in-process in tests).
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         app()
     except DeepwellError as error:
@@ -301,6 +301,9 @@ def main() -> None:
         stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
         err.print(stop.resume_hint(), markup=False, highlight=False)
         sys.exit(stop.exit_code)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)  # None: a handler set from C
 
 
 if __name__ == "__main__":
