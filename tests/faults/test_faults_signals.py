@@ -126,7 +126,7 @@ def reference(folder: Path) -> Path:
 
 
 def kill_and_resume(folder: Path, whole: Path, delay: float | None) -> str:
-    """One trial: kill -9 after the run folder appears (+ ``delay`` s; None: once the first checkpoint exists), resume.
+    """One trial: kill -9 once the run folder is claimed (+ ``delay`` s; None: once the first checkpoint exists), resume.
 
     Returns the outcome: "resumed bitwise", "refused clearly" (killed before its first checkpoint), "finished"
     (done before the kill); anything else is a loss and is described.
@@ -134,8 +134,8 @@ def kill_and_resume(folder: Path, whole: Path, delay: float | None) -> str:
     process = start("train", *KILLED, "--set", f"output.dir={folder}", "--set", "output.name=trial")
     run_dir = folder / "trial"
     try:
-        target = run_dir / ("checkpoints/last.safetensors" if delay is None else "config.yaml")
-        poll(lambda: target.is_file() or process.poll() is not None, 300, f"{target.name} of the trial")
+        target = run_dir / "checkpoints/last.safetensors" if delay is None else run_dir
+        poll(lambda: target.exists() or process.poll() is not None, 300, f"{target} of the trial")
         time.sleep(delay or 0)  # where the kill lands: the point of the trial, not a synchronisation
         process.kill()
         process.communicate(timeout=120)
@@ -145,8 +145,9 @@ def kill_and_resume(folder: Path, whole: Path, delay: float | None) -> str:
         return "finished"
     try:  # in this process: what `deepwell train --resume` runs, without starting another Python
         deepwell.train(resume=run_dir, progress="none")
-    except CheckpointError as error:
-        return "refused clearly" if "killed before its first one" in str(error) else f"lost: {error}"
+    except CheckpointError as error:  # killed before the first checkpoint, or before config.yaml was written
+        clear = "killed before its first one" in str(error) or "it has no config.yaml" in str(error)
+        return "refused clearly" if clear else f"lost: {error}"
     different = difference(whole, run_dir)
     return "resumed bitwise" if different is None else f"lost: {different}"
 
