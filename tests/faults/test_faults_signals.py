@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from faults_common import alive, descendants, difference, jsonl, small_run, start
 
 import deepwell
 from deepwell.errors import CheckpointError, Interrupted
 from deepwell.training.callbacks import Callback
-from faults_common import alive, descendants, difference, jsonl, small_run, start
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
