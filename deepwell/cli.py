@@ -46,12 +46,12 @@ def train_command(
         return  # in a data-parallel job rank 0 speaks for all
     summary = run.summary
     test = summary["test"]
-    accuracy = (f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test
-                else f"test R^2 {test['test/r2']:.4f}, MAE {test['test/mae']:.4g}" if "test/r2" in test else f"test loss {test['test/loss']:.4g}")
     if summary["status"] == "non_finite":
         err.print(f"[red]Training diverged:[/red] {summary['message']}")
         out.print(f"Run folder (last good weights): {run.path}")
         raise typer.Exit(1)
+    accuracy = (f"test accuracy {test['test/acc']:.2%}" if "test/acc" in test
+                else f"test R^2 {test['test/r2']:.4f}, MAE {test['test/mae']:.4g}" if "test/r2" in test else f"test loss {test['test/loss']:.4g}")
     out.print(f"{summary['message']} {accuracy} ({summary['epochs_run']} epochs, {summary['train_seconds']:.1f} s).")
     findings = run.path / "findings.json"
     if findings.is_file():
@@ -365,8 +365,8 @@ def main() -> None:
     An OSError (a full disk, a read-only folder) is one line and exit code 2 too.
     """
     _one_line_warnings()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)  # not KeyboardInterrupt: click turns that into a silent exit
+    # Not KeyboardInterrupt: click turns that into a silent exit. Put back after (main runs in-process in tests).
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         app()
     except DeepwellError as error:
@@ -379,6 +379,9 @@ def main() -> None:
         stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
         err.print(stop.resume_hint(), markup=False, highlight=False)
         sys.exit(stop.exit_code)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)  # None: a handler set from C
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
   ``output.overwrite=true`` (then a previous run's files are removed first).
 - :class:`FolderLock` holds an advisory ``flock`` on ``<folder>/.lock`` while a run writes, so a
   second ``--resume`` or an overwrite of a folder being written is refused, not mixed in. The
-  kernel drops the lock when the process dies, kill -9 included: a lock never goes stale.
+  kernel drops the lock when the process dies, kill -9 included: a lock never goes stale (a
+  killed run leaves the file, unlocked; a finished one removes it).
 
 Example::
 
@@ -96,22 +97,38 @@ class FolderLock:
 
     def __init__(self, folder: Path) -> None:
         self.path = Path(folder) / LOCK_NAME
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
-            self.release()
-            raise ConfigError(f"Run folder '{folder}' is being written by another deepwell process"
-                              f"{f' (pid {holder})' if holder else ''}. Wait for it to finish, or stop it first; "
-                              "two runs in one folder would mix their files.") from None
+        while True:
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip()
+                self._close()
+                raise ConfigError(f"Run folder '{folder}' is being written by another deepwell process"
+                                  f"{f' (pid {holder})' if holder else ''}. Wait for it to finish, or stop it first; "
+                                  "two runs in one folder would mix their files.") from None
+            if self._still_linked():
+                break
+            self._close()  # its holder removed the file as we opened it: lock the new one
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
 
-    def release(self) -> None:
+    def _still_linked(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+    def release(self) -> None:
+        """Remove the lock file (while still holding it: a waiting process then locks a new one) and unlock."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            self._close()
 
     def __enter__(self) -> FolderLock:
         return self

@@ -50,7 +50,7 @@ from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes, probe_blocks
 from deepwell.reporting import write_report
 from deepwell.tracking import TRACKERS, Tracker
-from deepwell.training.distributed import DataParallel
+from deepwell.training.distributed import DataParallel, process_rank
 from deepwell.training.loop import CheckpointSaver, FitResult, TensorData, evaluate, fit, loss_function
 from deepwell.training.progress import make_progress
 
@@ -119,8 +119,8 @@ def train(
         run = deepwell.train(resume="runs/mnist1d-cnn1d-20261127-101500")   # a killed run, continued
     """
     spec, run_dir, checkpoint = _resolve(spec, overrides, resume)
-    if run_dir is None and spec.output.name is not None:  # a name taken: say so now, not after preparing the data
-        check_name_free(spec.output.dir / spec.output.name, spec.output.overwrite)
+    if run_dir is None and spec.output.name is not None and process_rank() == 0:  # rank 0 claims the folder
+        check_name_free(spec.output.dir / spec.output.name, spec.output.overwrite)  # taken: say so now, before the data
     device = resolve_device(spec.device)
     parallel = DataParallel.from_env(device)  # None unless torchrun started several processes
     folder: dict[str, Any] = {"path": run_dir}  # the claimed folder and its lock, filled in by _train

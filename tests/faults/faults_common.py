@@ -66,11 +66,6 @@ def start(*args: str, cwd: Path | None = None) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(deepwell_command(*args), cwd=ROOT, env=environment(), capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def descendants(pid: int) -> set[int]:
     """Every living process below ``pid`` (children, their children, ...), read from /proc."""
     parents: dict[int, list[int]] = {}

@@ -13,14 +13,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from faults_common import difference, jsonl, small_run
+from killing import Kill
 
 import deepwell
 from deepwell.errors import CheckpointError, StorageError
 from deepwell.sweep.store import RecordStore
 from deepwell.training.callbacks import Callback
 from deepwell.training.checkpoint import read_jsonl
-from faults_common import SMALL, difference, jsonl, small_run
-from killing import Kill
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -161,14 +161,17 @@ def test_files_are_all_readable_alike(tmp_path) -> None:
 def test_a_diverged_run_writes_json_null_and_says_why_it_cannot_resume(tmp_path, cli) -> None:
     run = small_run(tmp_path, "diverged", "train.lr=1e12", "train.optimizer=sgd")
     assert run.summary["status"] == "non_finite"
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"the bare token {token}: not JSON")
+
     for name in ("metrics.jsonl", "summary.json"):
         text = (run.path / name).read_text()
-
-        def refuse(token: str) -> None:
-            raise AssertionError(f"{name} holds the bare token {token}: not JSON")
-
         for line in text.splitlines() if name.endswith("jsonl") else [text]:
-            json.loads(line, parse_constant=refuse)
+            try:
+                json.loads(line, parse_constant=refuse)
+            except ValueError as error:
+                raise AssertionError(f"{name}: {error}") from None
     assert jsonl(run.path / "metrics.jsonl")[0]["train/loss"] is None
     code, _, err = cli("train", "--resume", str(run.path))
     assert code == 2 and "killed" not in err and "non-finite" in err, err

@@ -7,11 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from faults_common import SMALL, jsonl, small_run, start
 
 import deepwell
 from deepwell.errors import ConfigError
 from deepwell.folders import FolderLock, claim_run_folder
-from faults_common import SMALL, jsonl, run, small_run, start
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
