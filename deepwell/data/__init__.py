@@ -2,7 +2,8 @@
 
 :func:`prepare_data` runs the whole pipeline of a :class:`~deepwell.config.DataSpec`::
 
-    source -> validate -> validation split -> subset (n_train) -> label noise -> preprocess (fit on train only)
+    source -> validate -> validation split -> label check -> [drop rows with blanks] -> subset (n_train)
+           -> label noise -> impute (fit on train only) -> preprocess (fit on train only)
 
 Text and audio sources also return an ``encoding`` (how raw inputs became tensors); a text vocabulary
 is fitted here, on the final training split only, like preprocessing (see :mod:`deepwell.data.text`).

@@ -55,11 +55,8 @@ def label_problems(dataset: Dataset, splits: Mapping[str, Tensor]) -> list[str]:
         return []
     counts = torch.bincount(torch.cat([dataset.y_train, dataset.y_test]), minlength=dataset.num_classes)
     names = dataset.class_names or [str(i) for i in range(dataset.num_classes)]
-    problems = [message for message in (_non_contiguous(dataset.name, names, counts),) if message]
-    short = _short_classes(names, counts, splits)
-    if short:
-        problems.append(short)
-    return problems
+    problems = [_non_contiguous(dataset.name, names, counts), _short_classes(names, counts, splits)]
+    return [problem for problem in problems if problem]
 
 
 def _as_int(name: str) -> int | None:
