@@ -7,9 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_MISSING, screenshot
 
 import deepwell
-from browser import CHROMIUM, CHROMIUM_MISSING, screenshot
 from deepwell.errors import ConfigError, DataError
 
 BASE = ["data.source=moons:n=300", "model.arch=mlp", "model.depth=3", "model.width=16", "train.epochs=3",

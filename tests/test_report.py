@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_MISSING, screenshot
 
 import deepwell
 from deepwell.errors import CheckpointError
 from deepwell.reporting import render_report, write_report
 from deepwell.reporting.html import TABLE_ROWS
-from browser import CHROMIUM, CHROMIUM_MISSING, screenshot
 
 if TYPE_CHECKING:
     from deepwell.diagnostics.probes import ProbeLog
