@@ -146,8 +146,9 @@ def test_study_json_schema(tmp_path: Path) -> None:
     result = StudyResult("init", "Title", tmp_path, [verdict], [("a.png", "cap")], [("t.csv", "table")], 1.5, True, 3)
     data = json.loads(write_study_json(result).read_text())
     assert set(data) == {"name", "title", "quick", "seed", "seconds", "verdicts", "figures", "tables"}
-    assert data["verdicts"] == [{"claim": "init-zero", "text": "text", "status": "holds", "evidence": "evidence",
-                                 "numbers": {"x": 1.0, "bad": None}}]
+    assert data["verdicts"] == [{"id": "init-zero", "claim": "init-zero", "text": "text", "status": "holds",
+                                 "evidence": "evidence", "numbers": {"x": 1.0, "bad": None}, "rule": "", "regimes": [],
+                                 "figure": "", "source": ""}]
     assert data["figures"] == [{"path": "a.png", "caption": "cap"}] and data["tables"] == [{"path": "t.csv", "caption": "table"}]
     with pytest.raises(ValueError, match="status"):
         Verdict("x", "t", "maybe", "e")

@@ -80,6 +80,8 @@ def _texts(figure: Figure) -> list[Text]:
         if not ax.get_visible():
             continue
         texts += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+        if ax.name == "3d":   # mplot3d places its tick labels while drawing, not where _update_ticks says
+            continue
         for axis in (ax.xaxis, ax.yaxis):
             texts += [axis.label, axis.offsetText]
             for tick in axis._update_ticks():   # the ticks actually drawn (in view), not every tick object

@@ -325,9 +325,12 @@ def _figure(folder: Path, settings: Settings, summary: dict, records: list[dict]
     test = [r["test_error_mean"] for r in samples]
     ax.errorbar(sizes, test, yerr=[r["test_error_std"] for r in samples], marker="o", color=COLORS[0], label="test", capsize=3)
     ax.plot(sizes, [r["train_error_mean"] for r in samples], marker="o", linestyle="--", color=COLORS[0], label="train (noisy labels)")
-    ax.axvline(mlp_params(settings.sample_width), color="black", linestyle=":",
-               label=f"n = params ({mlp_params(settings.sample_width)})")
-    ax.set(xlabel="training examples n", ylabel="error", ylim=(-0.02, 0.9),
+    params = mlp_params(settings.sample_width)
+    inside = min(sizes) <= params <= max(sizes)
+    if inside:   # a marker outside the data would stretch the axis and mark nothing
+        ax.axvline(params, color="black", linestyle=":", label=f"n = params ({params})")
+    ax.set(xlabel="training examples n" + ("" if inside else f" (n = params = {params} lies beyond)"), ylabel="error",
+           ylim=(-0.02, 0.9),
            title=f"Sample-wise: fixed width h={settings.sample_width}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

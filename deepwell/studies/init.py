@@ -241,7 +241,7 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     ]
     tables = [
         (_activation_table(folder, stats), "Per-layer activation statistics at initialisation (tidy)."),
-        (_reference_table(folder, stats), "Measured vs the CS231n lecture notes' numbers (6 layers x 4096 units), tolerance 10%."),
+        (_reference_table(folder, stats), "Measured vs the CS231n reference numbers (Justin Johnson's slides), tolerance 10%."),
         (_training_table(folder, training), "Loss and row spread per epoch when training from each init."),
     ]
     return StudyOutput([scale, zero, constant], figures, tables)
