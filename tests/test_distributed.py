@@ -133,7 +133,10 @@ if "RANK" in os.environ:  # record every write under the output folder, per proc
             writes.append(os.fsdecode(args[0]))
     import sys
     sys.addaudithook(hook)
-    atexit.register(lambda: print(f"WRITES rank={os.environ['RANK']} " + json.dumps(writes), flush=True))
+    def report():  # a file per rank: two processes printing at once can interleave their lines
+        with open(os.path.join(os.environ["DEEPWELL_WATCH_OUT"], f"writes-rank={os.environ['RANK']}.json"), "w") as f:
+            json.dump(writes, f)
+    atexit.register(report)
 '''
 
 
@@ -142,14 +145,14 @@ def test_cli_nproc_trains_and_only_rank_0_writes(tmp_path):
     (tmp_path / "site" / "sitecustomize.py").write_text(SITE)
     runs = tmp_path / "runs"
     env = environment(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]),
-                      DEEPWELL_WATCH=str(runs))
+                      DEEPWELL_WATCH=str(runs), DEEPWELL_WATCH_OUT=str(tmp_path))
     args = ["--set", "data.source=moons:n=300", "--set", "model.hidden=[8,8]", "--set", "train.epochs=2", "--set",
             "train.batch_size=32", "--set", "output.report=false", "--set", f"output.dir={runs}", "--set", "output.name=ddp"]
     done = subprocess.run([sys.executable, "-m", "deepwell.cli", "train", "--nproc", "2", "--quiet", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert done.stdout.count("Run folder:") == 1  # rank 0 reports for both
-    writes = {line.split()[1]: json.loads(line.split(" ", 2)[2]) for line in done.stdout.splitlines() if line.startswith("WRITES")}
+    writes = {path.stem.removeprefix("writes-"): json.loads(path.read_text()) for path in tmp_path.glob("writes-rank=*.json")}
     assert writes["rank=1"] == [] and writes["rank=0"]  # the audit hook sees rank 0's writes, and none of rank 1
     run = runs / "ddp"
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "meta.json", "metrics.jsonl", "model.safetensors",
