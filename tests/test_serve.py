@@ -39,6 +39,18 @@ def _messages(socket, until, limit: int = 500) -> list[dict]:
     raise AssertionError(f"no matching message among {[m.get('type') for m in seen]}")
 
 
+def _eventually(condition, timeout: float = 60.0) -> bool:
+    """Whether ``condition()`` becomes true within ``timeout`` s (the server closes sessions in its own threads)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_page_and_static_modules_are_served_but_nothing_outside(served) -> None:
     client, _ = served
     assert '<script type="module" src="/static/app.js">' in client.get("/").text
@@ -100,11 +112,34 @@ def test_sessions_are_bounded_and_a_closed_socket_frees_its_slot(served) -> None
     client.post("/api/sessions", json={})
     busy = client.post("/api/sessions", json={})
     assert busy.status_code == 503 and "busy" in busy.json()["error"] and "--max-sessions 2" in busy.json()["error"]
+    session = playground.sessions[first]
     with client.websocket_connect(f"/ws/{first}") as socket:
         _messages(socket, lambda m: m["type"] == "frame")
-    assert first not in playground.sessions  # the tab closed: its training stopped and its slot is free
+        client.post(f"/api/sessions/{first}/play")
+        _messages(socket, lambda m: m["type"] == "frame" and m["epoch"] >= 1)
+    assert _eventually(lambda: first not in playground.sessions)  # the tab closed: its slot is free ...
+    session.thread.join(60)
+    assert not session.thread.is_alive()  # ... and its training stopped
     assert client.post("/api/sessions", json={}).status_code == 200
     assert client.post(f"/api/sessions/{first}/play").status_code == 404
+
+
+def test_idle_and_never_connected_sessions_are_freed(served) -> None:
+    from deepwell.serve.app import CONNECT_GRACE
+
+    client, playground = served
+    idle = client.post("/api/sessions", json={}).json()["id"]
+    fresh = client.post("/api/sessions", json={}).json()["id"]
+    playground.connected[idle] = playground.connected[fresh] = True
+    assert playground.stale() == []
+    playground.sessions[idle].last_active -= playground.idle_timeout + 1  # as if no action for longer than the timeout
+    assert playground.stale() == [idle]
+    playground.connected[fresh] = False
+    playground.created[fresh] -= CONNECT_GRACE + 1  # never connected within the grace period
+    assert sorted(playground.stale()) == sorted([idle, fresh])
+    for sid in playground.stale():
+        playground.close_session(sid)
+    assert playground.sessions == {}
 
 
 def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served) -> None:

@@ -325,7 +325,8 @@ async def _stream(websocket: WebSocket, playground: Playground) -> None:
         for task in tasks:
             task.cancel()
         session.notify = lambda: None
-        await run_in_threadpool(playground.close_session, sid)
+        # In a thread of its own, not awaited: a cancelled handler (server shutdown) still ends the session's training.
+        threading.Thread(target=playground.close_session, args=(sid,), name=f"close-{sid}").start()
 
 
 def _dumps(message: dict[str, Any]) -> str:

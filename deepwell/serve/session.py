@@ -236,7 +236,7 @@ class Session:
                             loss_function(splits.task, spec.train), every=spec.diagnostics.every)
             probes.listeners.append(self.stream.listen_to_probes)
             callbacks.append(probes)
-        self.controller = Controller(playing=self.playing)
+        self.controller = Controller(playing=self.playing, on_hold=[self.stream.publish_now])  # a pause shows its last epoch
         callbacks += [self.stream, self.controller, CheckpointSaver(self.checkpoint, every=10**9)]  # saves when a fit ends
         if parts.augment is not None:
             callbacks.append(parts.augment)
