@@ -171,7 +171,7 @@ def test_two_pages_train_independently(open_page) -> None:
     _wait(first, "s.rows.length >= 3", "3 epochs on the first page")
     _wait(second, "s.rows.length >= 3", "3 epochs on the second page")
     first.click("#play")  # pause the first page only
-    _wait(first, "document.getElementById('play').textContent.includes('▶')", "the first page to pause")
+    _wait(first, "s.held === true", "the first page to pause (its worker held)")
     paused_at = _dw(first, "s.frame.step")
     mark = _dw(second, "s.frame.epoch")
     _wait(second, f"s.frame.epoch >= {mark + 5}", "the second page to go on training")
