@@ -226,3 +226,19 @@ def test_views_match_the_data_kind() -> None:
     matrix = torch.tensor(view["view"]["matrix"])
     predicted = parts.model.eval()(parts.splits.x_val).argmax(1)
     assert matrix.sum() == len(parts.splits.x_val) and matrix.diagonal().sum() == (predicted == parts.splits.y_val).sum()
+
+
+def test_serve_command_checks_its_input_and_warns_off_localhost(cli, monkeypatch, tmp_path: Path) -> None:
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append(kwargs))
+    code, _, err = cli("serve", "--data-dir", str(tmp_path / "missing"))
+    assert code == 2 and "is not a folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("serve", "--set", "model.activation=sigmod", "--data-dir", str(tmp_path))
+    assert code == 2 and "Did you mean 'sigmoid'?" in err and not started
+    code, out, err = cli("serve", "--data-dir", str(tmp_path), "--port", "8123")
+    assert code == 0 and "http://127.0.0.1:8123" in out and "warning" not in err
+    assert started[-1] == {"host": "127.0.0.1", "port": 8123, "log_level": "warning"}
+    code, out, err = cli("serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0")
+    assert code == 0 and "warning: binding 0.0.0.0" in err and started[-1]["host"] == "0.0.0.0"
