@@ -198,7 +198,7 @@ def test_screenshot_of_a_trained_page(open_page, tmp_path: Path) -> None:
     page.locator('input[data-key="data.source"]').press("Enter")
     _wait(page, "s.data && s.data.dataset === 'spirals'", "the spirals data")
     page.click("#play")
-    _wait(page, "s.rows.length >= 60", "60 epochs on spirals")
+    _wait(page, "s.rows.length >= 45", "45 epochs on spirals")
     page.click("#play")
     page.hover("#network", position={"x": 215, "y": 40})  # the first hidden layer: its numbers in the tooltip
     path = Path(os.environ.get("DEEPWELL_SCREENSHOT") or tmp_path / "playground.png")
