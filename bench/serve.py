@@ -120,7 +120,7 @@ def main() -> None:
         for _ in range(args.rounds):  # alternate, so a shared machine's load changes affect both alike
             rates.append(page_rate(page, window))
             page.click("#play")  # pause while the reference runs
-            page.wait_for_function("document.getElementById('play').textContent.includes('▶')", timeout=120_000)
+            page.wait_for_function("window.__dw.held === true", timeout=120_000)
             references.append(fit_steps_per_s(window))
             page.click("#play")
             page.wait_for_function("document.getElementById('play').textContent.includes('❚')", timeout=120_000)

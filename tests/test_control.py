@@ -58,6 +58,19 @@ def test_held_at_start_step_runs_exactly_one_epoch_then_holds() -> None:
     assert (result.stop_reason, result.stop_message, result.epochs_run, result.steps) == (StopReason.REQUESTED, "done", 2, 8)
 
 
+def test_on_hold_sees_the_state_each_time_before_the_worker_holds() -> None:
+    model, data, spec = _setup()
+    seen: list[tuple[int, int]] = []
+    controller = Controller(on_hold=[lambda state: seen.append((len(state.history), state.step))])
+    thread, _ = _start(model, data, spec, [controller])
+    assert controller.wait_held(TIMEOUT)
+    controller.step()
+    assert controller.wait_held(TIMEOUT)
+    controller.stop()
+    thread.join(TIMEOUT)
+    assert seen == [(0, 0), (1, 4)]  # at fit start, then after the one epoch (4 steps), each before holding
+
+
 def test_stop_while_held_at_start_runs_no_epoch() -> None:
     model, data, spec = _setup()
     before = [p.clone() for p in model.parameters()]

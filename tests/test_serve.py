@@ -39,6 +39,18 @@ def _messages(socket, until, limit: int = 500) -> list[dict]:
     raise AssertionError(f"no matching message among {[m.get('type') for m in seen]}")
 
 
+def _eventually(condition, timeout: float = 60.0) -> bool:
+    """Whether ``condition()`` becomes true within ``timeout`` s (the server closes sessions in its own threads)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def test_page_and_static_modules_are_served_but_nothing_outside(served) -> None:
     client, _ = served
     assert '<script type="module" src="/static/app.js">' in client.get("/").text
@@ -100,11 +112,34 @@ def test_sessions_are_bounded_and_a_closed_socket_frees_its_slot(served) -> None
     client.post("/api/sessions", json={})
     busy = client.post("/api/sessions", json={})
     assert busy.status_code == 503 and "busy" in busy.json()["error"] and "--max-sessions 2" in busy.json()["error"]
+    session = playground.sessions[first]
     with client.websocket_connect(f"/ws/{first}") as socket:
         _messages(socket, lambda m: m["type"] == "frame")
-    assert first not in playground.sessions  # the tab closed: its training stopped and its slot is free
+        client.post(f"/api/sessions/{first}/play")
+        _messages(socket, lambda m: m["type"] == "frame" and m["epoch"] >= 1)
+    assert _eventually(lambda: first not in playground.sessions)  # the tab closed: its slot is free ...
+    session.thread.join(60)
+    assert not session.thread.is_alive()  # ... and its training stopped
     assert client.post("/api/sessions", json={}).status_code == 200
     assert client.post(f"/api/sessions/{first}/play").status_code == 404
+
+
+def test_idle_and_never_connected_sessions_are_freed(served) -> None:
+    from deepwell.serve.app import CONNECT_GRACE
+
+    client, playground = served
+    idle = client.post("/api/sessions", json={}).json()["id"]
+    fresh = client.post("/api/sessions", json={}).json()["id"]
+    playground.connected[idle] = playground.connected[fresh] = True
+    assert playground.stale() == []
+    playground.sessions[idle].last_active -= playground.idle_timeout + 1  # as if no action for longer than the timeout
+    assert playground.stale() == [idle]
+    playground.connected[fresh] = False
+    playground.created[fresh] -= CONNECT_GRACE + 1  # never connected within the grace period
+    assert sorted(playground.stale()) == sorted([idle, fresh])
+    for sid in playground.stale():
+        playground.close_session(sid)
+    assert playground.sessions == {}
 
 
 def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served) -> None:
@@ -191,3 +226,19 @@ def test_views_match_the_data_kind() -> None:
     matrix = torch.tensor(view["view"]["matrix"])
     predicted = parts.model.eval()(parts.splits.x_val).argmax(1)
     assert matrix.sum() == len(parts.splits.x_val) and matrix.diagonal().sum() == (predicted == parts.splits.y_val).sum()
+
+
+def test_serve_command_checks_its_input_and_warns_off_localhost(cli, monkeypatch, tmp_path: Path) -> None:
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: started.append(kwargs))
+    code, _, err = cli("serve", "--data-dir", str(tmp_path / "missing"))
+    assert code == 2 and "is not a folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("serve", "--set", "model.activation=sigmod", "--data-dir", str(tmp_path))
+    assert code == 2 and "Did you mean 'sigmoid'?" in err and not started
+    code, out, err = cli("serve", "--data-dir", str(tmp_path), "--port", "8123")
+    assert code == 0 and "http://127.0.0.1:8123" in out and "warning" not in err
+    assert started[-1] == {"host": "127.0.0.1", "port": 8123, "log_level": "warning"}
+    code, out, err = cli("serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0")
+    assert code == 0 and "warning: binding 0.0.0.0" in err and started[-1]["host"] == "0.0.0.0"

@@ -65,4 +65,7 @@ def serve(spec: str | Path | None = None, overrides: tuple[str, ...] = (), *, ho
         import webbrowser
 
         webbrowser.open(url)
-    uvicorn.run(create_app(playground), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(create_app(playground), host=host, port=port, log_level="warning")
+    finally:
+        playground.shutdown()  # also when the server never started (port taken): the temporary folder goes

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import re
@@ -53,6 +54,7 @@ STATIC = Path(__file__).parent / "static"
 DATA_SUFFIXES = (".csv", ".npz")
 CONNECT_GRACE = 30.0   # seconds a new session may wait for its WebSocket before it is freed
 REAP_EVERY = 5.0
+MAX_FILES = 200        # data files listed (a big --data-dir stays cheap to scan)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -163,8 +165,9 @@ def create_app(playground: Playground) -> Starlette:
     async def meta(request: Request) -> JSONResponse:
         kinds = ("activation", "initializer", "normalization", "dropout", "optimizer", "schedule", "penalty", "preprocessing",
                  "augmentation")
-        files = sorted(str(p.relative_to(playground.data_dir)) for p in playground.data_dir.rglob("*")
-                       if p.suffix in DATA_SUFFIXES and p.is_file() and not any(part.startswith(".") for part in p.parts))[:200]
+        found = (p for p in playground.data_dir.rglob("*") if p.suffix in DATA_SUFFIXES and p.is_file()
+                 and not any(part.startswith(".") for part in p.relative_to(playground.data_dir).parts))
+        files = sorted(str(p.relative_to(playground.data_dir)) for p in itertools.islice(found, MAX_FILES))
         return JSONResponse({
             "choices": {kind: registry(kind).names() for kind in kinds},
             "datasets": ["moons", "circles", "spirals", "xor", "gaussians", "polynomial", "mnist1d", "digits"],
@@ -325,7 +328,8 @@ async def _stream(websocket: WebSocket, playground: Playground) -> None:
         for task in tasks:
             task.cancel()
         session.notify = lambda: None
-        await run_in_threadpool(playground.close_session, sid)
+        # In a thread of its own, not awaited: a cancelled handler (server shutdown) still ends the session's training.
+        threading.Thread(target=playground.close_session, args=(sid,), name=f"close-{sid}").start()
 
 
 def _dumps(message: dict[str, Any]) -> str:

@@ -109,10 +109,15 @@ class Session:
             self.events, self.frame = [], None
         return messages
 
-    def _status(self, message: str = "") -> None:
+    def _status(self, message: str = "", held: bool = False) -> None:
+        """The play state; ``held``: the worker has stopped computing (a pause is asked for at once, done at the epoch end)."""
         finished = self.thread is None or not self.thread.is_alive()
         state = ("finished" if finished else "playing" if self.playing else "paused")
-        self.publish({"type": "status", "state": state, "message": message, "spec": self.spec.to_dict()})
+        self.publish({"type": "status", "state": state, "held": held or finished, "message": message, "spec": self.spec.to_dict()})
+
+    def _held(self, state: Any) -> None:
+        self.stream.publish_now(state)  # the page sees where it stopped
+        self._status(held=True)
 
     # --- commands ------------------------------------------------------------------------------
     def play(self) -> None:
@@ -236,7 +241,7 @@ class Session:
                             loss_function(splits.task, spec.train), every=spec.diagnostics.every)
             probes.listeners.append(self.stream.listen_to_probes)
             callbacks.append(probes)
-        self.controller = Controller(playing=self.playing)
+        self.controller = Controller(playing=self.playing, on_hold=[self._held])
         callbacks += [self.stream, self.controller, CheckpointSaver(self.checkpoint, every=10**9)]  # saves when a fit ends
         if parts.augment is not None:
             callbacks.append(parts.augment)

@@ -23,7 +23,7 @@ from deepwell.diagnostics.evidence import RunEvidence
 from deepwell.diagnostics.probes import ProbeLog, probe_blocks
 from deepwell.run import RunParts
 from deepwell.serve.controls import remedy_actions
-from deepwell.serve.views import model_view, view_inputs
+from deepwell.serve.views import model_view, rounded as _round, view_inputs
 from deepwell.training.callbacks import Callback, FitState
 
 __all__ = ["Stream", "FRAME_INTERVAL"]
@@ -45,10 +45,6 @@ class _LiveEvidence(RunEvidence):
         return self.live_weights or {}
 
 
-def _round(values: list[float], digits: int = 4) -> list[float | None]:
-    return [None if v is None or v != v else round(v, digits) for v in values]
-
-
 class Stream(Callback):
     """Publishes frames of one session's fit (see module docstring).
 
@@ -60,7 +56,7 @@ class Stream(Callback):
 
     def __init__(self, parts: RunParts, publish: Callable[[dict[str, Any]], None], meta: dict[str, Any]) -> None:
         self.parts, self.publish, self.meta = parts, publish, meta
-        self.sent_rows = 0
+        self.sent_rows = self.last_step = 0
         self.last_frame = self.last_findings = -1e9
         self.probe_initial: dict[str, Any] | None = None
         self.probe_samples: deque = deque(maxlen=KEEP_SAMPLES)
@@ -109,6 +105,11 @@ class Stream(Callback):
         if now - self.last_frame >= FRAME_INTERVAL:
             self._frame(state, findings=now - self.last_findings >= FINDINGS_INTERVAL)
 
+    def publish_now(self, state: FitState) -> None:
+        """A frame now, whatever the rate limit (the worker is about to pause: the page must see where it stopped)."""
+        if self.sent_rows < len(state.history) or state.step != self.last_step:
+            self._frame(state, findings=True)
+
     def on_fit_end(self, state: FitState) -> None:
         self._frame(state, findings=True)
 
@@ -122,7 +123,7 @@ class Stream(Callback):
         frame: dict[str, Any] = {"type": "frame", "t": time.time(), "epoch": len(state.history), "step": state.step,
                                  "steps_per_s": round(self.steps_per_s, 1), "rows": state.history[self.sent_rows:],
                                  "replace": self.sent_rows == 0}
-        self.sent_rows = len(state.history)
+        self.sent_rows, self.last_step = len(state.history), state.step
         frame |= self._probe_view() | model_view(self.parts, self.view, self.blocks)
         if findings:
             self.last_findings = now

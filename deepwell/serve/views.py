@@ -13,7 +13,7 @@ import torch
 
 from deepwell.run import RunParts
 
-__all__ = ["describe", "view_inputs", "model_view", "GRID"]
+__all__ = ["describe", "view_inputs", "model_view", "rounded", "GRID"]
 
 GRID = 48                 # heat-map cells per side (48^2 = 2304 points: one forward pass of a small MLP)
 UNIT_STRIDE = 4           # per-unit maps are the grid every 4th cell: 12 x 12
@@ -22,7 +22,8 @@ MAX_POINTS = 600          # points drawn per split: enough to see the data, smal
 SIGNALS = 4               # example signals shown with their predicted and true labels (MNIST-1D)
 
 
-def _round(values: list[float], digits: int = 4) -> list[float | None]:
+def rounded(values: list[float], digits: int = 4) -> list[float | None]:
+    """Numbers rounded for the page (short JSON); NaN becomes None."""
     return [None if v is None or v != v else round(v, digits) for v in values]
 
 
@@ -49,10 +50,10 @@ def describe(parts: RunParts, view: dict[str, Any]) -> dict[str, Any]:
         described |= {"extent": [round(v, 4) for v in view["extent"]], "grid": GRID,
                       "train": _points(splits.x_train, splits.y_train), "test": _points(splits.x_test, splits.y_test)}
     elif view["kind"] == "confusion" and "signals" in view:
-        described["signals"] = {"x": [_round(row, 3) for row in view["signals"].reshape(len(view["signals"]), -1).tolist()],
+        described["signals"] = {"x": [rounded(row, 3) for row in view["signals"].reshape(len(view["signals"]), -1).tolist()],
                                 "y": view["signal_labels"].tolist()}
     elif view["kind"] == "curve":
-        described |= {"x": _round(view["inputs"][:, 0].tolist()), "train": _points(splits.x_train, splits.y_train),
+        described |= {"x": rounded(view["inputs"][:, 0].tolist()), "train": _points(splits.x_train, splits.y_train),
                       "test": _points(splits.x_test, splits.y_test)}
     return described
 
@@ -103,7 +104,7 @@ def model_view(parts: RunParts, view: dict[str, Any], blocks: list) -> dict[str,
         for handle in handles:
             handle.remove()
     if view["kind"] == "curve":
-        return {"view": {"kind": "curve", "y": _round(out[:, 0].tolist())}}
+        return {"view": {"kind": "curve", "y": rounded(out[:, 0].tolist())}}
     probabilities = out.softmax(1)
     confidence, predicted = probabilities.max(1)
     if view["kind"] == "confusion":
@@ -116,7 +117,7 @@ def model_view(parts: RunParts, view: dict[str, Any], blocks: list) -> dict[str,
     if narrow:
         result["units"] = [_unit_maps(captured[name]) for name, _ in blocks]
         weights = [block.transform.weight for _, block in blocks] + [model.head.weight]  # (out, in) per layer
-        result["weights"] = [[_round(row, 3) for row in weight.tolist()] for weight in weights]
+        result["weights"] = [[rounded(row, 3) for row in weight.tolist()] for weight in weights]
     return result
 
 
@@ -125,4 +126,4 @@ def _unit_maps(activations: torch.Tensor) -> dict[str, Any]:
     maps = activations.reshape(GRID, GRID, -1)[::UNIT_STRIDE, ::UNIT_STRIDE]  # (12, 12, units)
     flat = maps.reshape(-1, maps.shape[-1]).T  # (units, 144)
     scale = flat.abs().amax(1).clamp_min(1e-12)
-    return {"scale": _round(scale.tolist()), "maps": (flat / scale[:, None] * 100).round().to(torch.int8).tolist()}
+    return {"scale": rounded(scale.tolist()), "maps": (flat / scale[:, None] * 100).round().to(torch.int8).tolist()}

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 
 from deepwell.training.callbacks import Callback, FitState, StopReason
 
@@ -33,13 +34,15 @@ class Controller(Callback):
 
     Args:
         playing: start running (True) or held before the first epoch (False, the default).
+        on_hold: functions of the fit state called in the worker just before each hold.
 
     ``epochs_allowed`` is None while playing, else the epochs left before the next hold.
     Put it after the callbacks whose epoch-end work must be visible while held (metrics
     writers, probes, streams); fit runs early stopping and checkpoints after it anyway.
     """
 
-    def __init__(self, playing: bool = False) -> None:
+    def __init__(self, playing: bool = False, on_hold: Sequence[Callable[[FitState], None]] = ()) -> None:
+        self.on_hold = list(on_hold)  # called in the worker just before it holds (e.g. to publish its latest state)
         self._condition = threading.Condition()
         self.epochs_allowed: int | None = None if playing else 0
         self._stop_message: str | None = None
@@ -92,6 +95,11 @@ class Controller(Callback):
         self._hold(state)
 
     def _hold(self, state: FitState) -> None:
+        with self._condition:
+            holding = self.epochs_allowed == 0 and self._stop_message is None
+        if holding:
+            for listener in self.on_hold:  # outside the lock: a listener may take its time
+                listener(state)
         with self._condition:
             self.held = self.epochs_allowed == 0 and self._stop_message is None
             self._condition.notify_all()

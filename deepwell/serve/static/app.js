@@ -151,7 +151,7 @@ function onMessage(event) {
   const m = JSON.parse(event.data);
   if (m.type === 'data') { state.data = m; state.rows = []; state.frame = null; $('view-title').textContent = { boundary: 'Decision boundary', curve: 'Fitted curve', confusion: 'Confusion matrix (validation)', none: 'Output' }[m.kind]; }
   else if (m.type === 'status') {
-    state.playing = m.state === 'playing'; $('play').innerHTML = state.playing ? '&#10074;&#10074;' : '&#x25b6;';
+    state.playing = m.state === 'playing'; state.held = m.held; $('play').innerHTML = state.playing ? '&#10074;&#10074;' : '&#x25b6;';
     if (m.message) setStatus(m.message, m.message.startsWith('error'));
   } else if (m.type === 'ended') { setStatus(m.message, true); }
   else if (m.type === 'frame') {
