@@ -19,7 +19,7 @@ from deepwell.config import DataSpec, EarlyStoppingSpec, ModelSpec, OutputSpec, 
 from deepwell.errors import CheckpointError, ConfigError, DataError, DeepwellError, TrainingError
 from deepwell.run import Run, train
 from deepwell.notebook.results import StudyResults, SweepResults, study, tour
-import deepwell.sweep  # noqa: E402  (a callable package: deepwell.sweep(spec, over=...) runs a grid sweep)
+import deepwell.sweep  # noqa: E402,F401  (a callable package: deepwell.sweep(spec, over=...) runs a grid sweep)
 
 
 def compare(*runs, output=None):

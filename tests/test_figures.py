@@ -13,7 +13,6 @@ import pytest
 
 from deepwell.reporting.style import FigureLayoutError, check_figure, new_figure, overlapping_text, tidy
 from deepwell.studies import depth, layers_converge, relu_speed
-from deepwell.studies.figures import save_figure
 
 
 def test_overlap_check_finds_overlapping_and_cut_off_text_and_passes_a_clean_figure():

@@ -44,7 +44,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from deepwell.config import RunSpec, registry
 from deepwell.data import build_dataset
 from deepwell.errors import DeepwellError
-from deepwell.serve.controls import ControlError, apply_changes, command_line, spec_diff
+from deepwell.serve.controls import apply_changes, command_line, spec_diff
 from deepwell.serve.scenes import SCENES, scene_spec
 from deepwell.serve.session import Session
 

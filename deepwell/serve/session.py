@@ -40,6 +40,7 @@ from deepwell.config import RunSpec
 from deepwell.diagnostics.doctor import diagnose
 from deepwell.diagnostics.probes import Probes, probe_blocks
 from deepwell.errors import ConfigError, DeepwellError
+from deepwell.data.preprocess import target_scale
 from deepwell.run import RunParts, build_run, write_run_end, write_run_start
 from deepwell.serve.controls import apply_changes, change_kind
 from deepwell.serve.stream import Stream
@@ -256,7 +257,8 @@ class Session:
         message = ""
         try:
             self.result = fit(parts.model, parts.data, parts.spec.train, task=parts.splits.task, seed=parts.spec.seed,
-                              callbacks=callbacks, resume_from=resume_from, batch_transform=parts.augment)
+                              callbacks=callbacks, resume_from=resume_from, batch_transform=parts.augment,
+                              target_scale=target_scale(parts.target))
             if self.result.stop_reason is not StopReason.REQUESTED:
                 message = self.result.stop_message
         except DeepwellError as error:

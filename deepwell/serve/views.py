@@ -104,6 +104,7 @@ def model_view(parts: RunParts, view: dict[str, Any], blocks: list) -> dict[str,
         for handle in handles:
             handle.remove()
     if view["kind"] == "curve":
+        out = parts.target.inverse(out)  # the model fits standardised targets: back to the points' units
         return {"view": {"kind": "curve", "y": rounded(out[:, 0].tolist())}}
     probabilities = out.softmax(1)
     confidence, predicted = probabilities.max(1)

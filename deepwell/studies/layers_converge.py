@@ -33,7 +33,7 @@ from torch import nn
 from deepwell.config import ModelSpec, TrainSpec
 from deepwell.models import build_model
 from deepwell.runtime import resolve_device
-from deepwell.studies.base import Regime, StudyOutput, Verdict, write_table
+from deepwell.studies.base import Regime, StudyOutput, write_table
 from deepwell.studies.dropout import overfit_data
 from deepwell.studies.evidence import compare, regime_verdict
 from deepwell.studies.figures import COLORS, new_figure, save_figure

@@ -163,7 +163,6 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     """Run the whole study into ``folder``."""
     degrees, draws = (QUICK_DEGREES, 9) if quick else (FULL_DEGREES, 50)
     rows = degree_sweep(degrees, draws, seed)
-    numbers = poly_descent_numbers(rows)
     verdict = regime_verdict("poly-descent", "Polynomial fits underfit, blow up at d+1 = n and are smooth again far beyond n "
                              "(min-norm).", RULE, [poly_descent_regime(poly_descent_numbers(rows, b), b) for b in BASES],
                              figure="polynomial_sweep.png")

@@ -169,7 +169,7 @@ def underfitting(evidence: RunEvidence) -> Finding | None:
     if shortfall is not None:
         accuracy, chance_acc, reachable, stuck = shortfall
         numbers |= {"train_acc": accuracy, "chance_acc": chance_acc, "reachable_acc": reachable}
-        noise = f" (the labels label noise made wrong excluded)" if reachable < 1 else ""
+        noise = " (the labels label noise made wrong excluded)" if reachable < 1 else ""
         parts.append(f"The training accuracy (clean, eval mode) is {_pct(accuracy)} after epoch {epoch}: chance is "
                      f"{_pct(chance_acc)} and the data allows about {_pct(reachable)}{noise}; "
                      + ("it has stopped improving (stuck)." if stuck else "it was still rising."))
