@@ -220,7 +220,8 @@ def test_views_match_the_data_kind() -> None:
     assert view["view"]["kind"] == "boundary" and len(view["view"]["conf"]) == GRID ** 2
     assert len(describe(parts, inputs)["train"]) == len(parts.splits.x_train)
     parts, inputs, view = view_of("data.source=polynomial:n=30")
-    expected = parts.model.eval()(inputs["inputs"])[:, 0]
+    expected = parts.target.inverse(parts.model.eval()(inputs["inputs"]))[:, 0]  # in the target's units, as the points
+    assert not torch.allclose(expected, parts.model(inputs["inputs"])[:, 0])  # the target is standardised: the inverse matters
     assert view["view"]["kind"] == "curve" and view["view"]["y"] == pytest.approx(expected.tolist(), abs=1e-3)
     parts, inputs, view = view_of("data.source=iris", "data.val_fraction=0.3")
     matrix = torch.tensor(view["view"]["matrix"])
