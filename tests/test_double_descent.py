@@ -61,15 +61,16 @@ def test_verdict_needs_the_peak_within_one_grid_step_of_the_first_zero_train_err
 
 
 def _curve_records(test: list[float], train_end: float, seeds: int = 2) -> list[dict]:
-    """Epoch-wise runs whose mean test curve is ``test`` (seeds scattered +-0.01 around it)."""
+    """Epoch-wise runs whose mean test curve is ``test``, each value held for 3 evaluations (seeds scattered +-0.01)."""
+    held = [e for e in test for _ in range(3)]
     return [{"width": 256, "n_train": 1000, "curve": [{"epoch": 10 * (i + 1), "test_error": e + (0.01 if s else -0.01),
-                                                      "train_error": train_end if i == len(test) - 1 else 0.5}
-                                                     for i, e in enumerate(test)]} for s in range(seeds)]
+                                                      "train_error": train_end if i == len(held) - 1 else 0.5}
+                                                     for i, e in enumerate(held)]} for s in range(seeds)]
 
 
 def test_epoch_wise_verdict_needs_a_fall_a_rise_and_a_second_fall() -> None:
     bump = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.43, 0.41], 0.0))
-    assert (bump["first_min_epoch"], bump["peak_epoch"], bump["final_epoch"]) == (30, 50, 70)
+    assert (bump["first_min_epoch"], bump["peak_epoch"], bump["final_epoch"]) == (80, 140, 210)  # plateaus' middles
     assert bump["peak_error"] == pytest.approx(0.47) and bump["final_error"] == pytest.approx(0.41)
     assert dd.epoch_wise_verdict(bump).status == "holds"
     overfits = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.47, 0.465], 0.0))
@@ -78,6 +79,9 @@ def test_epoch_wise_verdict_needs_a_fall_a_rise_and_a_second_fall() -> None:
     assert dd.epoch_wise_verdict(still_fitting).status == "inconclusive"  # the second descent may come later
     flat = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.41, 0.405, 0.40, 0.40], 0.0))
     assert dd.epoch_wise_verdict(flat).status == "inconclusive"  # a rise within the margin is no bump
+    spike = dd.epoch_wise_numbers([{"width": 256, "n_train": 1000, "curve": [  # one noisy evaluation is smoothed away
+        {"epoch": i + 1, "test_error": 0.43 if i == 10 else 0.40, "train_error": 0.0} for i in range(21)]}])
+    assert spike["peak_error"] == pytest.approx(0.41) and dd.epoch_wise_verdict(spike).status == "inconclusive"
 
 
 def test_verdict_is_inconclusive_when_the_largest_model_does_not_fit() -> None:
@@ -137,3 +141,5 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
 def test_quick_study_shows_double_descent(tmp_path: Path) -> None:
     result = run_study("double-descent", quick=True, output=tmp_path)
     assert result.verdicts[0].status == "holds", result.verdicts[0].evidence
+    numbers = result.verdicts[0].regimes[0].numbers  # the peak sits at the interpolation threshold, as in full mode
+    assert abs(numbers["peak_threshold_steps"]) <= 1, result.verdicts[0].regimes[0].evidence

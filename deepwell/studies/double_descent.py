@@ -12,17 +12,22 @@ mode runs exactly that (over seeds); quick mode fewer widths and epochs, with He
    trains as one batched ensemble (deepwell.sweep). Marked: params = n, and the first width whose
    training error reaches 0 (the interpolation threshold).
 2. Epoch-wise: test and train error over training of the largest model (and the one nearest the
-   threshold), from the same runs.
+   threshold), from the same runs, and of one wide MLP (``epoch_width``) with 20% label noise
+   (Nakkiran et al.'s recipe, scaled down), judged as its own regime (see ``epoch_wise_verdict``).
 3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data).
 
 Verdict double-descent: the peak (largest rise of test error above a preceding minimum) lies
 within a factor PARAMS_WINDOW of params = n, rises at least PEAK_MARGIN above the first minimum,
-and the largest model ends at least PEAK_MARGIN below the peak.
+the largest model ends at least PEAK_MARGIN below the peak, and the peak lies within ALIGN_STEPS
+grid step of the first width whose training error reaches 0 (the interpolation threshold; both
+widths are reported). A peak away from the threshold means under-trained nets (as quick mode's
+n=4000 x 120 epochs was: peak h=63, threshold h=112).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,8 @@ from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
 __all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks",
-           "cnn_tasks", "sample_wise_tasks", "curve_numbers", "double_descent_verdict", "reference_rows", "run"]
+           "cnn_tasks", "sample_wise_tasks", "epoch_wise_tasks", "curve_numbers", "double_descent_verdict",
+           "epoch_wise_numbers", "epoch_wise_verdict", "reference_rows", "run"]
 
 PEAK_MARGIN = 0.02      # the peak must stand 2 points above the first minimum and above the largest model
 PARAMS_WINDOW = 3.0     # "near params ~ n": the peak's parameter count within n/3 .. 3n
@@ -48,6 +54,7 @@ NEAR_FACTOR = 2.0  # a landmark "near h" lies within h/2 .. 2h
 REFERENCE_TOLERANCE = 0.02
 NOISE_MODES = ("uniform", "incorrect")
 ALIGN_STEPS = 1         # the peak and the first zero-train-error width agree within one step of the width grid
+SMOOTH = 3              # the epoch-wise curve's moving average (evaluations)
 EPOCH_NOISE = 0.2       # the epoch-wise run: Nakkiran et al.'s 20% label noise
 
 
@@ -68,6 +75,7 @@ class Settings:
     epoch_width: int = 0            # the epoch-wise run: one wide MLP (0: none) trained on epoch_n_train examples
     epoch_n_train: int = 0          # with EPOCH_NOISE label noise for epoch_epochs (Nakkiran et al.'s recipe, scaled down)
     epoch_epochs: int = 0
+    epoch_lr: float = 0.01
     cnn_channels: tuple[int, ...] = ()  # the notebook's CNN sweep (full mode only: minutes per width on a CPU)
     cnn_epochs: int = 0
 
@@ -125,7 +133,7 @@ FULL = Settings(n_train=4000, n_test=12000, widths=notebook_widths(2, 300, 20), 
 # (1270 params) puts n = params inside the sizes measured.
 QUICK = Settings(n_train=2000, n_test=3000, widths=geometric_widths(8, 128, 9), epochs=240, seeds=2, eval_every=6,
                  sample_width=18, sample_sizes=(500, 1000, 1500, 2000), sample_epochs=240, init="he:distribution=uniform",
-                 epoch_width=256, epoch_n_train=2000, epoch_epochs=120)
+                 epoch_width=256, epoch_n_train=2000, epoch_epochs=80)
 
 
 def model_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
@@ -148,8 +156,8 @@ def epoch_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
     """The epoch-wise run: one wide MLP, EPOCH_NOISE label noise, a learning curve over seeds (none if epoch_width is 0)."""
     if not settings.epoch_width:
         return []
-    train = TrainSpec(epochs=settings.epoch_epochs, batch_size=100, optimizer="sgd:momentum=0.9", lr=0.01, schedule="constant",
-                      eval_every=max(1, settings.epoch_epochs // 60))
+    train = TrainSpec(epochs=settings.epoch_epochs, batch_size=100, optimizer="sgd:momentum=0.9", lr=settings.epoch_lr,
+                      schedule="constant", eval_every=max(1, settings.epoch_epochs // 60))
     return [SweepTask(settings.data("uniform", settings.epoch_n_train, EPOCH_NOISE), settings.model(settings.epoch_width), train,
                       seed=seed + s, params={"experiment": "epoch_wise", "mode": "uniform", "width": settings.epoch_width,
                                              "params": mlp_params(settings.epoch_width), "n_train": settings.epoch_n_train})
@@ -228,9 +236,12 @@ def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> 
 
 
 def epoch_wise_numbers(records: list[dict[str, Any]]) -> dict[str, float]:
-    """The epoch-wise curve's landmarks: first minimum, peak and final test error (mean over the runs' curves)."""
+    """The epoch-wise curve's landmarks: first minimum, peak and final test error (mean over the runs' curves,
+    then a centred moving average over SMOOTH evaluations, so that one noisy evaluation makes no bump)."""
     epochs = [point["epoch"] for point in records[0]["curve"]]
-    mean = [sum(r["curve"][i]["test_error"] for r in records) / len(records) for i in range(len(epochs))]
+    raw = [sum(r["curve"][i]["test_error"] for r in records) / len(records) for i in range(len(epochs))]
+    half = SMOOTH // 2
+    mean = [statistics.fmean(raw[max(0, i - half):i + half + 1]) for i in range(len(raw))]
     peak, first_min = _peak(mean)
     final_train = sum(r["curve"][-1]["train_error"] for r in records) / len(records)
     return {"width": records[0]["width"], "n_train": records[0]["n_train"], "first_min_epoch": epochs[first_min],
