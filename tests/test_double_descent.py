@@ -56,7 +56,7 @@ def test_verdict_needs_the_peak_within_one_grid_step_of_the_first_zero_train_err
         numbers = dd.curve_numbers(_rows(errors, train, WIDTHS), 4000)
         assert numbers["peak_width"] == 47 and numbers["peak_threshold_steps"] == steps
         verdict = dd.double_descent_verdict(numbers)
-        assert verdict.status == status and "47" in verdict.evidence
+        assert verdict.status == status and f"h=47 (train error {train[4]:.1%};" in verdict.evidence
         assert f"reaches 0 at h={numbers['interpolation_width']:g}" in verdict.evidence
 
 

@@ -183,6 +183,7 @@ def curve_numbers(rows: list[dict[str, Any]], n_train: int) -> dict[str, float]:
     interpolating = [i for i, row in enumerate(rows) if row["train_error_mean"] <= INTERPOLATED]
     return {"n_train": n_train, "peak_width": rows[peak]["width"], "peak_params": rows[peak]["params"],
             "peak_error": errors[peak], "peak_error_std": rows[peak]["test_error_std"],
+            "peak_train_error": rows[peak]["train_error_mean"],
             "first_min_width": rows[first_min]["width"], "first_min_error": errors[first_min],
             "largest_width": rows[-1]["width"], "largest_error": errors[-1],
             "largest_train_error": rows[-1]["train_error_mean"],
@@ -224,7 +225,7 @@ def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> 
     aligned = abs(numbers["peak_threshold_steps"]) <= ALIGN_STEPS  # NaN (no width interpolates) is never aligned
     supported = near and rise >= PEAK_MARGIN and fall >= PEAK_MARGIN and aligned
     evidence = (f"Label noise '{mode}': test error {numbers['first_min_error']:.1%} at h={numbers['first_min_width']:g} -> peak "
-                f"{numbers['peak_error']:.1%} at h={numbers['peak_width']:g} (params {numbers['peak_params']:g} = "
+                f"{numbers['peak_error']:.1%} at h={numbers['peak_width']:g} (train error {numbers['peak_train_error']:.1%}; params {numbers['peak_params']:g} = "
                 f"{ratio:.2f} n, n={numbers['n_train']:g}) -> {numbers['largest_error']:.1%} at h={numbers['largest_width']:g}; "
                 f"training error first reaches 0 at h={numbers['interpolation_width']:g} "
                 f"({numbers['peak_threshold_steps']:g} grid steps from the peak; within {ALIGN_STEPS} needed).")
