@@ -48,6 +48,42 @@ def test_verdict_does_not_hold_for_a_monotone_curve_or_a_peak_far_from_n() -> No
     assert dd.double_descent_verdict(no_fall).status == "does_not_hold"
 
 
+def test_verdict_needs_the_peak_within_one_grid_step_of_the_first_zero_train_error_width() -> None:
+    errors = [0.6, 0.5, 0.47, 0.50, 0.54, 0.52, 0.48, 0.455]  # peak at h=47 (index 4)
+    for train, steps, status in [(TRAIN, -1, "holds"), ([0.6, 0.5, 0.4, 0.2, 0.0, 0.0, 0.0, 0.0], 0, "holds"),
+                                 ([0.6, 0.5, 0.4, 0.2, 0.05, 0.01, 0.0, 0.0], -2, "does_not_hold"),  # fits only at h=128
+                                 ([0.6, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 2, "does_not_hold")]:   # fits already at h=16
+        numbers = dd.curve_numbers(_rows(errors, train, WIDTHS), 4000)
+        assert numbers["peak_width"] == 47 and numbers["peak_threshold_steps"] == steps
+        verdict = dd.double_descent_verdict(numbers)
+        assert verdict.status == status and f"h=47 (train error {train[4]:.1%};" in verdict.evidence
+        assert f"reaches 0 at h={numbers['interpolation_width']:g}" in verdict.evidence
+
+
+def _curve_records(test: list[float], train_end: float, seeds: int = 2) -> list[dict]:
+    """Epoch-wise runs whose mean test curve is ``test``, each value held for 3 evaluations (seeds scattered +-0.01)."""
+    held = [e for e in test for _ in range(3)]
+    return [{"width": 256, "n_train": 1000, "curve": [{"epoch": 10 * (i + 1), "test_error": e + (0.01 if s else -0.01),
+                                                      "train_error": train_end if i == len(held) - 1 else 0.5}
+                                                     for i, e in enumerate(held)]} for s in range(seeds)]
+
+
+def test_epoch_wise_verdict_needs_a_fall_a_rise_and_a_second_fall() -> None:
+    bump = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.43, 0.41], 0.0))
+    assert (bump["first_min_epoch"], bump["peak_epoch"], bump["final_epoch"]) == (80, 140, 210)  # plateaus' middles
+    assert bump["peak_error"] == pytest.approx(0.47) and bump["final_error"] == pytest.approx(0.41)
+    assert dd.epoch_wise_verdict(bump).status == "holds"
+    overfits = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.47, 0.465], 0.0))
+    assert dd.epoch_wise_verdict(overfits).status == "does_not_hold"  # fits every label and stays up
+    still_fitting = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.47, 0.465], 0.1))
+    assert dd.epoch_wise_verdict(still_fitting).status == "inconclusive"  # the second descent may come later
+    flat = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.41, 0.405, 0.40, 0.40], 0.0))
+    assert dd.epoch_wise_verdict(flat).status == "inconclusive"  # a rise within the margin is no bump
+    spike = dd.epoch_wise_numbers([{"width": 256, "n_train": 1000, "curve": [  # one noisy evaluation is smoothed away
+        {"epoch": i + 1, "test_error": 0.43 if i == 10 else 0.40, "train_error": 0.0} for i in range(21)]}])
+    assert spike["peak_error"] == pytest.approx(0.41) and dd.epoch_wise_verdict(spike).status == "inconclusive"
+
+
 def test_verdict_is_inconclusive_when_the_largest_model_does_not_fit() -> None:
     numbers = dd.curve_numbers(_rows([0.6, 0.5, 0.47, 0.50, 0.54, 0.52, 0.48, 0.455], [0.6] * 8, WIDTHS), 4000)
     assert math.isnan(numbers["interpolation_width"])
@@ -69,7 +105,8 @@ def test_reference_rows_compare_the_curves_landmarks() -> None:
 
 
 TINY = dd.Settings(n_train=200, n_test=200, widths=(2, 6, 24), epochs=3, seeds=2, eval_every=1, sample_width=6,
-                   sample_sizes=(100, 200), sample_epochs=2, cnn_channels=(2, 6), cnn_epochs=2)
+                   sample_sizes=(100, 200), sample_epochs=2, epoch_width=24, epoch_n_train=100, epoch_epochs=4,
+                   cnn_channels=(2, 6), cnn_epochs=2)
 
 
 def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,11 +115,13 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
     folder = tmp_path / "double-descent"
     assert (folder / "double_descent.png").stat().st_size > 10_000
     assert [v.id for v in result.verdicts] == ["double-descent"]  # one verdict, a regime per noise mode
-    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES]
+    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES] + ["epoch-wise, h=24"]
+    epoch_wise = result.verdicts[0].regimes[-1]
+    assert not epoch_wise.lecture and epoch_wise.numbers["final_epoch"] == 4 and "20% label noise" in epoch_wise.evidence
     assert result.verdicts[0].regimes[0].lecture and result.verdicts[0].status == result.verdicts[0].regimes[0].status
     numbers = result.verdicts[0].regimes[0].numbers
     assert numbers["params_n_width"] == pytest.approx(-26 + math.sqrt(26 ** 2 + 190))  # w^2 + 52w + 10 = 200
-    assert {"peak_width", "first_min_error", "largest_error", "interpolation_width"} <= set(numbers)
+    assert {"peak_width", "first_min_error", "largest_error", "interpolation_width", "peak_threshold_steps"} <= set(numbers)
     saved = json.loads((folder / "study.json").read_text())
     assert saved["verdicts"][0]["status"] in ("holds", "does_not_hold", "inconclusive")
     records = [json.loads(line) for line in (folder / "records.jsonl").read_text().splitlines()]
@@ -102,3 +141,5 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
 def test_quick_study_shows_double_descent(tmp_path: Path) -> None:
     result = run_study("double-descent", quick=True, output=tmp_path)
     assert result.verdicts[0].status == "holds", result.verdicts[0].evidence
+    numbers = result.verdicts[0].regimes[0].numbers  # the peak sits at the interpolation threshold, as in full mode
+    assert abs(numbers["peak_threshold_steps"]) <= 1, result.verdicts[0].regimes[0].evidence

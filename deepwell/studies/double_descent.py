@@ -12,17 +12,22 @@ mode runs exactly that (over seeds); quick mode fewer widths and epochs, with He
    trains as one batched ensemble (deepwell.sweep). Marked: params = n, and the first width whose
    training error reaches 0 (the interpolation threshold).
 2. Epoch-wise: test and train error over training of the largest model (and the one nearest the
-   threshold), from the same runs.
+   threshold), from the same runs, and of one wide MLP (``epoch_width``) with 20% label noise
+   (Nakkiran et al.'s recipe, scaled down), judged as its own regime (see ``epoch_wise_verdict``).
 3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data).
 
 Verdict double-descent: the peak (largest rise of test error above a preceding minimum) lies
 within a factor PARAMS_WINDOW of params = n, rises at least PEAK_MARGIN above the first minimum,
-and the largest model ends at least PEAK_MARGIN below the peak.
+the largest model ends at least PEAK_MARGIN below the peak, and the peak lies within ALIGN_STEPS
+grid step of the first width whose training error reaches 0 (the interpolation threshold; both
+widths are reported). A peak away from the threshold means under-trained nets (as quick mode's
+n=4000 x 120 epochs was: peak h=63, threshold h=112).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +41,8 @@ from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
 __all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks",
-           "cnn_tasks", "sample_wise_tasks", "curve_numbers", "double_descent_verdict", "reference_rows", "run"]
+           "cnn_tasks", "sample_wise_tasks", "epoch_wise_tasks", "curve_numbers", "double_descent_verdict",
+           "epoch_wise_numbers", "epoch_wise_verdict", "reference_rows", "run"]
 
 PEAK_MARGIN = 0.02      # the peak must stand 2 points above the first minimum and above the largest model
 PARAMS_WINDOW = 3.0     # "near params ~ n": the peak's parameter count within n/3 .. 3n
@@ -48,6 +54,9 @@ REFERENCE = {"first_min": (0.47, 16), "peak": (0.54, 47), "largest": (0.455, 300
 NEAR_FACTOR = 2.0  # a landmark "near h" lies within h/2 .. 2h
 REFERENCE_TOLERANCE = 0.02
 NOISE_MODES = ("uniform", "incorrect")
+ALIGN_STEPS = 1         # the peak and the first zero-train-error width agree within one step of the width grid
+SMOOTH = 3              # the epoch-wise curve's moving average (evaluations)
+EPOCH_NOISE = 0.2       # the epoch-wise run: Nakkiran et al.'s 20% label noise
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class Settings:
     sample_sizes: tuple[int, ...]
     sample_epochs: int
     init: str = "torch_default"  # weights and biases; the notebook's nets keep torch's default
+    epoch_width: int = 0            # the epoch-wise run: one wide MLP (0: none) trained on epoch_n_train examples
+    epoch_n_train: int = 0          # with EPOCH_NOISE label noise for epoch_epochs (Nakkiran et al.'s recipe, scaled down)
+    epoch_epochs: int = 0
+    epoch_lr: float = 0.01
     cnn_channels: tuple[int, ...] = ()  # the notebook's CNN sweep (full mode only: minutes per width on a CPU)
     cnn_epochs: int = 0
 
@@ -83,10 +96,10 @@ class Settings:
         return ModelSpec(arch="cnn1d", channels=[channels, "pool"] * 3, kernel_size=3, norm="none", global_pool=False,
                          activation="relu", init=self.init, bias_init=self.bias_init)
 
-    def data(self, mode: str, n_train: int | None = None) -> DataSpec:
+    def data(self, mode: str, n_train: int | None = None, noise: float = LABEL_NOISE) -> DataSpec:
         total = self.n_train + self.n_test
         return DataSpec(source=f"mnist1d:num_samples={total},train_split={self.n_train / total:g}", val_fraction=0.0,
-                        n_train=n_train, label_noise=LABEL_NOISE, label_noise_mode=mode)
+                        n_train=n_train, label_noise=noise, label_noise_mode=mode)
 
     def train(self, epochs: int) -> TrainSpec:
         return TrainSpec(epochs=epochs, batch_size=100, optimizer="sgd:momentum=0.9", lr=0.01, schedule="constant",
@@ -115,10 +128,13 @@ def mlp_params(width: int, inputs: int = 40, outputs: int = 10) -> int:
 FULL = Settings(n_train=4000, n_test=12000, widths=notebook_widths(2, 300, 20), epochs=500, seeds=3, eval_every=10,
                 sample_width=43, sample_sizes=(500, 1000, 1500, 2000, 3000, 4000), sample_epochs=500,
                 cnn_channels=(2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64), cnn_epochs=500)
-# Quick mode: fewer widths and epochs; He init (zero biases) fits the noisy labels within 120 epochs, torch's default
-# init would need the full 500 to show the peak clearly.
-QUICK = Settings(n_train=4000, n_test=3000, widths=geometric_widths(2, 200, 9), epochs=120, seeds=2, eval_every=5,
-                 sample_width=56, sample_sizes=(1000, 2000, 3000, 4000), sample_epochs=120, init="he:distribution=uniform")
+# Quick mode: He init (zero biases), n=2000 for 240 epochs (the cost of n=4000 for 120). With n=4000 and 120 epochs
+# the nets were under-trained: the peak sat at h=63 while training error first reached 0 at h=112 (3 steps apart);
+# at n=2000 the net near the peak (h=45, params 2.2 n) fits its noisy labels, as in full mode. Sample-wise: h=18
+# (1270 params) puts n = params inside the sizes measured.
+QUICK = Settings(n_train=2000, n_test=3000, widths=geometric_widths(8, 128, 9), epochs=240, seeds=2, eval_every=6,
+                 sample_width=18, sample_sizes=(500, 1000, 1500, 2000), sample_epochs=240, init="he:distribution=uniform",
+                 epoch_width=256, epoch_n_train=2000, epoch_epochs=80)
 
 
 def model_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
@@ -137,6 +153,18 @@ def sample_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
             for n in settings.sample_sizes for s in range(settings.seeds)]
 
 
+def epoch_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
+    """The epoch-wise run: one wide MLP, EPOCH_NOISE label noise, a learning curve over seeds (none if epoch_width is 0)."""
+    if not settings.epoch_width:
+        return []
+    train = TrainSpec(epochs=settings.epoch_epochs, batch_size=100, optimizer="sgd:momentum=0.9", lr=settings.epoch_lr,
+                      schedule="constant", eval_every=max(1, settings.epoch_epochs // 60))
+    return [SweepTask(settings.data("uniform", settings.epoch_n_train, EPOCH_NOISE), settings.model(settings.epoch_width), train,
+                      seed=seed + s, params={"experiment": "epoch_wise", "mode": "uniform", "width": settings.epoch_width,
+                                             "params": mlp_params(settings.epoch_width), "n_train": settings.epoch_n_train})
+            for s in range(settings.seeds)]
+
+
 def cnn_tasks(settings: Settings, seed: int) -> list[SweepTask]:
     """The CNN width sweep (``uniform`` noise, one seed): the notebook's second model-wise curve."""
     tasks = []
@@ -152,17 +180,28 @@ def cnn_tasks(settings: Settings, seed: int) -> list[SweepTask]:
 def curve_numbers(rows: list[dict[str, Any]], n_train: int) -> dict[str, float]:
     """Peak, first minimum, last point and thresholds of one model-wise curve (summary rows sorted by width)."""
     errors = [row["test_error_mean"] for row in rows]
-    rises = [errors[j] - min(errors[:j]) if j else -math.inf for j in range(len(errors))]
-    peak = max(range(len(errors)), key=lambda j: rises[j])
-    first_min = min(range(peak), key=lambda i: errors[i]) if peak else 0
-    interpolating = [row["width"] for row in rows if row["train_error_mean"] <= INTERPOLATED]
+    peak, first_min = _peak(errors)
+    interpolating = [i for i, row in enumerate(rows) if row["train_error_mean"] <= INTERPOLATED]
     return {"n_train": n_train, "peak_width": rows[peak]["width"], "peak_params": rows[peak]["params"],
             "peak_error": errors[peak], "peak_error_std": rows[peak]["test_error_std"],
+            "peak_train_error": rows[peak]["train_error_mean"],
             "first_min_width": rows[first_min]["width"], "first_min_error": errors[first_min],
             "largest_width": rows[-1]["width"], "largest_error": errors[-1],
             "largest_train_error": rows[-1]["train_error_mean"],
-            "interpolation_width": interpolating[0] if interpolating else math.nan,
+            "interpolation_width": rows[interpolating[0]]["width"] if interpolating else math.nan,
+            # grid steps from the first zero-train-error width to the peak (the threshold: within ALIGN_STEPS)
+            "peak_threshold_steps": peak - interpolating[0] if interpolating else math.nan,
             "params_n_width": _width_for_params(n_train)}
+
+
+def _peak(errors: list[float]) -> tuple[int, int]:
+    """(peak, first minimum): the peak is the point of largest rise above the minimum before it.
+
+    Example: ``_peak([0.6, 0.47, 0.54, 0.45]) == (2, 1)``.
+    """
+    rises = [errors[j] - min(errors[:j]) if j else -math.inf for j in range(len(errors))]
+    peak = max(range(len(errors)), key=lambda j: rises[j])
+    return peak, (min(range(peak), key=lambda i: errors[i]) if peak else 0)
 
 
 def _width_for_params(n: int) -> float:
@@ -171,7 +210,8 @@ def _width_for_params(n: int) -> float:
 
 
 RULE = (f"holds when the test-error peak lies at params within a factor {PARAMS_WINDOW:g} of n, stands at least "
-        f"{PEAK_MARGIN:.0%} above the first minimum, and the largest model is at least {PEAK_MARGIN:.0%} below the peak "
+        f"{PEAK_MARGIN:.0%} above the first minimum, the largest model is at least {PEAK_MARGIN:.0%} below the peak, and the "
+        f"peak sits within {ALIGN_STEPS} grid step of the first width whose training error reaches 0 "
         "(the largest model must fit its training set, else inconclusive); one regime per label-noise mode, uniform "
         "being the lecture's.")
 
@@ -183,16 +223,51 @@ def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> 
     rise = numbers["peak_error"] - numbers["first_min_error"]
     fall = numbers["peak_error"] - numbers["largest_error"]
     usable = numbers["largest_train_error"] <= 0.05  # the largest model must (nearly) fit the training set
-    supported = near and rise >= PEAK_MARGIN and fall >= PEAK_MARGIN
+    aligned = abs(numbers["peak_threshold_steps"]) <= ALIGN_STEPS  # NaN (no width interpolates) is never aligned
+    supported = near and rise >= PEAK_MARGIN and fall >= PEAK_MARGIN and aligned
     evidence = (f"Label noise '{mode}': test error {numbers['first_min_error']:.1%} at h={numbers['first_min_width']:g} -> peak "
-                f"{numbers['peak_error']:.1%} at h={numbers['peak_width']:g} (params {numbers['peak_params']:g} = "
+                f"{numbers['peak_error']:.1%} at h={numbers['peak_width']:g} (train error {numbers['peak_train_error']:.1%}; params {numbers['peak_params']:g} = "
                 f"{ratio:.2f} n, n={numbers['n_train']:g}) -> {numbers['largest_error']:.1%} at h={numbers['largest_width']:g}; "
-                f"training error first reaches 0 at h={numbers['interpolation_width']:g}.")
+                f"training error first reaches 0 at h={numbers['interpolation_width']:g} "
+                f"({numbers['peak_threshold_steps']:g} grid steps from the peak; within {ALIGN_STEPS} needed).")
     if not usable:
         evidence += f" Inconclusive: the largest model did not fit the training set (train error {numbers['largest_train_error']:.1%})."
     return Verdict("double-descent", "Test error peaks near the interpolation threshold (params ~ n) and falls again "
                    "for much bigger models.", status_from(supported, usable), evidence,
                    numbers | {"peak_rise": rise, "peak_fall": fall, "peak_params_over_n": ratio})
+
+
+def epoch_wise_numbers(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The epoch-wise curve's landmarks: first minimum, peak and final test error (mean over the runs' curves,
+    then a centred moving average over SMOOTH evaluations, so that one noisy evaluation makes no bump)."""
+    epochs = [point["epoch"] for point in records[0]["curve"]]
+    raw = [sum(r["curve"][i]["test_error"] for r in records) / len(records) for i in range(len(epochs))]
+    half = SMOOTH // 2
+    mean = [statistics.fmean(raw[max(0, i - half):i + half + 1]) for i in range(len(raw))]
+    peak, first_min = _peak(mean)
+    final_train = sum(r["curve"][-1]["train_error"] for r in records) / len(records)
+    return {"width": records[0]["width"], "n_train": records[0]["n_train"], "first_min_epoch": epochs[first_min],
+            "first_min_error": mean[first_min], "peak_epoch": epochs[peak], "peak_error": mean[peak],
+            "final_epoch": epochs[-1], "final_error": mean[-1], "final_train_error": final_train}
+
+
+def epoch_wise_verdict(numbers: dict[str, float]) -> Verdict:
+    """Epoch-wise: test error falls, rises PEAK_MARGIN above its minimum, then falls PEAK_MARGIN below that peak.
+
+    A rise that never comes down although the net fits every label (train error 0) does not hold;
+    no rise, or a rise before the net fits, is inconclusive (the bump may lie beyond the epochs run).
+    """
+    rise = numbers["peak_error"] - numbers["first_min_error"]
+    fall = numbers["peak_error"] - numbers["final_error"]
+    fitted = numbers["final_train_error"] <= INTERPOLATED
+    status = "holds" if rise >= PEAK_MARGIN and fall >= PEAK_MARGIN else (
+        "does_not_hold" if rise >= PEAK_MARGIN and fitted else "inconclusive")
+    evidence = (f"Epoch-wise, h={numbers['width']:g}, n={numbers['n_train']:g}, {EPOCH_NOISE:.0%} label noise: test error "
+                f"{numbers['first_min_error']:.1%} at epoch {numbers['first_min_epoch']:g} -> {numbers['peak_error']:.1%} at epoch "
+                f"{numbers['peak_epoch']:g} -> {numbers['final_error']:.1%} at epoch {numbers['final_epoch']:g} (train error "
+                f"{numbers['final_train_error']:.1%}); a bump needs a rise and a fall of {PEAK_MARGIN:.0%} each.")
+    return Verdict("double-descent", "Test error over training falls, rises and falls again.", status, evidence,
+                   numbers | {"rise": rise, "fall": fall})
 
 
 def reference_rows(rows: list[dict[str, Any]], n_train: int = 4000) -> list[dict[str, Any]]:
@@ -221,19 +296,23 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     executor = BatchedExecutor()
     model_records = run_sweep(model_wise_tasks(settings, seed), executor, folder / "records.jsonl")
     sample_records = run_sweep(sample_wise_tasks(settings, seed), executor, folder / "records.jsonl")
+    epoch_records = run_sweep(epoch_wise_tasks(settings, seed), executor, folder / "records.jsonl")
     metrics = ["test_error", "train_error"]
     summary = {mode: sorted(summarize([r for r in model_records if r["mode"] == mode], ["width", "params"], metrics),
                             key=lambda row: row["width"]) for mode in NOISE_MODES}
     samples = sorted(summarize(sample_records, ["n_train"], metrics), key=lambda row: row["n_train"])
     per_mode = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
-    verdicts = [regime_verdict("double-descent", per_mode[0].text, RULE,
-                               [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
-                                for mode, v in zip(NOISE_MODES, per_mode)], figure="double_descent.png")]
+    regimes = [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
+               for mode, v in zip(NOISE_MODES, per_mode)]
+    if epoch_records:
+        epoch_wise = epoch_wise_verdict(epoch_wise_numbers(epoch_records))
+        regimes.append(Regime(f"epoch-wise, h={settings.epoch_width}", epoch_wise.status, epoch_wise.evidence, epoch_wise.numbers))
+    verdicts = [regime_verdict("double-descent", per_mode[0].text, RULE, regimes, figure="double_descent.png")]
     references = [] if quick else reference_rows(summary["uniform"], settings.n_train)
-    figure = _figure(folder, settings, summary, model_records, samples, verdicts, references)
+    figure = _figure(folder, settings, summary, model_records + epoch_records, samples, verdicts, references)
     cnn_records = run_sweep(cnn_tasks(settings, seed), executor, folder / "records.jsonl") if settings.cnn_channels else []
     cnn = sorted(summarize(cnn_records, ["width", "params"], metrics), key=lambda row: row["width"])
-    tables = [_tables(folder, model_records + sample_records + cnn_records, summary | {"cnn": cnn}, samples, references)]
+    tables = [_tables(folder, model_records + sample_records + epoch_records + cnn_records, summary | {"cnn": cnn}, samples, references)]
     caption = (f"Double descent on MNIST-1D, MLP 40-h-h-10, {LABEL_NOISE:.0%} label noise, n={settings.n_train}, "
                f"{settings.epochs} epochs, mean ± std over {settings.seeds} seeds; batched training (deepwell.sweep).")
     figures = [(figure, caption)]
@@ -309,11 +388,13 @@ def _figure(folder: Path, settings: Settings, summary: dict, records: list[dict]
 
     ax = axes[0][1]
     largest, near = settings.widths[-1], min(settings.widths, key=lambda w: abs(mlp_params(w) - settings.n_train))
-    for color, width in zip(COLORS[2:], (largest, near)):
-        runs = [r for r in records if r["experiment"] == "model_wise" and r["mode"] == "uniform" and r["width"] == width]
+    curves = [("model_wise", largest, f"{LABEL_NOISE:.0%}"), ("model_wise", near, f"{LABEL_NOISE:.0%}")]
+    curves += [("epoch_wise", settings.epoch_width, f"{EPOCH_NOISE:.0%}")] if settings.epoch_width else []
+    for color, (experiment, width, noise) in zip(COLORS[2:], curves):
+        runs = [r for r in records if r["experiment"] == experiment and r["mode"] == "uniform" and r["width"] == width]
         epochs = [p["epoch"] for p in runs[0]["curve"]]
         mean = lambda key: [sum(r["curve"][i][key] for r in runs) / len(runs) for i in range(len(epochs))]  # noqa: E731
-        ax.plot(epochs, mean("test_error"), color=color, label=f"test, h={width} (params {mlp_params(width)})")
+        ax.plot(epochs, mean("test_error"), color=color, label=f"test, h={width}, n={runs[0]['n_train']}, noise {noise}")
         ax.plot(epochs, mean("train_error"), color=color, linestyle="--", label=f"train, h={width}")
     ax.set(xscale="log", xlabel="epoch (log)", ylabel="error", title="Epoch-wise: error during training (noise 'uniform')",
            ylim=(-0.02, 0.9))
