@@ -96,8 +96,9 @@ def assert_same_rows(got: list[dict], expected: list[dict], rel: float = 1e-4, s
 
 
 def test_auto_rule_compiles_only_when_the_rest_of_the_run_repays_it():
-    assert compiling.should_compile(remaining_epochs=499, epoch_s=1.0)            # 99.8 s saved > 30 s
-    assert not compiling.should_compile(remaining_epochs=9, epoch_s=1.0)          # 1.8 s saved < 30 s
+    saving, cost = compiling.EXPECTED_SAVING, compiling.COMPILE_S
+    assert compiling.should_compile(remaining_epochs=round(1.1 * cost / saving), epoch_s=1.0)  # saves 1.1x the cost
+    assert not compiling.should_compile(remaining_epochs=round(0.9 * cost / saving), epoch_s=1.0)
     assert compiling.should_compile(10, 2.0, compile_s=3.9, saving=0.2)          # 4.0 > 3.9
     assert not compiling.should_compile(10, 2.0, compile_s=4.1, saving=0.2)
     assert not compiling.should_compile(0, 100.0)                                # nothing left to repay it
