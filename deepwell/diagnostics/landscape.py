@@ -4,7 +4,8 @@ between two weight vectors, and a measure of how non-convex a 2-D slice is.
 
 The caller's model is never modified: every evaluation runs ``torch.func.functional_call`` on a
 deep copy in eval mode with perturbed parameter dicts, many grid points per call (``vmap`` over
-stacked parameter sets, in chunks).
+stacked parameter sets, in chunks). ``batched=False`` is the per-point reference (one plain forward
+per point); bench/landscape.py times the two (same values within 1e-5).
 
 Example::
 
