@@ -167,7 +167,7 @@ def scaling(grid: dict) -> tuple[dict[str, tuple[list, list, float]], list[str]]
     seconds = [landscape_seconds(r) for r in grid["resolution"]]
     panels["landscape plane vs grid points (resolution^2)"] = (points, seconds, exponent(points, seconds))
     for title, (_, _, k) in panels.items():
-        if "width" in title:  # FLOPs grow as width^2 once the matmuls dominate: judged by GFLOP/s above, not by k
+        if title.startswith("fit epoch vs width"):  # FLOPs grow as width^2 once the matmuls dominate: judged by GFLOP/s above, not by k
             lines.append(f"exponent of {title}: {k:.3g} (FLOPs ~ width^2 for large widths; small widths are overhead-bound)")
         else:
             lines.append(verdict(f"exponent of {title}", k, f"<= {LINEAR_MAX}", k <= LINEAR_MAX))
