@@ -74,6 +74,8 @@ bench-peers: $(BENCH_STAMP)
 bench: $(STAMP) bench-peers
 	$(PY) bench/loop.py
 	$(PY) bench/probes.py
+	$(PY) bench/landscape.py
+	$(PY) bench/scaling.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) runs .pytest_cache

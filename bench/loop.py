@@ -5,10 +5,15 @@ on-device tensors, evaluating on the validation split after every epoch. Runs ar
 (hand, deepwell, hand, deepwell, ...) so both see the same machine state; the printed figure is
 the ratio of median seconds per epoch. Target: ratio <= 1.10.
 
+A third row trains with ``train.compile=on`` (``torch.compile`` of the forward, inductor) in the
+same rounds: its ratio to eager ``fit`` is printed without the compile (median epoch, the first
+compiled epoch excluded) and with it (total seconds of the compiled runs, compile included).
+``--no-compile`` skips it.
+
 deepwell's epoch also computes the clean (eval-mode) training loss and accuracy, which the
 hand-written loop does not; that extra forward pass is part of the measured ratio.
 
-    python bench/loop.py [--epochs 5] [--repeats 5]
+    python bench/loop.py [--epochs 5] [--repeats 5] [--no-compile]
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="skip the train.compile=on row")
     args = parser.parse_args()
     configure_cpu()
     splits = prepare_data(DataSpec(source="mnist1d"), seed=0)
@@ -68,19 +74,34 @@ def main() -> None:
         torch.manual_seed(0)
         return build_model(model_spec, splits.input_shape, 10)
 
-    hand, ours = [], []
+    hand, ours, compiled, compiled_total, eager_total = [], [], [], [], []
+    compiled_spec = train_spec.model_copy(update={"compile": "on"})
     hand_written(fresh(), data, 1, 100, 1e-2)  # warm-up: allocator, kernels
     fit(fresh(), data, train_spec.model_copy(update={"epochs": 1}))
     for _ in range(args.repeats):
         hand += hand_written(fresh(), data, args.epochs, 100, 1e-2)
+        started = time.perf_counter()
         result = fit(fresh(), data, train_spec)
+        eager_total.append(time.perf_counter() - started)
         ours += [row["time/epoch_s"] for row in result.history]
+        if not args.no_compile:
+            torch._dynamo.reset()  # every compiled run pays its compile, as a fresh process would (no warm cache in memory)
+            started = time.perf_counter()
+            result = fit(fresh(), data, compiled_spec)
+            compiled_total.append(time.perf_counter() - started)
+            compiled += [row["time/epoch_s"] for row in result.history[1:]]  # the first epoch holds the compile
     hand_median, ours_median = statistics.median(hand), statistics.median(ours)
     print(f"threads {torch.get_num_threads()}, {len(hand)} epochs each, MLP 40-100-100-10 on MNIST-1D ({len(data.x_train)} train)")
     print(f"hand-written loop   {hand_median * 1e3:8.2f} ms/epoch (median)")
     print(f"deepwell fit        {ours_median * 1e3:8.2f} ms/epoch (median)")
     ratio = ours_median / hand_median
     print(f"ratio deepwell/hand {ratio:8.3f}   (target <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'})")
+    if compiled:
+        steady = statistics.median(compiled)
+        print(f"deepwell fit, compile=on {steady * 1e3:8.2f} ms/epoch (median, first epoch excluded)")
+        print(f"ratio compiled/eager {steady / ours_median:8.3f} per epoch without the compile; "
+              f"{statistics.median(compiled_total) / statistics.median(eager_total):.3f} for the whole {args.epochs}-epoch run "
+              f"with it ({statistics.median(compiled_total):.1f} s vs {statistics.median(eager_total):.1f} s)")
 
 
 if __name__ == "__main__":

@@ -338,6 +338,11 @@ def bench_landscape(data: TensorData, epochs: int, steps: int) -> list[dict]:
     ours = torch.stack([grid[i, 1:] if i % 2 == 0 else grid[i, :-1] for i in range(steps)]).numpy()
     rows.append({"what": "plane along 2 filter-normalised directions", "points": steps * steps,
                  "max_abs_diff": float(np.abs(ours - theirs).max()), "deepwell_s": ours_s, "library_s": theirs_s})
+    # the same plane through deepwell's per-point path (one plain forward per point): what batching buys
+    point_s, grid = _timed(lambda: slice_2d(trained, dx, dy, x, y, F.cross_entropy, grid_alphas, grid_betas, batched=False))
+    ours = torch.stack([grid[i, 1:] if i % 2 == 0 else grid[i, :-1] for i in range(steps)]).numpy()
+    rows.append({"what": "plane, deepwell per-point path (batched=False)", "points": steps * steps,
+                 "max_abs_diff": float(np.abs(ours - theirs).max()), "deepwell_s": point_s, "library_s": theirs_s})
     return rows
 
 

@@ -243,6 +243,9 @@ class TrainSpec(_Spec):
     clean_train_examples: int | None = Field(
         1024, ge=1, description="training examples (a fixed sample) for the eval-mode train/loss_clean; null = all"
     )
+    compile: Literal["off", "on", "auto"] = Field(
+        "off", description="torch.compile the training forward: on, off, or auto (after epoch 1, when the rest of "
+                           "the run repays the compile time; rule in deepwell.training.compile)")
 
 
 class DiagnosticsSpec(_Spec):

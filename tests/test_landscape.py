@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepwell.config import ModelSpec
-from deepwell.diagnostics.landscape import (interpolate, nonconvexity, path_barrier, random_direction, slice_1d,
-                                            slice_2d)
+from deepwell.diagnostics.landscape import (evaluate_parameter_sets, interpolate, nonconvexity, path_barrier,
+                                            random_direction, slice_1d, slice_2d)
 from deepwell.models import build_model
 from deepwell.studies.landscape import BARRIER_MIN, NONCONVEX_FRACTION_MIN, nonconvex_verdict
 
@@ -199,3 +199,28 @@ def test_weight_snapshots_hold_the_initial_and_every_epochs_weights():
     assert len(snapshots.snapshots) == 4
     assert all(torch.equal(snapshots.snapshots[0][n], initial[n]) for n in initial)
     assert all(torch.equal(snapshots.snapshots[-1][n], p.detach()) for n, p in model.named_parameters())
+
+
+@pytest.mark.parametrize("build", [_cnn, _mlp], ids=["cnn1d", "mlp"])
+def test_batched_points_equal_one_plain_forward_per_point(build):
+    """The vectorised path (chunks of points per call) against a deep copy loaded with each point's values."""
+    x = torch.randn(32, 1, 16) if build is _cnn else torch.randn(32, 2)
+    y = torch.randint(0, 3, (32,))
+    model = _warm_batchnorm_(build(), x).eval()
+    generator = torch.Generator().manual_seed(3)
+    params = {n: p.detach() + 0.3 * torch.randn((7,) + p.shape, generator=generator) for n, p in model.named_parameters()}
+    buffers = {n: b + 0.1 * torch.rand((7,) + b.shape, generator=generator)
+               for n, b in model.named_buffers() if b.is_floating_point()}
+    expected, sets = [], {**params, **buffers}
+    for point in range(7):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, tensor in [*moved.named_parameters(), *moved.named_buffers()]:
+                if name in sets:
+                    tensor.copy_(sets[name][point])
+            expected.append(F.cross_entropy(moved(x), y))
+    batched = evaluate_parameter_sets(model, params, x, y, F.cross_entropy, buffer_sets=buffers, chunk=3)
+    per_point = evaluate_parameter_sets(model, params, x, y, F.cross_entropy, buffer_sets=buffers, batched=False)
+    assert (batched - torch.stack(expected)).abs().max() <= 1e-5
+    assert (per_point - torch.stack(expected)).abs().max() <= 1e-5
+    assert (batched - per_point).abs().max() <= 1e-5

@@ -4,7 +4,8 @@ between two weight vectors, and a measure of how non-convex a 2-D slice is.
 
 The caller's model is never modified: every evaluation runs ``torch.func.functional_call`` on a
 deep copy in eval mode with perturbed parameter dicts, many grid points per call (``vmap`` over
-stacked parameter sets, in chunks).
+stacked parameter sets, in chunks). ``batched=False`` is the per-point reference (one plain forward
+per point); bench/landscape.py times the two (same values within 1e-5).
 
 Example::
 
@@ -74,7 +75,7 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Tensor], x: torch.Tensor,
                             y: torch.Tensor, loss: LossFunction, buffer_sets: dict[str, torch.Tensor] | None = None,
-                            chunk: int = 64) -> torch.Tensor:
+                            chunk: int = 64, batched: bool = True) -> torch.Tensor:
     """The loss of ``model``'s architecture, in eval mode, at P parameter sets: a (P,) tensor.
 
     Args:
@@ -85,8 +86,18 @@ def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Te
         buffer_sets: optional name -> (P, *shape) stacked buffers (e.g. interpolated BatchNorm
             statistics); by default every point uses the model's own buffers.
         chunk: points per vectorised call (memory ~ chunk x batch x width).
+        batched: True evaluates ``chunk`` points per call (``vmap`` of ``functional_call``);
+            False is the per-point reference: one plain forward per point, each point's values copied
+            into the frozen copy's own tensors (what bench/landscape.py compares the batched path with).
+
+    Example::
+
+        sets = {name: torch.stack([p.detach(), 2 * p.detach()]) for name, p in model.named_parameters()}
+        evaluate_parameter_sets(model, sets, x, y, F.cross_entropy)   # losses at theta and 2 theta
     """
     frozen = _frozen_copy(model)
+    if not batched:
+        return _evaluate_per_point(frozen, parameter_sets, buffer_sets or {}, x, y, loss)
     buffers = {name: b for name, b in frozen.named_buffers()}
     count = next(iter(parameter_sets.values())).shape[0]
 
@@ -104,13 +115,29 @@ def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Te
     return torch.cat(losses)
 
 
+def _evaluate_per_point(frozen: nn.Module, parameter_sets: dict[str, torch.Tensor], buffer_sets: dict[str, torch.Tensor],
+                        x: torch.Tensor, y: torch.Tensor, loss: LossFunction) -> torch.Tensor:
+    # copy_ into the module's own tensors: no functional_call re-binding per point, the cheapest plain loop
+    targets = {**dict(frozen.named_parameters()), **dict(frozen.named_buffers())}
+    sets = {**parameter_sets, **buffer_sets}
+    count = next(iter(parameter_sets.values())).shape[0]
+    losses = torch.empty(count, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
+    for point in range(count):
+        for name, values in sets.items():
+            targets[name].copy_(values[point])
+        losses[point] = loss(frozen(x), y)
+    return losses
+
+
 def _center(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters()}
 
 
 def slice_2d(model: nn.Module, dx: Direction, dy: Direction, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
-             alphas: torch.Tensor, betas: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """Loss on the plane theta + a dx + b dy: an (len(alphas), len(betas)) grid, [i, j] at (alphas[i], betas[j])."""
+             alphas: torch.Tensor, betas: torch.Tensor, chunk: int = 64, batched: bool = True) -> torch.Tensor:
+    """Loss on the plane theta + a dx + b dy: an (len(alphas), len(betas)) grid, [i, j] at (alphas[i], betas[j]).
+
+    ``batched=False`` takes the per-point reference path of :func:`evaluate_parameter_sets`."""
     center = _center(model)
     a, b = torch.meshgrid(alphas, betas, indexing="ij")
     a, b = a.reshape(-1), b.reshape(-1)  # (P,)
@@ -118,7 +145,7 @@ def slice_2d(model: nn.Module, dx: Direction, dy: Direction, x: torch.Tensor, y:
     for name, value in center.items():
         shape = (-1,) + (1,) * value.dim()
         sets[name] = value + a.to(value).view(shape) * dx[name] + b.to(value).view(shape) * dy[name]  # (P, *shape)
-    return evaluate_parameter_sets(model, sets, x, y, loss, chunk=chunk).view(len(alphas), len(betas))
+    return evaluate_parameter_sets(model, sets, x, y, loss, chunk=chunk, batched=batched).view(len(alphas), len(betas))
 
 
 def slice_1d(model: nn.Module, direction: Direction, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,

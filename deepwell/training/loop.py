@@ -24,6 +24,7 @@ from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError, Interrupted
 from deepwell.training.callbacks import Callback, EarlyStopping, FitState, StopReason, overrides
 from deepwell.training.checkpoint import load_state, save_state
+from deepwell.training.compile import compile_forward, should_compile
 from deepwell.training.distributed import BatchPlan, DataParallel, plan_batches
 from deepwell.training.interrupt import StopFlag, stop_signals
 from deepwell.training.optim import OPTIMIZERS, build_schedule
@@ -249,6 +250,8 @@ def fit(
     for callback in callbacks:
         callback.on_fit_start(state)
     forward, unwrap = (model, None) if distributed is None else distributed.wrap(model, spec.sync_batchnorm)
+    if spec.compile == "on":
+        forward = compile_forward(forward)
     stepper = _Stepper(model, forward, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
                        [cb for cb in callbacks if overrides(cb, "after_backward")],
                        [cb for cb in callbacks if overrides(cb, "on_batch_end")], plan)
@@ -296,6 +299,8 @@ def fit(
                         metrics |= {f"val/{k}": v for k, v in val.items()}
                 last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
             metrics["time/epoch_s"] = time.perf_counter() - started
+            if spec.compile == "auto" and epoch == start_epoch and should_compile(spec.epochs - epoch - 1, metrics["time/epoch_s"]):
+                stepper.forward = compile_forward(stepper.forward)
             state.metrics = metrics
             state.history.append(metrics)
             for callback in callbacks:
