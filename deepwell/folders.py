@@ -59,6 +59,9 @@ def check_name_free(path: Path, overwrite: bool) -> None:
     """
     if overwrite or not path.exists():
         return
+    if path.is_dir() and not (path / "config.yaml").is_file() and any(entry.name != LOCK_NAME for entry in path.iterdir()):
+        raise ConfigError(f"Folder '{path}' already exists and is not a run folder (no config.yaml): the run's files would be "
+                          "mixed with what it holds. Choose another output.name (or output.dir).")
     what = "holds a run" if (path / "config.yaml").is_file() else "exists (another run may be starting in it)"
     raise ConfigError(f"Run folder '{path}' already {what}. Resume it with `deepwell train --resume {path}`, choose "
                       "another output.name, or set output.overwrite=true to replace it.")
@@ -67,8 +70,7 @@ def check_name_free(path: Path, overwrite: bool) -> None:
 def _reclaim(path: Path, overwrite: bool) -> Path:
     """An existing named folder: refused, or (overwrite, a run folder not being written) emptied."""
     check_name_free(path, overwrite)
-    holds_run = (path / "config.yaml").is_file()
-    if path.is_dir() and not holds_run and any(entry.name != LOCK_NAME for entry in path.iterdir()):
+    if path.is_dir() and not (path / "config.yaml").is_file() and any(entry.name != LOCK_NAME for entry in path.iterdir()):
         raise ConfigError(f"Run folder '{path}' exists and is not a run folder (no config.yaml); output.overwrite only "
                           "replaces runs. Choose another output.name.")
     with FolderLock(path):  # refuses a folder another process is writing

@@ -161,10 +161,10 @@ def test_train_wav_folder_of_tones_end_to_end_with_augmentation(train_recording,
     code, err, seen = train_recording(
         "--set", f"data.source=wav:path={root},sample_rate={RATE},duration=0.5,n_mels=32,n_fft=256",
         "--set", "data.augment=[pitch:1, speed:0.1, amplitude:0.2]", "--set", "train.epochs=8", "--set", "train.batch_size=8",
-        "--set", "model.channels=[16, pool, 16]", "--set", f"output.dir={tmp_path}", "--set", "output.name=tones",
+        "--set", "model.channels=[16, pool, 16]", "--set", f"output.dir={tmp_path / 'runs'}", "--set", "output.name=tones",
         "--set", "output.report=false")
     assert code == 0, err
-    run = Run.load(tmp_path / "tones")
+    run = Run.load(tmp_path / "runs" / "tones")
     assert run.spec.model.arch == "cnn1d" and run.meta["input_shape"] == [RATE // 2]
     assert run.summary["test"]["test/acc"] == 1.0  # 300 Hz vs 1200 Hz: separable
     assert run.predict([root / "low" / "1.wav", root / "high" / "1.wav"]).tolist() == [1, 0]  # classes: high, low
@@ -185,8 +185,8 @@ def test_train_on_espeak_speech_yes_no(cli, tmp_path):
                 subprocess.run(["espeak-ng", "-w", str(out), "-v", voice, "-s", str(speed), word], check=True)
     code, _, err = cli("train", "--set", f"data.source=wav:path={root},sample_rate=16000,duration=0.8,test_fraction=0.3",
                        "--set", "data.augment=[pitch:1, speed:0.1]", "--set", "train.epochs=15", "--set", "train.batch_size=8",
-                       "--set", "model.channels=[16, pool, 32]", "--set", "data.val_fraction=0", "--set", f"output.dir={tmp_path}",
+                       "--set", "model.channels=[16, pool, 32]", "--set", "data.val_fraction=0", "--set", f"output.dir={tmp_path / 'runs'}",
                        "--set", "output.name=speech", "--set", "output.report=false", "--progress", "none")
     assert code == 0, err
-    run = Run.load(tmp_path / "speech")
+    run = Run.load(tmp_path / "runs" / "speech")
     assert run.summary["test"]["test/acc"] >= 0.8  # 9 held-out recordings of unseen voice/speed pairs

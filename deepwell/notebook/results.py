@@ -177,7 +177,14 @@ _SWEEP = """<div style="{{ box }}">
 
 
 class SweepResults:
-    """A finished grid sweep: ``.table`` (mean/std over seeds per combination), ``.records``, ``.figures``, ``.path``."""
+    """A finished grid sweep: ``.table`` (mean/std over seeds per combination), ``.records``, ``.figures``, ``.path``.
+
+    Example::
+
+        grid = deepwell.sweep(overrides=["model.arch=mlp"], over={"model.width": [8, 32]}, seeds=2)
+        grid.table            # one row per width: test accuracy mean and std over the seeds
+        grid                  # in a notebook: the table and the sweep's figure
+    """
 
     def __init__(self, grid: Any, seeds: int) -> None:
         self.path, self.records, self.rows, self.keys = grid.path, grid.records, grid.rows, grid.keys
