@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,16 +58,10 @@ def render(template: str, **context: Any) -> str:
 
 
 def fmt(value: Any, percent: bool = False) -> str:
-    """Numbers for people: 12,345 / 0.6688 / 3.2e-05 / 93.1%; None as a dash."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.1%}" if percent else f"{value:.4g}"
+    """Numbers for people, as the HTML reports write them (:func:`deepwell.reporting.html.format_number`)."""
+    from deepwell.reporting.html import format_number  # the reports' one formatting; imported late (matplotlib)
+
+    return format_number(value, percent)
 
 
 def figure_uri(figure: Any) -> str | None:

@@ -39,8 +39,13 @@ _ENVIRONMENT = jinja2.Environment(
 )
 
 
-def _number(value: Any) -> str:
-    """Numbers for people: 12,345 / 0.6688 / 3.2e-05; None as a dash."""
+def format_number(value: Any, percent: bool = False) -> str:
+    """Numbers for people: 12,345 / 0.6688 / 3.2e-05 / 93.1% (``percent``); None as a dash.
+
+    Example::
+
+        format_number(0.93125, percent=True)   # '93.1%'
+    """
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -49,7 +54,10 @@ def _number(value: Any) -> str:
         return f"{value:,}"
     if not math.isfinite(value):
         return str(value)
-    return f"{value:.4g}"
+    return f"{value:.1%}" if percent else f"{value:.4g}"
+
+
+_number = format_number
 
 
 _ENVIRONMENT.filters["num"] = _number
