@@ -28,7 +28,7 @@ $(NOTEBOOKS_STAMP): $(STAMP)
 
 notebooks: $(NOTEBOOKS_STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.py
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)  # a root shell (a container) too
 
 # Debian packages the tests exercise: chromium (the report opens in a real browser; Playwright drives it for the
 # playground's end-to-end tests, via executable_path, so no `playwright install` download), wordnet-base
