@@ -96,7 +96,7 @@ def test_tour_runs_studies_in_workers_and_gathers_them_in_order(tmp_path, monkey
                "b": base.Study("b", "B", ("dropout",), study("dropout"))}
     monkeypatch.setattr("deepwell.studies.STUDIES", studies)
     pools = []
-    monkeypatch.setattr(tour, "_pool", lambda workers: pools.append(workers) or ThreadPoolExecutor(workers))
+    monkeypatch.setattr(tour, "worker_pool", lambda workers: pools.append(workers) or ThreadPoolExecutor(workers))
     lines = []
     result = run_tour(quick=True, output=tmp_path, workers=4, progress=lines.append)
     assert pools == [2]   # no more workers than studies to run

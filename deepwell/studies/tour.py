@@ -21,15 +21,14 @@ Example::
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from deepwell.studies.base import STATUSES, StudyResult, Verdict, write_study_json
 from deepwell.studies.claims import CLAIMS
+from deepwell.sweep.executors import close_pool, worker_pool
 
 __all__ = ["run_tour", "summarize"]
 
@@ -54,9 +53,6 @@ def _run_one(name: str, quick: bool, output: Path, seed: int) -> dict:
     return run_study(name, quick=quick, output=output, seed=seed).to_dict()
 
 
-def _pool(workers: int) -> Executor:
-    """Worker processes for studies (spawned: a fresh interpreter, no forked torch threads)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fresh: bool = False,
@@ -80,11 +76,16 @@ def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fre
     if progress and todo:
         progress(f"running {len(todo)} studies ({workers} at a time): {', '.join(todo)} ...")
     if workers > 1 and len(todo) > 1:
-        with _pool(min(workers, len(todo))) as pool:
+        # The sweeps' worker pool: spawned, one thread each, killed with this process (even by kill -9) and on an error.
+        pool, stopped = worker_pool(min(workers, len(todo))), True
+        try:
             futures = {name: pool.submit(_run_one, name, quick, output, seed) for name in todo}
             for name, future in futures.items():
                 records[name] = future.result()
                 _report(progress, name, records[name])
+            stopped = False
+        finally:
+            close_pool(pool, stopped)
     for name in todo:
         if records[name] is None:
             records[name] = _run_one(name, quick, output, seed)

@@ -31,7 +31,8 @@ from deepwell.sweep.progress import EpochListener, describe
 from deepwell.sweep.tasks import Record, SweepTask, build_member, record_from_history
 from deepwell.training.loop import fit
 
-__all__ = ["Executor", "InProcessExecutor", "ProcessPoolExecutor", "BatchedExecutor", "run_task", "EXECUTORS"]
+__all__ = ["Executor", "InProcessExecutor", "ProcessPoolExecutor", "BatchedExecutor", "run_task", "EXECUTORS", "worker_pool",
+           "close_pool"]
 
 
 class Executor(Protocol):
@@ -91,13 +92,13 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _worker_pool(workers: int | None) -> concurrent.futures.ProcessPoolExecutor:
+def worker_pool(workers: int | None) -> concurrent.futures.ProcessPoolExecutor:
     """Spawned workers (fork would copy torch's thread pools and locks) that die with this process."""
     return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                   initializer=_worker_init, initargs=(os.getpid(),))
 
 
-def _close_pool(pool: concurrent.futures.ProcessPoolExecutor, stopped: bool, wait: bool = True) -> None:
+def close_pool(pool: concurrent.futures.ProcessPoolExecutor, stopped: bool, wait: bool = True) -> None:
     """Shut the pool down; when ``stopped`` (an error or a signal in this process), kill its workers first.
 
     ``shutdown`` alone waits for the running tasks, minutes after a SIGTERM. Python 3.14 has
@@ -130,14 +131,14 @@ class ProcessPoolExecutor:
     def run(self, tasks: Sequence[SweepTask]) -> Iterator[Record]:
         if not tasks:
             return
-        pool, stopped = _worker_pool(self.workers), True
+        pool, stopped = worker_pool(self.workers), True
         try:
             futures = [pool.submit(_run_in_worker, task) for task in tasks]
             for future in concurrent.futures.as_completed(futures):
                 yield future.result()
             stopped = False
         finally:
-            _close_pool(pool, stopped)  # a SIGTERM / Ctrl-C / error here: the workers go at once, not after their task
+            close_pool(pool, stopped)  # a SIGTERM / Ctrl-C / error here: the workers go at once, not after their task
 
 
 class BatchedExecutor:
@@ -206,7 +207,7 @@ class BatchedExecutor:
         # (a spawned worker takes ~3.5 s to import torch before its first step): the balance gives it that head start.
         own, rest = shards[0], shards[1:]
         del models
-        pool, stopped = _worker_pool(len(rest)), True
+        pool, stopped = worker_pool(len(rest)), True
         try:
             futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in rest]
             threads = torch.get_num_threads()
@@ -221,7 +222,7 @@ class BatchedExecutor:
                 yield from future.result()
             stopped = False
         finally:
-            _close_pool(pool, stopped, wait=False)  # a worker's interpreter exit (~0.7 s) off the critical path
+            close_pool(pool, stopped, wait=False)  # a worker's interpreter exit (~0.7 s) off the critical path
 
 
 WORKER_MIN_FLOPS = 5e11    # ~10 s of one core's work: below this, starting worker processes costs more than it saves
