@@ -14,26 +14,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from deepwell.config import TrainSpec
-from deepwell.errors import ConfigError, Interrupted
+from deepwell.errors import Interrupted
 from deepwell.training.callbacks import Callback, EarlyStopping, FitState, StopReason, overrides
 from deepwell.training.checkpoint import load_state, save_state
 from deepwell.training.compile import compile_forward, should_compile
 from deepwell.training.distributed import BatchPlan, DataParallel, plan_batches
+from deepwell.training.evaluation import EVAL_BATCH, Task, evaluate, loss_function  # re-exported: fit's own metrics
 from deepwell.training.interrupt import StopFlag, stop_signals
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 from deepwell.training.penalties import PENALTIES
 
-__all__ = ["fit", "evaluate", "FitResult", "TensorData", "CheckpointSaver"]
+__all__ = ["fit", "evaluate", "loss_function", "FitResult", "TensorData", "CheckpointSaver", "EVAL_BATCH"]
 
-Task = Literal["classification", "regression"]
-EVAL_BATCH = 4096  # examples per forward pass when evaluating (bounds memory, not results)
 
 
 @dataclass
@@ -56,72 +54,6 @@ class FitResult:
     epochs_run: int
     steps: int
     early_stopping: dict[str, Any] | None = None
-
-
-def loss_function(task: Task, spec: TrainSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Cross-entropy for classification, mean squared error for regression (or as the spec says)."""
-    name = spec.loss if spec.loss != "auto" else ("cross_entropy" if task == "classification" else "mse")
-    if name == "cross_entropy" and task != "classification":
-        raise ConfigError("train.loss=cross_entropy needs a classification task; this data is regression. Use mse.")
-    return F.cross_entropy if name == "cross_entropy" else F.mse_loss
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
-             loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, *,
-             distributed: DataParallel | None = None, target_scale: torch.Tensor | None = None) -> dict[str, float]:
-    """Loss and accuracy (classification) or loss, R^2 and MAE (regression) of ``model`` on (x, y) in eval mode.
-
-    R^2 = 1 - SS_res / SS_tot per target column, averaged over columns (scikit-learn's ``r2_score``);
-    MAE is the mean absolute error in the target's units: with ``target_scale`` (the std the
-    targets were standardised by, per column) the errors are scaled back. The loss stays in the
-    units training sees. The model's mode is restored after. With ``distributed`` each process
-    evaluates its part of (x, y) and the sums are added up.
-
-    Example::
-
-        evaluate(model, x_test, y_test, "regression")  # {'loss': 0.02, 'r2': 0.98, 'mae': 0.11}
-    """
-    loss_fn = loss_fn or (F.cross_entropy if task == "classification" else F.mse_loss)
-    count = len(x)
-    if distributed is not None:
-        part = distributed.shard(count)
-        x, y = x[part], y[part]
-    was_training = model.training
-    model.eval()
-    total, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
-    columns = y.shape[1] if task == "regression" else 0
-    # Regression, per target column: sum |error|, sum error^2, sum y, sum y^2 (float64: R^2 subtracts near-equal sums).
-    moments = torch.zeros(4 * columns, device=x.device, dtype=torch.float64)
-    for start in range(0, len(x), EVAL_BATCH):
-        out = model(x[start:start + EVAL_BATCH])
-        target = y[start:start + EVAL_BATCH]
-        total += loss_fn(out, target, reduction="sum") / (out.shape[1] if task == "regression" else 1)
-        if task == "classification":
-            correct += (out.argmax(1) == target).sum()
-        else:
-            error, target64 = (out - target).double(), target.double()
-            moments += torch.cat([error.abs().sum(0), error.square().sum(0), target64.sum(0), target64.square().sum(0)])
-    model.train(was_training)
-    if distributed is not None:
-        total, correct = distributed.all_reduce(torch.stack([total, correct]))
-        moments = distributed.all_reduce(moments) if columns else moments
-    result = {"loss": (total / count).item()}
-    if task == "classification":
-        result["acc"] = (correct / count).item()
-    else:
-        result |= _regression_metrics(moments.view(4, columns), count, target_scale)
-    return result
-
-
-def _regression_metrics(moments: torch.Tensor, count: int, target_scale: torch.Tensor | None) -> dict[str, float]:
-    """R^2 (mean over columns) and MAE from per-column sums of |error|, error^2, y and y^2 (rows of ``moments``)."""
-    absolute, squared, target_sum, target_square_sum = moments
-    scale = torch.ones_like(absolute) if target_scale is None else target_scale.to(absolute)
-    variance = target_square_sum - target_sum.square() / count  # SS_tot = sum (y - mean)^2
-    # A constant target column has SS_tot = 0: scikit-learn scores a perfect fit 1 and anything else 0.
-    r2 = torch.where(variance > 0, 1 - squared / variance.clamp_min(1e-300), (squared == 0).double())
-    return {"r2": r2.mean().item(), "mae": (absolute * scale).mean().item() / count}
 
 
 class CheckpointSaver(Callback):
