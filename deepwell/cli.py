@@ -376,8 +376,11 @@ def main() -> None:
         err.print(f"error: {storage_error(error, verb='write or read')}", markup=False, highlight=False)
         sys.exit(2)
     except (Interrupted, KeyboardInterrupt) as stop:
+        from deepwell.training.distributed import process_rank
+
         stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGINT)
-        err.print(stop.resume_hint(), markup=False, highlight=False)
+        if process_rank() == 0:  # in a torchrun job rank 0 alone knows the run folder and says how to resume
+            err.print(stop.resume_hint(), markup=False, highlight=False)
         sys.exit(stop.exit_code)
     finally:
         for signum, handler in previous.items():

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deepwell.errors import ConfigError
+from deepwell.errors import ConfigError, Interrupted
 
 __all__ = ["BatchPlan", "DataParallel", "plan_batches", "process_rank", "launch"]
 
@@ -277,7 +277,10 @@ def launch(nproc: int, args: Sequence[str]) -> int:
 
     Raises:
         ConfigError: ``nproc`` < 1, or already inside a torchrun job.
+        Interrupted: this launcher got SIGINT/SIGTERM; torchrun has stopped the processes (rank 0
+            has printed how to resume).
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -295,4 +298,8 @@ def launch(nproc: int, args: Sequence[str]) -> int:
     except ChildFailedError as error:
         _, failure = error.get_first_failure()
         return failure.exitcode if failure.exitcode > 0 else 1
+    except SignalException as error:  # torchrun's own handler: it has sent the processes SIGTERM, then SIGKILL
+        stop = Interrupted(int(error.sigval))
+        stop.hint = "The training processes were stopped; the line above (rank 0) says how to resume."
+        raise stop from None
     return 0

@@ -82,6 +82,30 @@ def test_the_command_says_how_to_resume_and_exits_128_plus_the_signal(tmp_path, 
     # (that the saved checkpoint resumes bitwise is the in-process test's job above: it costs no second Python)
 
 
+
+@pytest.mark.slow  # two torch processes and a resume: ~20 s; the SIGINT path of the launcher is the same handler
+def test_a_stopped_nproc_launcher_stops_its_processes_and_says_how_to_resume(tmp_path) -> None:
+    """SIGTERM to ``deepwell train --nproc 2`` (a batch scheduler's stop): torchrun stops both processes,
+    rank 0 alone says how to resume, the launcher exits 143 without a traceback, and the run resumes."""
+    process = start("train", "--nproc", "2", *LONG, "--set", f"output.dir={tmp_path}", "--set", "output.name=cut")
+    checkpoint = tmp_path / "cut" / "checkpoints" / "last.safetensors"
+    try:
+        poll(lambda: checkpoint.is_file() or process.poll() is not None, 300, "the first checkpoint")
+        children = descendants(process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=300)
+        poll(lambda: not any(alive(pid) for pid in children), 120,
+             f"the training processes to end: still alive {sorted(pid for pid in children if alive(pid))}")
+    finally:
+        process.kill()
+    assert process.returncode == 143 and "Traceback" not in err, (process.returncode, err[-2000:])
+    hints = [line for line in err.splitlines() if line.startswith("Interrupted")]
+    assert len(hints) == 2 and hints[0].endswith(f"Resume with: deepwell train --resume {tmp_path / 'cut'}"), err[-2000:]
+    assert "rank 0" in hints[1], hints  # the launcher points at rank 0's line instead of guessing the folder
+    done = len(jsonl(tmp_path / "cut" / "metrics.jsonl"))  # the data-parallel checkpoint resumes in one process
+    resumed = deepwell.train(resume=tmp_path / "cut", overrides=[f"train.epochs={done + 1}"], progress="none")
+    assert [row["epoch"] for row in jsonl(resumed.path / "metrics.jsonl")] == list(range(1, done + 2))
+
 SWEEP = ["sweep", "--executor", "process_pool", "--workers", "2", "--over", "model.width=8,16,32,64", "--set",
          "data.source=moons:n=2000", "--set", "train.epochs=5000", "--set", "model.arch=mlp"]  # runs far longer than the test
 
