@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import matplotlib.ticker
-import yaml
 
-from deepwell.diagnostics.probes import ProbeLog, load_probes
+from deepwell.diagnostics.evidence import RunEvidence
 from deepwell.errors import CheckpointError, ConfigError, DataError
 from deepwell.reporting import figures
-from deepwell.reporting.html import _ENVIRONMENT, _findings, _read_json, _read_jsonl
+from deepwell.reporting.html import _ENVIRONMENT, _findings
 from deepwell.tracking import flatten_spec
 
 __all__ = ["Comparison", "compare", "curves_figure", "health_figure", "SAME_DATA_KEYS"]
@@ -52,37 +51,30 @@ _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#
 
 
 @dataclass
-class _RunFiles:
-    """One run folder as the comparison reads it."""
+class _RunFiles(RunEvidence):
+    """One run folder as the comparison reads it: the doctor's evidence, a short name and the findings."""
 
-    path: Path
-    name: str
-    spec: dict[str, Any]
-    meta: dict[str, Any]
-    summary: dict[str, Any]
-    history: list[dict[str, Any]]
-    probes: ProbeLog
-    findings: dict[str, Any] | None
+    name: str = ""
+    findings: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, path: str | Path, name: str) -> _RunFiles:
         path = Path(getattr(path, "path", path))  # a Run or a folder
-        if not (path / "config.yaml").is_file():
-            raise CheckpointError(f"Cannot compare '{path}': it is not a run folder (no config.yaml). List runs with "
-                                  "`deepwell runs`.")
+        try:
+            evidence = RunEvidence.load(path)
+        except CheckpointError as error:
+            raise CheckpointError(f"Cannot compare: {error}") from None
         if not (path / "findings.json").is_file() and (path / "summary.json").is_file():
             from deepwell.diagnostics.doctor import diagnose
 
             diagnose(path)  # a run trained with output.report=false has not been diagnosed yet
-        return cls(path, name, yaml.safe_load((path / "config.yaml").read_text()) or {}, _read_json(path / "meta.json") or {},
-                   _read_json(path / "summary.json") or {}, _read_jsonl(path / "metrics.jsonl"),
-                   load_probes(path / "probes.jsonl"), _findings(path))
+        return cls(**{f.name: getattr(evidence, f.name) for f in fields(RunEvidence)}, name=name, findings=_findings(path))
 
     @property
     def flat(self) -> dict[str, str]:
-        return {k: v for k, v in flatten_spec(self.spec).items() if not k.startswith(_IGNORED_PREFIXES)}
+        return {k: v for k, v in flatten_spec(self.spec.to_dict()).items() if not k.startswith(_IGNORED_PREFIXES)}
 
-    def metric(self, where: str, key: str) -> Any:
+    def reported(self, where: str, key: str) -> Any:
         source = {"test": self.summary.get("test", {}), "final": self.summary.get("final", {}), "summary": self.summary,
                   "meta": self.meta}[where]
         return source.get(key)
@@ -139,7 +131,7 @@ def compare(*runs: str | Path | Any, output: str | Path | None = None) -> Compar
     flats = [f.flat for f in files]
     keys = sorted(set().union(*flats))
     differences = {k: [flat.get(k, "—") for flat in flats] for k in keys if len({flat.get(k) for flat in flats}) > 1}
-    metrics = {label: [f.metric(where, key) for f in files] for label, where, key, _ in _METRICS}
+    metrics = {label: [f.reported(where, key) for f in files] for label, where, key, _ in _METRICS}
     html = _render(files, differences)
     comparison = Comparison([f.path for f in files], [f.name for f in files], differences, metrics, html)
     if output is not None:
@@ -241,8 +233,8 @@ def _layer_table(files: list[_RunFiles]) -> list[dict[str, Any]]:
 def _render(files: list[_RunFiles], differences: dict[str, list[str]]) -> str:
     shown = {name: figures.png_data_uri(fig) if (fig := make(files)) is not None else None
              for name, make in (("curves", curves_figure), ("health", health_figure))}
-    metrics = [{"label": label, "format": fmt, "cells": [f.metric(where, key) for f in files]}
-               for label, where, key, fmt in _METRICS if any(f.metric(where, key) is not None for f in files)]
+    metrics = [{"label": label, "format": fmt, "cells": [f.reported(where, key) for f in files]}
+               for label, where, key, fmt in _METRICS if any(f.reported(where, key) is not None for f in files)]
     context = {
         "title": " vs ".join(f.name for f in files), "generated": datetime.datetime.now().isoformat(timespec="seconds"),
         "runs": [{"name": f.name, "path": str(f.path.resolve()), "colour": colour, "findings": f.findings,
