@@ -47,7 +47,7 @@ system-deps:
 	fi
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=12   # the slowest tests, to keep the suite well under 10 minutes
 
 # The long experiments (example protocols, whole studies, the default run's diagnosis): ~10 minutes.
 test-slow: $(STAMP) system-deps
