@@ -126,6 +126,16 @@ def test_graphed_run_resumes_to_the_uninterrupted_one(tmp_path, on_cpu):
     assert len(resumed_result.history) == len(whole_result.history) == 3
 
 
+def test_every_fit_of_a_process_gets_its_graphs(tmp_path, on_cpu, monkeypatch):
+    """Dynamo compiles a code object at most recompile_limit times; each fit's step has its own (graphs.graph_step)."""
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    counts = []
+    for index in range(4):
+        probed(tmp_path, f"fit{index}", spec(epochs=1))
+        counts.append(graphs.BACKEND.graphs)
+    assert all(later > earlier for earlier, later in zip([0, *counts], counts)), counts
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: CUDA graphs of the training step")
 def test_cuda_graphed_training_equals_eager_within_float_tolerance(tmp_path):
     torch._dynamo.reset()

@@ -47,7 +47,18 @@ def graphs_apply(enabled: bool, device: torch.device, distributed: bool) -> bool
 
 
 def graph_step(step_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """``step_loss`` compiled for CUDA-graph replay (``mode="reduce-overhead"``; inductor, or ``BACKEND``)."""
+    """``step_loss`` compiled for CUDA-graph replay (``mode="reduce-overhead"``; inductor, or ``BACKEND``).
+
+    Each fit's step gets its own copy of the calling code: dynamo keeps compiled graphs per code
+    object and, after ``recompile_limit`` (8) of them, silently runs a code object eagerly. Every fit
+    brings new objects (model, probes' hooks) its guards fail on, so a process running many fits
+    (bench, studies, a test session) would lose its graphs from the ninth fit on. A copy starts an
+    empty cache that dies with the fit. (``torch.compiler.reset()`` would do it too, but also drop
+    the compiled code of fits running in other threads: the playground's sessions.)
+    """
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return step_loss(x, y)
+    step.__code__ = step.__code__.replace()  # a distinct code object, same bytecode
     if BACKEND == "inductor":
-        return torch.compile(step_loss, mode="reduce-overhead")
-    return torch.compile(step_loss, backend=BACKEND)  # modes are inductor's; other backends take none
+        return torch.compile(step, mode="reduce-overhead")
+    return torch.compile(step, backend=BACKEND)  # modes are inductor's; other backends take none
