@@ -72,8 +72,10 @@ class Callback:
     def needs_eager_step(self, state: FitState) -> bool:
         """Whether the coming step must run eagerly: this callback reads inside it (forward hooks that sample).
 
-        A CUDA-graphed fit (deepwell.training.graphs) replays captured kernels, in which Python hooks
-        do not run; it asks this before each step and runs those steps as plain PyTorch.
+        A CUDA-graphed fit (deepwell.training.graphs) replays kernels captured once: a hook's tensor
+        work is captured with them, but its Python side effects (the probes register a gradient hook
+        on the steps they sample) are not. The fit asks this before each step and runs the steps
+        asked for as plain PyTorch.
         """
         return False
 
