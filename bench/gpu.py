@@ -23,6 +23,10 @@ cannot be captured. Without a GPU it prints "no CUDA GPU: nothing to measure" an
 Must finish in < 8 minutes on an H100.
 
     python bench/gpu.py [--epochs 6] [--smoke]
+
+On a GPU machine, with the CUDA-only tests (skipped elsewhere) in the same session:
+
+    python bench/gpu.py && python -m pytest tests/test_graphs.py tests/test_precision.py -q
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import deepwell
 from deepwell.training.callbacks import Callback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/double_descent.py: the sweep's tasks
-from double_descent import tasks, timed  # noqa: E402
+from double_descent import tasks, timed
 
 TARGET = 8.0  # issue 17: the default CNN >= 8x faster per epoch on the GPU than on the same machine's CPU
 PAPER_MLP = str(Path(__file__).resolve().parent.parent / "examples" / "mnist1d_paper_mlp.yaml")

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_doctor import HEALTHY, problems, train
 
 from deepwell.config import RunSpec
 from deepwell.diagnostics import diagnose
 from deepwell.diagnostics.evidence import RunEvidence
 from deepwell.diagnostics.probes import ProbeLog
 from deepwell.diagnostics.rules.network import EXPLODING_RATIO, VANISHING_RATIO, exploding_gradient, vanishing_gradient
-
-from test_doctor import HEALTHY, problems, train
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 DEPTH = 20
