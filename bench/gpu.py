@@ -39,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -192,18 +193,31 @@ def main() -> None:
     else:
         print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, {os.cpu_count()} CPU cores")
         torch._logging.set_logs(perf_hints=True)  # says why a step could not be captured as a CUDA graph
+    failed = []
+
+    def section(name: str, run, *args):
+        """One section; a failure is printed and the next section still runs (one GPU session must see them all)."""
+        try:
+            return run(*args)
+        except Exception as error:  # noqa: BLE001 - reported, and the exit status says so
+            failed.append(name)
+            print(f"{name}: FAILED ({type(error).__name__}: {error})")
+            traceback.print_exc()
+            return None
+
     with tempfile.TemporaryDirectory() as directory:
         bench = Bench(directory, args.smoke, 1 if args.smoke else args.epochs)
-        speedup = bench.compare("default CNN")
-        bench.compare("paper MLP", spec=PAPER_MLP)
-        print(f"default CNN >= {TARGET:g}x faster per epoch than CPU: {'PASS' if speedup >= TARGET else 'FAIL'} "
-              f"({speedup:.2f}x)")
-        bench.sweep()
-        bench.resume()
-        bench.ddp()
-        bench.report()
+        speedup = section("default CNN", bench.compare, "default CNN")
+        section("paper MLP", bench.compare, "paper MLP", PAPER_MLP)
+        if speedup is not None:
+            print(f"default CNN >= {TARGET:g}x faster per epoch than CPU: {'PASS' if speedup >= TARGET else 'FAIL'} "
+                  f"({speedup:.2f}x)")
+        for name, run in (("sweep", bench.sweep), ("resume", bench.resume), ("DDP", bench.ddp), ("report", bench.report)):
+            section(name, run)
     print(f"total {time.perf_counter() - started:.0f} s (must stay < 480 s on an H100)")
-
+    if failed:
+        print(f"failed sections: {', '.join(failed)}")
+        sys.exit(1)
 
 if __name__ == "__main__":
     main()

@@ -32,7 +32,8 @@ def test_without_a_gpu_there_is_nothing_to_measure(monkeypatch, capsys):
 
 
 def test_smoke_runs_every_section_on_the_cpu(monkeypatch, capsys):
-    out = run_bench(monkeypatch, capsys, "--smoke")
+    out = run_bench(monkeypatch, capsys, "--smoke")  # a failed section would exit 1 (SystemExit)
+    assert "FAILED" not in out, out
     for label in ("default CNN", "paper MLP"):
         block = out.split(f"{label} (cpu:")[1]
         for row in ("cuda eager", "cuda graphed", "cpu"):
