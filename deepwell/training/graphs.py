@@ -21,7 +21,13 @@ What stays eager, and why:
   wiring, the numbers are checked against eager on a GPU (bench/gpu.py).
 
 The step's loss lives in the graph's output memory, which the next replay overwrites: ``fit``
-keeps a copy of it.
+keeps a copy of it. Where graphs apply, ``train.compile`` adds nothing (the step is compiled
+already) and is not applied on top.
+
+Not measured yet (written without a GPU): the speed-up, and whether torch captures every step of
+the default nets (bench/gpu.py prints torch's "skipping cudagraphs" hints). The probes' fired-unit
+masks are marked static (``torch._dynamo.mark_static_address``) because the graphed steps update
+them in place, which torch captures only for inputs that stay at one address.
 
 Example::
 
