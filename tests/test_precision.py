@@ -113,15 +113,19 @@ def test_tf32_is_fp32_bitwise_on_a_cpu_and_says_so_once(caplog, monkeypatch):
         assert torch.equal(a, b), name
 
 
-def test_tf32_context_switches_the_cuda_kernels_and_restores_them():
-    """The flags are process settings: checked without a GPU (they are read only when a CUDA kernel runs)."""
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    before = matmul.fp32_precision, conv.fp32_precision
+def test_tf32_context_switches_the_cuda_kernels_and_restores_them(monkeypatch):
+    """The settings are process-wide: checked without a GPU (they are read only when a CUDA kernel runs)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # a user's choice, restored after
+    before = torch.get_float32_matmul_precision()
+    assert before != "high"
     with precision.tf32_context("tf32", torch.device("cuda")):
-        assert (matmul.fp32_precision, conv.fp32_precision) == ("tf32", "tf32")
-    assert (matmul.fp32_precision, conv.fp32_precision) == before
+        assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
+        # torch's old and new switches agree (inductor reads the old one; a mix of the two raises)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.get_float32_matmul_precision() == before and not torch.backends.cudnn.allow_tf32
+    assert not torch.backends.cuda.matmul.allow_tf32
     with precision.tf32_context("bf16", torch.device("cuda")):
-        assert (matmul.fp32_precision, conv.fp32_precision) == before
+        assert torch.get_float32_matmul_precision() == before
 
 
 def test_bf16_evaluate_is_close_to_fp32():

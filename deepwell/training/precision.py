@@ -10,7 +10,9 @@
   CPUs support it too (slower than fp32 on CPUs without bf16 units, but numerically the same format).
 - ``tf32``: float32 tensors, but on CUDA (Ampere and later) matmuls and cuDNN convolutions round their
   inputs to TensorFloat-32 (10 mantissa bits) inside the tensor cores. Set for the duration of
-  ``fit`` and restored after. No effect on a CPU (a log line says so, once per process).
+  ``fit`` and restored after. No effect on a CPU (a log line says so, once per process). Note that
+  torch's own default already lets cuDNN convolutions use TF32 (``torch.backends.cudnn.allow_tf32``),
+  so on CUDA ``fp32`` differs from ``tf32`` in the matmuls; ``fp32`` leaves torch's settings as they are.
 
 :data:`PRECISIONS` also gives each format's relative resolution (its machine epsilon, the gap
 between 1 and the next number): the doctor reads it so that it does not mistake rounding for a
@@ -86,11 +88,14 @@ def tf32_context(precision: str, device: torch.device) -> Iterator[None]:
             _said_no_tf32 = True
         yield
         return
-    # torch's fp32_precision settings (the allow_tf32 flags' successor; the two may not be mixed)
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    before = matmul.fp32_precision, conv.fp32_precision
-    matmul.fp32_precision, conv.fp32_precision = "tf32", "tf32"
+    # set_float32_matmul_precision("high") = TF32 matmuls, and it keeps torch's old (allow_tf32) and new
+    # (fp32_precision) settings consistent: setting only the new matmul one makes every later read of
+    # the old flag raise ("mix of the legacy and new APIs"), and inductor reads it when it compiles.
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True  # torch's default already; a user may have switched it off
     try:
         yield
     finally:
-        matmul.fp32_precision, conv.fp32_precision = before
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
