@@ -214,7 +214,7 @@ class Probes(Callback):
     def _signal_hook(self, name: str):
         def hook(module, inputs, output):
             if self.sampling and output.requires_grad:
-                # float32 sums: a bf16 gradient (train.precision=bf16) summed in bf16 would lose its small terms
+                # in float32: a bf16 gradient (train.precision=bf16) would give a bf16 norm, rounded to ~3 digits
                 output.register_hook(lambda grad: self.signal.__setitem__(name, grad.float().flatten(1).norm(dim=1).mean()))
         return hook
 
