@@ -158,6 +158,15 @@ class TrainSpec(_Spec):
     compile: Literal["off", "on", "auto"] = Field(
         "off", description="torch.compile the training forward: on, off, or auto (after epoch 1, when the rest of "
                            "the run repays the compile time; rule in deepwell.training.compile)")
+    precision: Literal["fp32", "bf16", "tf32"] = Field(
+        "fp32", description="number format of the products: fp32; bf16 = forward passes under torch.autocast in "
+                            "bfloat16 (weights, gradients, optimiser stay float32; no loss scaling needed); tf32 = "
+                            "TensorFloat-32 tensor cores for CUDA matmuls/convolutions (no effect on a CPU). "
+                            "See deepwell.training.precision")
+    cuda_graphs: bool = Field(
+        True, description="on CUDA: run the training step's forward and backward as CUDA graphs (torch.compile "
+                          "mode=reduce-overhead); probe samples and a last smaller batch run eagerly. Accepted and "
+                          "ignored on a CPU and in data-parallel runs. See deepwell.training.graphs")
 
 
 class DiagnosticsSpec(_Spec):

@@ -223,7 +223,7 @@ def write_run_end(run_dir: Path, parts: RunParts, result: FitResult, seconds: fl
         metadata["inputs"] = json.dumps(splits.encoding.to_json())
     save_tensors(run_dir / _WEIGHTS, state, metadata=metadata)
     test = evaluate(model, splits.x_test.to(device), target(splits.y_test).to(device), splits.task,
-                    target_scale=target_scale(target))
+                    target_scale=target_scale(target), precision=parts.spec.train.precision)
     summary = _summary(result, test, seconds) | (extra or {})
     _write_json(run_dir / "summary.json", summary)
     return summary

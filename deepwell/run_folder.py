@@ -253,4 +253,5 @@ class Run:
         x = self._preprocessor(self._inputs(splits.x_test))
         task = self.meta["task"]
         y = self._target(splits.y_test) if task == "regression" else splits.y_test
-        return {f"test/{k}": v for k, v in evaluate(model, x, y, task, target_scale=target_scale(self._target)).items()}
+        return {f"test/{k}": v for k, v in evaluate(model, x, y, task, target_scale=target_scale(self._target),
+                                                                precision=self.spec.train.precision).items()}

@@ -38,6 +38,7 @@ and ``update_ratio`` null.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def _fired(post: torch.Tensor) -> torch.Tensor:
 
 def _activation_stats(post: torch.Tensor, kind: str) -> torch.Tensor:
     """[mean, std, saturated, linear, dead] of one layer's activations, on the device."""
+    post = post.float()  # bf16 activations (train.precision=bf16): statistics in float32 (a no-op in fp32)
     zero = torch.zeros((), device=post.device)
     n = post.numel()
 
@@ -198,6 +200,7 @@ class Probes(Callback):
         self.signal: dict[str, torch.Tensor] = {}
         self.before: list[torch.Tensor] = []
         self.fired: list[torch.Tensor] = []
+        self.autocast: Callable[[], Any] = contextlib.nullcontext  # the run's train.precision (set at fit start)
         self.handles: list[Any] = []
         self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
 
@@ -211,7 +214,8 @@ class Probes(Callback):
     def _signal_hook(self, name: str):
         def hook(module, inputs, output):
             if self.sampling and output.requires_grad:
-                output.register_hook(lambda grad: self.signal.__setitem__(name, grad.flatten(1).norm(dim=1).mean()))
+                # in float32: a bf16 gradient (train.precision=bf16) would give a bf16 norm, rounded to ~3 digits
+                output.register_hook(lambda grad: self.signal.__setitem__(name, grad.float().flatten(1).norm(dim=1).mean()))
         return hook
 
     def _fired_hook(self, index: int):
@@ -226,6 +230,13 @@ class Probes(Callback):
     # --- events ------------------------------------------------------------------------------
     def on_fit_start(self, state: FitState) -> None:
         self.layers = _layers(state.model)
+        self.autocast = state.autocast
+        device = self.x_probe.device
+        # allocated once and cleared in place each epoch: a CUDA-graphed step updates them at a fixed address
+        self.fired = [torch.zeros(layer.block.transform.weight.shape[0], dtype=torch.bool, device=device) for layer in self.layers]
+        if device.type == "cuda":  # torch's CUDA graphs write in place only into inputs known to stay put
+            for fired in self.fired:
+                torch._dynamo.mark_static_address(fired)
         self._attach()
         if state.history:  # resuming: keep the rows written up to the checkpoint
             self._truncate(state.step)
@@ -242,7 +253,9 @@ class Probes(Callback):
         model.eval()
         self.sampling = True
         try:
-            self.loss_fn(model(self.x_probe), self.y_probe).backward()
+            with self.autocast():
+                loss = self.loss_fn(model(self.x_probe), self.y_probe)
+            loss.backward()
             grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights()])
         finally:
             model.zero_grad(set_to_none=True)
@@ -252,9 +265,13 @@ class Probes(Callback):
         self._flush(state, epoch_row=False)
 
     def on_epoch_start(self, state: FitState) -> None:
-        device = self.x_probe.device
-        self.fired = [torch.zeros(layer.block.transform.weight.shape[0], dtype=torch.bool, device=device) for layer in self.layers]
+        for fired in self.fired:
+            fired.zero_()
         self.first_of_epoch = True
+
+    def needs_eager_step(self, state: FitState) -> bool:
+        """A sampling step runs eagerly: its hooks register gradient hooks, which a CUDA graph cannot replay."""
+        return self.sampling
 
     def after_backward(self, state: FitState) -> None:
         if not self.sampling:
@@ -295,7 +312,8 @@ class Probes(Callback):
         model.eval()
         sampling, self.sampling = self.sampling, False
         try:
-            model(self.x_probe)
+            with self.autocast():
+                model(self.x_probe)
         finally:
             self.sampling = sampling
             model.train(was_training)

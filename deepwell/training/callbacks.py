@@ -7,8 +7,11 @@ implements ``state_dict()`` / ``load_state_dict()`` so a resumed run continues w
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,8 @@ class FitState:
     history: list[dict[str, float]] = field(default_factory=list)
     stop_reason: StopReason | None = None
     stop_message: str = ""
+    # a fresh context for each forward pass a callback runs itself (the probes'): the run's train.precision
+    autocast: Callable[[], AbstractContextManager] = contextlib.nullcontext
 
     def request_stop(self, reason: StopReason, message: str) -> None:
         """Ask the loop to stop after this epoch (the first request wins)."""
@@ -63,6 +68,16 @@ class Callback:
     def on_batch_end(self, state: FitState) -> None: ...
     def on_epoch_end(self, state: FitState) -> None: ...
     def on_fit_end(self, state: FitState) -> None: ...
+
+    def needs_eager_step(self, state: FitState) -> bool:
+        """Whether the coming step must run eagerly: this callback reads inside it (forward hooks that sample).
+
+        A CUDA-graphed fit (deepwell.training.graphs) replays kernels captured once: a hook's tensor
+        work is captured with them, but its Python side effects (the probes register a gradient hook
+        on the steps they sample) are not. The fit asks this before each step and runs the steps
+        asked for as plain PyTorch.
+        """
+        return False
 
     def state_dict(self) -> dict[str, Any]:
         return {}

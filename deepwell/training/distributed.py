@@ -205,6 +205,8 @@ class DataParallel:
 
     def reduce_step_losses(self, step_losses: torch.Tensor, plan: BatchPlan) -> torch.Tensor:
         """Per-step mean losses of the global batches, from each process's mean over its shard."""
+        if plan.scales is None:  # a job of one process (bench/gpu.py's NCCL check): its shard is the whole batch
+            return self.all_reduce(step_losses)
         shares = torch.tensor(plan.scales, device=step_losses.device) / self.world_size  # b_r / B
         return self.all_reduce(step_losses * shares)
 

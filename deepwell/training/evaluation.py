@@ -15,6 +15,7 @@ from torch import nn
 from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError
 from deepwell.training.distributed import DataParallel
+from deepwell.training.precision import autocast_factory
 
 __all__ = ["EVAL_BATCH", "Task", "evaluate", "loss_function"]
 
@@ -33,14 +34,16 @@ def loss_function(task: Task, spec: TrainSpec) -> Callable[[torch.Tensor, torch.
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None, *,
-             distributed: DataParallel | None = None, target_scale: torch.Tensor | None = None) -> dict[str, float]:
+             distributed: DataParallel | None = None, target_scale: torch.Tensor | None = None,
+             precision: str = "fp32") -> dict[str, float]:
     """Loss and accuracy (classification) or loss, R^2 and MAE (regression) of ``model`` on (x, y) in eval mode.
 
     R^2 = 1 - SS_res / SS_tot per target column, averaged over columns (scikit-learn's ``r2_score``);
     MAE is the mean absolute error in the target's units: with ``target_scale`` (the std the
     targets were standardised by, per column) the errors are scaled back. The loss stays in the
     units training sees. The model's mode is restored after. With ``distributed`` each process
-    evaluates its part of (x, y) and the sums are added up.
+    evaluates its part of (x, y) and the sums are added up. ``precision`` (``train.precision``):
+    ``bf16`` runs the forward passes under autocast, as training did; the sums are float32 or wider.
 
     Example::
 
@@ -57,8 +60,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
     columns = y.shape[1] if task == "regression" else 0
     # Regression, per target column: sum |error|, sum error^2, sum y, sum y^2 (float64: R^2 subtracts near-equal sums).
     moments = torch.zeros(4 * columns, device=x.device, dtype=torch.float64)
+    autocast = autocast_factory(precision, x.device)
     for start in range(0, len(x), EVAL_BATCH):
-        out = model(x[start:start + EVAL_BATCH])
+        with autocast():
+            out = model(x[start:start + EVAL_BATCH])
+        out = out.float()  # bf16 logits: the loss and the comparisons in float32 (a no-op in fp32)
         target = y[start:start + EVAL_BATCH]
         total += loss_fn(out, target, reduction="sum") / (out.shape[1] if task == "regression" else 1)
         if task == "classification":

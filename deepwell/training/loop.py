@@ -8,6 +8,7 @@ everything else (metrics, checks, callbacks that are not per-batch) runs once pe
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -26,9 +27,11 @@ from deepwell.training.checkpoint import load_state, save_state
 from deepwell.training.compile import compile_forward, should_compile
 from deepwell.training.distributed import BatchPlan, DataParallel, plan_batches
 from deepwell.training.evaluation import EVAL_BATCH, Task, evaluate, loss_function  # re-exported: fit's own metrics
+from deepwell.training.graphs import graph_step, graphs_apply
 from deepwell.training.interrupt import StopFlag, stop_signals
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 from deepwell.training.penalties import PENALTIES
+from deepwell.training.precision import autocast_factory, tf32_context
 
 __all__ = ["fit", "evaluate", "loss_function", "FitResult", "TensorData", "CheckpointSaver", "EVAL_BATCH"]
 
@@ -179,15 +182,6 @@ def fit(
         start_epoch = _restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
     clean_count = n if spec.clean_train_examples is None else min(n, spec.clean_train_examples)  # a fixed sample
     last_good = copy.deepcopy(model.state_dict())
-    for callback in callbacks:
-        callback.on_fit_start(state)
-    forward, unwrap = (model, None) if distributed is None else distributed.wrap(model, spec.sync_batchnorm)
-    if spec.compile == "on":
-        forward = compile_forward(forward)
-    stepper = _Stepper(model, forward, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
-                       [cb for cb in callbacks if overrides(cb, "after_backward")],
-                       [cb for cb in callbacks if overrides(cb, "on_batch_end")], plan)
-
     savers = [cb for cb in callbacks if isinstance(cb, CheckpointSaver)]
     for saver in savers:
         saver.saved_epochs = start_epoch
@@ -195,10 +189,22 @@ def fit(
     def stopped(interrupted: Interrupted) -> None:  # a signal stopped the loop: save what a resume needs
         interrupted.epoch = max([saver.flush() for saver in savers], default=0)
 
+    state.autocast = autocast = autocast_factory(spec.precision, device)  # bf16: every forward pass under autocast
     # Ctrl-C / SIGTERM stop at the next step boundary (deepwell.training.interrupt); not in data-parallel jobs,
-    # whose processes would stop at different steps and wait on each other.
-    with stop_signals(enabled=distributed is None, on_stop=stopped) as stop:
-        stepper.stop = stop
+    # whose processes would stop at different steps and wait on each other. tf32: TF32 kernels until fit ends.
+    with stop_signals(enabled=distributed is None, on_stop=stopped) as stop, tf32_context(spec.precision, device):
+        for callback in callbacks:
+            callback.on_fit_start(state)
+        forward, unwrap = (model, None) if distributed is None else distributed.wrap(model, spec.sync_batchnorm)
+        graphed = graphs_apply(spec.cuda_graphs, device, distributed is not None)  # graphs compile the step already
+        if spec.compile == "on" and not graphed:
+            forward = compile_forward(forward)
+        stepper = _Stepper(model, forward, data, spec, loss_fn, penalty, penalized, optimizer, scheduler, batch_transform,
+                           [cb for cb in callbacks if overrides(cb, "after_backward")],
+                           [cb for cb in callbacks if overrides(cb, "on_batch_end")], plan, autocast,
+                           [cb for cb in callbacks if overrides(cb, "needs_eager_step")], stop)
+        if graphed:
+            stepper.graphed = graph_step(stepper.step_loss)
         for epoch in range(start_epoch, spec.epochs):
             if state.stop_reason is not None:  # a callback stopped training before it began (a Controller held at fit start)
                 break
@@ -223,15 +229,16 @@ def fit(
                     metrics["train/penalty"] = (penalty_sum / steps_per_epoch).item()
                 if (epoch + 1) % spec.eval_every == 0 or epoch + 1 == spec.epochs:
                     clean = evaluate(model, data.x_train[:clean_count], data.y_train[:clean_count], task, loss_fn,
-                                     distributed=distributed, target_scale=target_scale)
+                                     distributed=distributed, target_scale=target_scale, precision=spec.precision)
                     metrics |= {f"train/{k}_clean": v for k, v in clean.items()}
                     if has_val:
                         val = evaluate(model, data.x_val, data.y_val, task, loss_fn, distributed=distributed,
-                                       target_scale=target_scale)
+                                       target_scale=target_scale, precision=spec.precision)
                         metrics |= {f"val/{k}": v for k, v in val.items()}
                 last_good = {k: v.detach().clone() for k, v in model.state_dict().items()}
             metrics["time/epoch_s"] = time.perf_counter() - started
-            if spec.compile == "auto" and epoch == start_epoch and should_compile(spec.epochs - epoch - 1, metrics["time/epoch_s"]):
+            if (spec.compile == "auto" and not graphed and epoch == start_epoch
+                    and should_compile(spec.epochs - epoch - 1, metrics["time/epoch_s"])):
                 stepper.forward = compile_forward(stepper.forward)
             state.metrics = metrics
             state.history.append(metrics)
@@ -283,18 +290,26 @@ class _Stepper:
     after_backward: list[Callback]
     on_batch_end: list[Callback]
     plan: BatchPlan
+    autocast: Callable[[], Any] = contextlib.nullcontext  # train.precision's context for the forward
+    watchers: list[Callback] = field(default_factory=list)  # callbacks that may ask for an eager step
     stop: StopFlag = field(default_factory=StopFlag)  # set by a signal; checked between steps
+    graphed: Callable[..., torch.Tensor] | None = None  # step_loss captured as CUDA graphs (deepwell.training.graphs)
 
     def __post_init__(self) -> None:
         self.steps = self.plan.steps
         self.sizes = torch.tensor(self.plan.sizes, dtype=torch.float32, device=self.data.x_train.device)  # examples per step
 
+    def step_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The step's forward and loss in the run's precision: the function CUDA graphs capture (with its backward)."""
+        with self.autocast():
+            return self.loss_fn(self.forward(x), y)
+
     def epoch(self, state: FitState, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One pass over the shuffled training data; returns (per-step losses, summed penalty) on the device."""
-        model, forward, optimizer, bounds, scales = self.model, self.forward, self.optimizer, self.plan.bounds, self.plan.scales
+        bounds, full = self.plan.bounds, self.plan.bounds[1] - self.plan.bounds[0]
         if self.plan.positions is not None:  # data-parallel: this process's shard of every global batch
             order = order[self.plan.positions.to(order.device)]
-        model.train()
+        self.model.train()
         step_losses = []  # detached losses, stacked once at the end (cheaper than an indexed write a step)
         penalty_sum = torch.zeros((), device=order.device)
         for i in range(self.steps):
@@ -303,28 +318,37 @@ class _Stepper:
             x, y = self.data.x_train[index], self.data.y_train[index]
             if self.batch_transform is not None:
                 x, y = self.batch_transform(x, y)
-            loss = total = self.loss_fn(forward(x), y)
-            if scales is not None:  # data-parallel: DDP averages, so weigh this shard as its share of the global batch
-                total = loss * scales[i]
-            if self.penalized:
-                term = self.penalty(model, self.penalized)
-                penalty_sum += term.detach()
-                total = total + term
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            state.loss = loss
-            for callback in self.after_backward:
-                callback.after_backward(state)
-            if self.spec.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), self.spec.clip_grad_norm)
-            optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
+            # graphs replay full batches no callback looks inside; their output memory is reused: keep a copy
+            graph = self.graphed is not None and len(index) == full and not any(w.needs_eager_step(state) for w in self.watchers)
+            loss = self.graphed(x, y).clone() if graph else self.step_loss(x, y)
+            term = self.update(state, loss, i)
+            if term is not None:
+                penalty_sum += term
             step_losses.append(loss.detach())
             state.step += 1
             for callback in self.on_batch_end:
                 callback.on_batch_end(state)
         return torch.stack(step_losses).float(), penalty_sum
+
+    def update(self, state: FitState, loss: torch.Tensor, i: int) -> torch.Tensor | None:
+        """Backward and optimiser step for step ``i``'s loss; returns its penalty term, detached (None without one)."""
+        total, term = loss, None
+        if self.plan.scales is not None:  # data-parallel: DDP averages, so weigh this shard as its share of the global batch
+            total = loss * self.plan.scales[i]
+        if self.penalized:
+            term = self.penalty(self.model, self.penalized)
+            total = total + term
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        state.loss = loss
+        for callback in self.after_backward:
+            callback.after_backward(state)
+        if self.spec.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.clip_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return term.detach() if term is not None else None
 
 
 def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,

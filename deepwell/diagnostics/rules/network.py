@@ -17,6 +17,9 @@ __all__ = [
 # (not the weight gradient, whose size also depends on the layer's shape: a first conv layer has
 # 100x fewer weights). Healthy 20-layer nets stay within ~5x (ReLU+He 0.85, tanh+Xavier 0.19);
 # sigmoid depth 20 gives ~1e-12. Two orders of magnitude either way is a real problem.
+# In a lower precision (train.precision=bf16, tf32) a reading must pass the bound by more than
+# what rounding alone can move it (RunEvidence.rounding: up to 16% for 20 layers in bf16), so a
+# ratio that fp32 reads just inside the bound never becomes a finding by bf16 rounding alone.
 VANISHING_RATIO = 1e-2
 EXPLODING_RATIO = 1e2
 # Saturated = output within probes.SATURATION of an asymptote, where the derivative is < 2% of its
@@ -96,6 +99,14 @@ def _gradient_ratio(sample: dict[str, Any] | None) -> tuple[list[float], str] | 
     return None
 
 
+def _rounding_note(evidence: RunEvidence, margin: float) -> str:
+    """For a run in a lower precision: the reading passed its bound by more than rounding can explain."""
+    if evidence.precision == "fp32":
+        return ""
+    return (f" (The run computed in {evidence.precision}, whose rounding can move this ratio by up to "
+            f"{_pct(margin - 1)}; it is past the bound by more than that.)")
+
+
 def _recovered(evidence: RunEvidence, healthy: Any) -> tuple[float, int] | None:
     """(first/last gradient ratio, step) of the last sample when it is back within bounds (``healthy(ratio)``)."""
     later = _gradient_ratio(evidence.latest())
@@ -122,11 +133,12 @@ def vanishing_gradient(evidence: RunEvidence) -> Finding | Unchecked | None:
     if (missing := _no_probes(evidence)) is not None:
         return missing
     found = _gradient_ratio(evidence.probes.initial())
-    if found is None or found[0][0] >= VANISHING_RATIO:
+    margin = evidence.rounding(len(evidence.probes.layers))
+    if found is None or found[0][0] * margin >= VANISHING_RATIO:
         return None
     ratios, quantity = found
     names = evidence.probes.layers
-    layers = [name for name, r in zip(names, ratios) if r < VANISHING_RATIO]
+    layers = [name for name, r in zip(names, ratios) if r * margin < VANISHING_RATIO]
     grads = evidence.initial("grad_norm")
     remedies = []
     if _activation(evidence) in ("sigmoid", "tanh"):
@@ -138,7 +150,7 @@ def vanishing_gradient(evidence: RunEvidence) -> Finding | Unchecked | None:
         "vanishing_gradient", "warning", "Gradients vanish in the first layers",
         f"At initialisation (step 0) the gradient reaching {names[0]} is {_g(ratios[0])}x the one at {names[-1]} "
         f"({quantity}; weight gradients {_g(grads[0])} vs {_g(grads[-1])}); {_names(layers, names)} get less than "
-        f"{_g(VANISHING_RATIO)}x, so they barely learn.",
+        f"{_g(VANISHING_RATIO)}x, so they barely learn.{_rounding_note(evidence, margin)}",
         layers=layers, steps=[0],
         numbers={"ratio_first_last": ratios[0], "grad_norm_first": grads[0], "grad_norm_last": grads[-1]},
         remedies=remedies)
@@ -150,16 +162,17 @@ def exploding_gradient(evidence: RunEvidence) -> Finding | Unchecked | None:
     if (missing := _no_probes(evidence)) is not None:
         return missing
     found = _gradient_ratio(evidence.probes.initial())
-    if found is None or found[0][0] <= EXPLODING_RATIO:
+    margin = evidence.rounding(len(evidence.probes.layers))
+    if found is None or found[0][0] / margin <= EXPLODING_RATIO:
         return None
     ratios, quantity = found
     names = evidence.probes.layers
-    layers = [name for name, r in zip(names, ratios) if r > EXPLODING_RATIO]
+    layers = [name for name, r in zip(names, ratios) if r / margin > EXPLODING_RATIO]
     finding = Finding(
         "exploding_gradient", "warning", "Gradients explode towards the first layers",
         f"At initialisation (step 0) the gradient reaching {names[0]} is {_g(ratios[0])}x the one at {names[-1]} "
         f"({quantity}); it grows at every layer going back, and {_names(layers, names)} get more than "
-        f"{_g(EXPLODING_RATIO)}x.",
+        f"{_g(EXPLODING_RATIO)}x.{_rounding_note(evidence, margin)}",
         layers=layers, steps=[0], numbers={"ratio_first_last": ratios[0]},
         remedies=[f"{_init_remedy(evidence)} instead of init={evidence.spec.model.init}", *_norm_remedy(evidence),
                   "set train.clip_grad_norm=1.0 (caps each step)"])
