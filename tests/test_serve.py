@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -151,7 +152,7 @@ def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served
         client.post(f"/api/sessions/{sid}/step")
         frame = _messages(socket, lambda m: m["type"] == "frame" and m["epoch"] == 1)[-1]
         assert frame["step"] == 5  # 160 training examples (200 - 20% test), batches of 32
-        assert len(frame["view"]["cls"]) == 48 * 48 and frame["probe"]["layers"] == ["dense.0"]
+        assert len(base64.b64decode(frame["view"]["cls"])) == 48 * 48 and frame["probe"]["layers"] == ["dense.0"]
         session = playground.sessions[sid]
         assert session.wait_held(60)
         weights = {k: v.clone() for k, v in session.parts.model.state_dict().items()}
@@ -217,7 +218,12 @@ def test_views_match_the_data_kind() -> None:
         return parts, inputs, model_view(parts, inputs, [])
 
     parts, inputs, view = view_of()
-    assert view["view"]["kind"] == "boundary" and len(view["view"]["conf"]) == GRID ** 2
+    probabilities = parts.model.eval()(inputs["inputs"]).softmax(1)
+    classes = torch.frombuffer(bytearray(base64.b64decode(view["view"]["cls"])), dtype=torch.uint8)
+    confidence = torch.frombuffer(bytearray(base64.b64decode(view["view"]["conf"])), dtype=torch.uint8)
+    assert view["view"]["kind"] == "boundary" and len(classes) == len(confidence) == GRID ** 2
+    assert torch.equal(classes.long(), probabilities.argmax(1))
+    assert torch.allclose(confidence.float() / 255, probabilities.max(1).values, atol=1 / 255)
     assert len(describe(parts, inputs)["train"]) == len(parts.splits.x_train)
     parts, inputs, view = view_of("data.source=polynomial:n=30")
     expected = parts.target.inverse(parts.model.eval()(inputs["inputs"]))[:, 0]  # in the target's units, as the points
