@@ -153,6 +153,7 @@ def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served
         frame = _messages(socket, lambda m: m["type"] == "frame" and m["epoch"] == 1)[-1]
         assert frame["step"] == 5  # 160 training examples (200 - 20% test), batches of 32
         assert len(base64.b64decode(frame["view"]["cls"])) == 48 * 48 and frame["probe"]["layers"] == ["dense.0"]
+        assert [sum(counts) for counts in frame["grad_hist"]["counts"]] == [4 * 2]  # every weight of dense.0, once
         session = playground.sessions[sid]
         assert session.wait_held(60)
         weights = {k: v.clone() for k, v in session.parts.model.state_dict().items()}
@@ -163,6 +164,48 @@ def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served
         assert session.parts.spec.train.lr == 0.001
         rebuilt = client.post(f"/api/sessions/{sid}/set", json={"changes": {"model.hidden": "[5]"}}).json()
         assert rebuilt["kind"] == "rebuild" and session.parts.model.state_dict()["dense.0.transform.weight"].shape == (5, 2)
+
+
+def test_gradient_histograms_count_torchs_own_weight_gradients(tmp_path: Path) -> None:
+    """A probe sample's grad_hist is numpy's histogram of dL/dW as torch computed it: at initialisation (the probe
+    batch, eval mode) and at the first step of the fit, per hidden layer, over (-max|g|, max|g|)."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from deepwell.diagnostics.probes import HISTOGRAM_BINS, Probes, load_probes, probe_blocks
+    from deepwell.run import build_run
+    from deepwell.serve.stream import _hist_view
+    from deepwell.training.callbacks import Callback
+    from deepwell.training.loop import fit, loss_function
+
+    spec = load_spec(None, TINY + ("model.hidden=[6, 5]", "train.epochs=2"))
+    parts = build_run(spec, torch.device("cpu"))
+    x, y = parts.data.x_train[:64], parts.data.y_train[:64]
+    loss_fn = loss_function("classification", spec.train)
+    reference = copy.deepcopy(parts.model).eval()
+    loss_fn(reference(x), y).backward()
+
+    class FirstStep(Callback):
+        grads: list | None = None
+
+        def after_backward(self, state) -> None:
+            if self.grads is None:
+                self.grads = [block.transform.weight.grad.clone() for _, block in probe_blocks(state.model)]
+
+    first = FirstStep()
+    fit(parts.model, parts.data, spec.train, callbacks=[Probes(tmp_path / "probes.jsonl", x, y, loss_fn, every=2), first])
+    rows = [row for row in load_probes(tmp_path / "probes.jsonl").samples if "grad_hist" in row]
+    assert [row["epoch"] for row in rows] == [-1, 0, 1]  # at init and with each epoch's first activation histograms
+    for row, grads in zip(rows, ([block.transform.weight.grad for _, block in probe_blocks(reference)], first.grads)):
+        for index, grad in enumerate(grads):
+            top = grad.abs().max().item()
+            expected, _ = np.histogram(grad.numpy(), bins=HISTOGRAM_BINS, range=(-top, top))
+            counts = row["grad_hist"]["counts"][index]
+            assert sum(counts) == grad.numel() and np.abs(np.array(counts) - expected).sum() <= 2, (row["epoch"], index)
+            assert row["grad_hist"]["edges"][index][-1] == pytest.approx(top, rel=1e-6)
+    assert _hist_view(rows[0]["grad_hist"])["edges"][0][-1] == pytest.approx(rows[0]["grad_hist"]["edges"][0][-1], rel=1e-3)
 
 
 def test_saved_run_loads_evaluates_and_resumes(served, tmp_path: Path) -> None:

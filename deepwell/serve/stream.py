@@ -84,7 +84,7 @@ class Stream(Callback):
             else:
                 self.probe_samples.append({k: v for k, v in row.items() if k != "hist"})
             if row.get("hist"):
-                self.latest_hist = row["hist"]
+                self.latest_hist = {"hist": row["hist"], "grad_hist": row.get("grad_hist")}
 
     def probe_log(self) -> ProbeLog:
         """The probe rows kept (initial + the latest): what the doctor and a saved run read."""
@@ -153,8 +153,9 @@ class Stream(Callback):
         view: dict[str, Any] = {"probe": probe}
         if self.latest_hist is not None and self.latest_hist is not self.hist_sent:
             self.hist_sent = self.latest_hist
-            view["hist"] = {"edges": [[round(e, 4) for e in row[::5]] + [round(row[-1], 4)] for row in self.latest_hist["edges"]],
-                            "counts": self.latest_hist["counts"]}
+            for key, hist in self.latest_hist.items():  # activations and weight gradients, per hidden layer
+                if hist is not None:
+                    view[key] = _hist_view(hist)
         return view
 
     def _findings(self, state: FitState) -> list[dict[str, Any]]:
@@ -164,3 +165,9 @@ class Stream(Callback):
             live_weights={name: block.transform.weight.detach().cpu() for name, block in self.blocks})
         return [finding.to_dict() | {"actions": [action for remedy in finding.remedies for action in remedy_actions(remedy)]}
                 for finding in examine(evidence)]
+
+
+def _hist_view(hist: dict[str, list]) -> dict[str, list]:
+    """A probe row's histograms for the page: the counts, every 5th edge to 4 significant digits (gradients are ~1e-5)."""
+    short = lambda value: float(f"{value:.4g}")  # noqa: E731
+    return {"edges": [[short(e) for e in row[::5]] + [short(row[-1])] for row in hist["edges"]], "counts": hist["counts"]}

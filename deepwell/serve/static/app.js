@@ -189,6 +189,7 @@ function draw() {
   else if (f.view && f.view.kind === 'confusion') drawConfusion(view, f.view.matrix, d.class_names, d.signals, f.view.predicted);
   state.regions = drawNetwork($('network').getContext('2d'), d.network, f, $('view'));
   drawHistograms($('histograms').getContext('2d'), f.hist, f.probe && f.probe.layers);
+  drawHistograms($('grad-histograms').getContext('2d'), f.grad_hist, f.probe && f.probe.layers, '#d7443e');
   drawCurves($('loss-curve').getContext('2d'), state.rows, [{ key: 'train/loss', color: PALETTE[0] }, { key: 'train/loss_clean', color: '#8e5ab5' }, { key: 'val/loss', color: PALETTE[1] }], { log: true });
   drawCurves($('acc-curve').getContext('2d'), state.rows, [{ key: 'train/acc_clean', color: '#8e5ab5' }, { key: 'val/acc', color: PALETTE[1] }]);
   gradientFlow(f.probe);

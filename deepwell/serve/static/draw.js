@@ -217,14 +217,14 @@ export function drawNetwork(ctx, net, frame, boundaryCanvas) {
   return regions;
 }
 
-export function drawHistograms(ctx, hist, layers) {
+export function drawHistograms(ctx, hist, layers, colour = '#0877bd') {
   const { width: w, height: h } = ctx.canvas; ctx.clearRect(0, 0, w, h);
   if (!hist) return;
   const n = hist.counts.length, cw = w / n;
   ctx.font = '10px system-ui'; ctx.textAlign = 'center';
   hist.counts.forEach((counts, i) => {
     const max = Math.sqrt(Math.max(1, ...counts)), bw = (cw - 12) / counts.length;  // sqrt: a ReLU's spike at 0 does not flatten the rest
-    ctx.fillStyle = '#0877bd';
+    ctx.fillStyle = colour;
     counts.forEach((c, j) => { const bh = (h - 30) * Math.sqrt(c) / max; ctx.fillRect(i * cw + 6 + j * bw, h - 16 - bh, Math.max(bw - 0.3, 0.5), bh); });
     const e = hist.edges[i];
     ctx.fillStyle = '#6b7280'; ctx.fillText(`${(layers || [])[i] || ''}  [${fmt(e[0])}, ${fmt(e[e.length - 1])}]`, i * cw + cw / 2, h - 3);
