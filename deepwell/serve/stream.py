@@ -169,5 +169,4 @@ class Stream(Callback):
 
 def _hist_view(hist: dict[str, list]) -> dict[str, list]:
     """A probe row's histograms for the page: the counts, every 5th edge to 4 significant digits (gradients are ~1e-5)."""
-    short = lambda value: float(f"{value:.4g}")  # noqa: E731
-    return {"edges": [[short(e) for e in row[::5]] + [short(row[-1])] for row in hist["edges"]], "counts": hist["counts"]}
+    return {"edges": [[float(f"{e:.4g}") for e in row[::5] + row[-1:]] for row in hist["edges"]], "counts": hist["counts"]}
