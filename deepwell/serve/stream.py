@@ -31,7 +31,6 @@ from deepwell.training.callbacks import Callback, FitState
 __all__ = ["Stream", "FRAME_INTERVAL"]
 
 FRAME_INTERVAL = 1 / 12   # ~12 frames a second: live (>= 10/s), and the page's drawing leaves the cores to training
-MID_EPOCH_INTERVAL = 0.1  # long epochs (MNIST-1D, a loaded CPU): still 10 frames a second, mid-epoch
 FRAME_BUDGET = 0.05       # at most 5% of the worker's CPU time on frames (~3 ms a frame on 2-D data: 12/s stays)
 FINDINGS_INTERVAL = 1.0   # the doctor reads the whole history: once a second is live enough
 KEEP_SAMPLES = 200        # probe samples kept for the doctor (plus the initial one): memory stays flat
@@ -101,17 +100,16 @@ class Stream(Callback):
         self.rate_mark = (time.perf_counter(), state.step)
         self._frame(state, findings=True)
 
-    def _due(self, now: float, interval: float) -> bool:
-        return now - self.last_frame >= max(interval, self.frame_cost / FRAME_BUDGET)
+    def _due(self, now: float) -> bool:
+        return now - self.last_frame >= max(FRAME_INTERVAL, self.frame_cost / FRAME_BUDGET)
 
     def on_batch_end(self, state: FitState) -> None:
-        if self._due(time.perf_counter(), MID_EPOCH_INTERVAL):
+        if self._due(time.perf_counter()):  # long epochs (MNIST-1D, a loaded CPU): frames mid-epoch too
             self._frame(state)
 
     def on_epoch_end(self, state: FitState) -> None:
-        now = time.perf_counter()
-        if self._due(now, FRAME_INTERVAL):
-            self._frame(state, findings=now - self.last_findings >= FINDINGS_INTERVAL)
+        if self._due(time.perf_counter()):
+            self._frame(state)
 
     def publish_now(self, state: FitState) -> None:
         """A frame now, whatever the rate limit (the worker is about to pause: the page must see where it stopped)."""
@@ -124,6 +122,7 @@ class Stream(Callback):
     # --- frames --------------------------------------------------------------------------------
     def _frame(self, state: FitState, findings: bool = False) -> None:
         cpu, now = time.thread_time(), time.perf_counter()
+        findings = findings or now - self.last_findings >= FINDINGS_INTERVAL
         self.last_frame = now
         if self.rate_mark is not None and now - self.rate_mark[0] >= 0.5:
             self.steps_per_s = (state.step - self.rate_mark[1]) / (now - self.rate_mark[0])
