@@ -208,6 +208,37 @@ def test_gradient_histograms_count_torchs_own_weight_gradients(tmp_path: Path) -
     assert _hist_view(rows[0]["grad_hist"])["edges"][0][-1] == pytest.approx(rows[0]["grad_hist"]["edges"][0][-1], rel=1e-3)
 
 
+def test_lr_edit_under_a_schedule_keeps_the_weights_and_rescales_the_schedule(tmp_path: Path) -> None:
+    """With cosine decay and warm-up, a new train.lr is the schedule's new peak from the next epoch: same weights and
+    step, the optimiser's lr = new peak x the schedule's factor at that step (closed form); onecycle still rebuilds."""
+    import math
+
+    from deepwell.serve.session import Session
+
+    keys = TINY + ("train.schedule=cosine", "train.warmup_epochs=1", "train.epochs=4")
+    assert change_kind(load_spec(None, keys), load_spec(None, keys + ("train.lr=0.05",))) == "keep"
+    onecycle = TINY + ("train.schedule=onecycle",)
+    assert change_kind(load_spec(None, onecycle), load_spec(None, onecycle + ("train.lr=0.05",))) == "rebuild"
+    session = Session(load_spec(None, keys), [tmp_path], tmp_path / "session")
+    try:
+        session.controller.step(2)
+        assert session.wait_held(120)
+        weights = {k: v.clone() for k, v in session.parts.model.state_dict().items()}
+        assert session.update({"train.lr": "0.05"}) == "keep"
+        assert session.wait_held(120)
+        state = session.stream.state
+        assert state.step == 10 and all((weights[k] == v).all() for k, v in state.model.state_dict().items())
+        total, warmup = 4 * 5, 5  # 4 epochs of 5 steps; warm-up: 1 epoch
+        factor = min(1.0, (state.step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * state.step / total))
+        assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * factor, rel=1e-9)
+        session.step()
+        assert session.wait_held(120) and session.stream.state.step == 15
+        factor = 0.5 * (1 + math.cos(math.pi * 15 / total))
+        assert session.stream.state.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * factor, rel=1e-9)
+    finally:
+        session.close()
+
+
 def test_saved_run_loads_evaluates_and_resumes(served, tmp_path: Path) -> None:
     from deepwell.run import Run, train
 
