@@ -95,17 +95,20 @@ def _wait(page, condition: str, what: str, shown: str = "document.getElementById
 
 def test_play_makes_the_loss_fall_and_the_boundary_change(open_page) -> None:
     page = open_page()
-    before = _dw(page, "s.frame.view.conf.slice()")
+    before = _dw(page, "Array.from(s.frame.view.conf)")
     page.click("#play")
     _wait(page, "s.rows.length >= 15", "15 epochs after pressing play")
     page.click("#play")  # pause
     rows = _dw(page, "s.rows")
     first, last = rows[0]["train/loss"], rows[-1]["train/loss"]
     assert last < 0.7 * first, f"the training loss went {first:.4f} -> {last:.4f} over {len(rows)} epochs"
-    after = _dw(page, "s.frame.view.conf")
+    after = _dw(page, "Array.from(s.frame.view.conf)")
     moved = sum(abs(a - b) for a, b in zip(before, after)) / len(after)
     assert moved > 10, f"the boundary's confidence moved only {moved:.2f}/255 per cell"
     assert page.inner_text("#epoch") == str(_dw(page, "s.frame.epoch"))
+    red = _dw(page, "(() => { const c = document.getElementById('grad-histograms'), d = c.getContext('2d').getImageData(0, 0, c.width, "
+                    "c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) n += d[i] > 180 && d[i + 1] < 100; return n; })()")
+    assert red > 100 and len(_dw(page, "s.frame.grad_hist.counts")) == 2, f"gradient histograms: {red} red pixels drawn"
 
 
 def test_vanishing_scene_finding_and_its_remedy(open_page) -> None:

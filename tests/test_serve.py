@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -151,7 +152,8 @@ def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served
         client.post(f"/api/sessions/{sid}/step")
         frame = _messages(socket, lambda m: m["type"] == "frame" and m["epoch"] == 1)[-1]
         assert frame["step"] == 5  # 160 training examples (200 - 20% test), batches of 32
-        assert len(frame["view"]["cls"]) == 48 * 48 and frame["probe"]["layers"] == ["dense.0"]
+        assert len(base64.b64decode(frame["view"]["cls"])) == 48 * 48 and frame["probe"]["layers"] == ["dense.0"]
+        assert [sum(counts) for counts in frame["grad_hist"]["counts"]] == [4 * 2]  # every weight of dense.0, once
         session = playground.sessions[sid]
         assert session.wait_held(60)
         weights = {k: v.clone() for k, v in session.parts.model.state_dict().items()}
@@ -162,6 +164,79 @@ def test_step_streams_exactly_one_epoch_and_keep_changes_keep_the_weights(served
         assert session.parts.spec.train.lr == 0.001
         rebuilt = client.post(f"/api/sessions/{sid}/set", json={"changes": {"model.hidden": "[5]"}}).json()
         assert rebuilt["kind"] == "rebuild" and session.parts.model.state_dict()["dense.0.transform.weight"].shape == (5, 2)
+
+
+def test_gradient_histograms_count_torchs_own_weight_gradients(tmp_path: Path) -> None:
+    """A probe sample's grad_hist is numpy's histogram of dL/dW as torch computed it: at initialisation (the probe
+    batch, eval mode) and at the first step of the fit, per hidden layer, over (-max|g|, max|g|)."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from deepwell.diagnostics.probes import HISTOGRAM_BINS, Probes, load_probes, probe_blocks
+    from deepwell.run import build_run
+    from deepwell.serve.stream import _hist_view
+    from deepwell.training.callbacks import Callback
+    from deepwell.training.loop import fit, loss_function
+
+    spec = load_spec(None, TINY + ("model.hidden=[6, 5]", "train.epochs=2"))
+    parts = build_run(spec, torch.device("cpu"))
+    x, y = parts.data.x_train[:64], parts.data.y_train[:64]
+    loss_fn = loss_function("classification", spec.train)
+    reference = copy.deepcopy(parts.model).eval()
+    loss_fn(reference(x), y).backward()
+
+    class FirstStep(Callback):
+        grads: list | None = None
+
+        def after_backward(self, state) -> None:
+            if self.grads is None:
+                self.grads = [block.transform.weight.grad.clone() for _, block in probe_blocks(state.model)]
+
+    first = FirstStep()
+    fit(parts.model, parts.data, spec.train, callbacks=[Probes(tmp_path / "probes.jsonl", x, y, loss_fn, every=2), first])
+    rows = [row for row in load_probes(tmp_path / "probes.jsonl").samples if "grad_hist" in row]
+    assert [row["epoch"] for row in rows] == [-1, 0, 1]  # at init and with each epoch's first activation histograms
+    for row, grads in zip(rows, ([block.transform.weight.grad for _, block in probe_blocks(reference)], first.grads)):
+        for index, grad in enumerate(grads):
+            top = grad.abs().max().item()
+            expected, _ = np.histogram(grad.numpy(), bins=HISTOGRAM_BINS, range=(-top, top))
+            counts = row["grad_hist"]["counts"][index]
+            assert sum(counts) == grad.numel() and np.abs(np.array(counts) - expected).sum() <= 2, (row["epoch"], index)
+            assert row["grad_hist"]["edges"][index][-1] == pytest.approx(top, rel=1e-6)
+    assert _hist_view(rows[0]["grad_hist"])["edges"][0][-1] == pytest.approx(rows[0]["grad_hist"]["edges"][0][-1], rel=1e-3)
+
+
+def test_lr_edit_under_a_schedule_keeps_the_weights_and_rescales_the_schedule(tmp_path: Path) -> None:
+    """With cosine decay and warm-up, a new train.lr is the schedule's new peak from the next epoch: same weights and
+    step, the optimiser's lr = new peak x the schedule's factor at that step (closed form); onecycle still rebuilds."""
+    import math
+
+    from deepwell.serve.session import Session
+
+    keys = TINY + ("train.schedule=cosine", "train.warmup_epochs=1", "train.epochs=4")
+    assert change_kind(load_spec(None, keys), load_spec(None, keys + ("train.lr=0.05",))) == "keep"
+    onecycle = TINY + ("train.schedule=onecycle",)
+    assert change_kind(load_spec(None, onecycle), load_spec(None, onecycle + ("train.lr=0.05",))) == "rebuild"
+    session = Session(load_spec(None, keys), [tmp_path], tmp_path / "session")
+    try:
+        session.controller.step(2)
+        assert session.wait_held(120)
+        weights = {k: v.clone() for k, v in session.parts.model.state_dict().items()}
+        assert session.update({"train.lr": "0.05"}) == "keep"
+        assert session.wait_held(120)
+        state = session.stream.state
+        assert state.step == 10 and all((weights[k] == v).all() for k, v in state.model.state_dict().items())
+        total, warmup = 4 * 5, 5  # 4 epochs of 5 steps; warm-up: 1 epoch
+        factor = min(1.0, (state.step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * state.step / total))
+        assert state.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * factor, rel=1e-9)
+        session.step()
+        assert session.wait_held(120) and session.stream.state.step == 15
+        factor = 0.5 * (1 + math.cos(math.pi * 15 / total))
+        assert session.stream.state.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * factor, rel=1e-9)
+    finally:
+        session.close()
 
 
 def test_saved_run_loads_evaluates_and_resumes(served, tmp_path: Path) -> None:
@@ -217,7 +292,12 @@ def test_views_match_the_data_kind() -> None:
         return parts, inputs, model_view(parts, inputs, [])
 
     parts, inputs, view = view_of()
-    assert view["view"]["kind"] == "boundary" and len(view["view"]["conf"]) == GRID ** 2
+    probabilities = parts.model.eval()(inputs["inputs"]).softmax(1)
+    classes = torch.frombuffer(bytearray(base64.b64decode(view["view"]["cls"])), dtype=torch.uint8)
+    confidence = torch.frombuffer(bytearray(base64.b64decode(view["view"]["conf"])), dtype=torch.uint8)
+    assert view["view"]["kind"] == "boundary" and len(classes) == len(confidence) == GRID ** 2
+    assert torch.equal(classes.long(), probabilities.argmax(1))
+    assert torch.allclose(confidence.float() / 255, probabilities.max(1).values, atol=1 / 255)
     assert len(describe(parts, inputs)["train"]) == len(parts.splits.x_train)
     parts, inputs, view = view_of("data.source=polynomial:n=30")
     expected = parts.target.inverse(parts.model.eval()(inputs["inputs"]))[:, 0]  # in the target's units, as the points

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deepwell.serve.scenes import SCENES, scene_spec
+from deepwell.serve.scenes import METRICS, SCENES, scene_spec
 from deepwell.serve.session import Session
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -29,6 +29,10 @@ def test_scene_shows_its_claim(name: str, tmp_path: Path) -> None:
         if scene.finding:
             assert scene.finding in rules, f"scene {name}: expected finding {scene.finding} after {epochs} epochs, saw {rules}"
         assert not set(scene.absent) & set(rules), f"scene {name}: {scene.absent} should not fire, saw {rules}"
+        if scene.metric:
+            value = METRICS[scene.metric](session.parts.model)
+            assert (scene.above is None or value > scene.above) and (scene.below is None or value < scene.below), \
+                f"scene {name}: {scene.metric} = {value:.3f} after {epochs} epochs, expected above {scene.above}, below {scene.below}"
         if scene.stop:
             assert session.result is not None and session.result.stop_reason.value == scene.stop, \
                 f"scene {name}: expected training to stop by {scene.stop}; saw {session.result and session.result.stop_reason}"

@@ -16,8 +16,9 @@ update_ratio      ||W_after - W_before|| / ||W_before|| of that optimisation ste
 ================  ==========================================================================
 
 and once per epoch ``dead_epoch``: the fraction of ReLU units that never fired (output > 0) on
-any training example during the epoch. Histograms of the activations are kept at initialisation
-and at the first sample of each epoch.
+any training example during the epoch. Histograms of the activations, and of each block's weight
+gradient (the training step's own; at initialisation the probe batch's), are kept at
+initialisation and at the first sample of each epoch.
 
 Everything is reduced on the device and kept there until the epoch ends; then one transfer
 writes the epoch's rows to ``probes.jsonl`` (schema below), so no ``.item()`` runs per layer per
@@ -29,7 +30,8 @@ probes.jsonl rows::
     {"kind": "sample", "step": 120, "epoch": 2, "layers": ["features.0", ...],
      "act_mean": [...], "act_std": [...], "saturated": [...], "linear": [...], "dead": [...],
      "grad_norm": [...], "signal_grad_norm": [...], "weight_norm": [...], "update_ratio": [...],
-     "hist": {"edges": [[...] per layer], "counts": [[...] per layer]}}     # hist: some samples only
+     "hist": {"edges": [[...] per layer], "counts": [[...] per layer]},      # hist, grad_hist: some samples only
+     "grad_hist": {"edges": [[...] per layer], "counts": [[...] per layer]}}  # dL/dW over (-max|g|, max|g|)
     {"kind": "epoch", "epoch": 2, "step": 171, "layers": [...], "dead_epoch": [...]}
 
 ``step`` is the number of optimisation steps taken; the initial sample has step 0 and epoch -1
@@ -52,7 +54,8 @@ from deepwell.models.network import Block
 from deepwell.training.callbacks import Callback, FitState
 from deepwell.training.checkpoint import append_lines, atomic_write_text, json_line, read_jsonl
 
-__all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "load_probes", "probe_blocks"]
+__all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "gradient_histograms",
+           "load_probes", "probe_blocks"]
 
 SATURATION = 0.01      # sigmoid output within 0.01 of 0 or 1; tanh output within 0.01 of -1 or 1
 LINEAR = 0.8           # derivative >= 80% of its maximum: tanh |y| <= 0.447, sigmoid y in [0.28, 0.72]
@@ -160,6 +163,26 @@ def measure_activations(model: nn.Module, x: torch.Tensor, histograms: bool = Fa
     return result
 
 
+def _edges(low: float, high: float) -> list[float]:
+    step = (high - low) / HISTOGRAM_BINS
+    return [low + i * step for i in range(HISTOGRAM_BINS + 1)]
+
+
+def gradient_histograms(grads: list[torch.Tensor]) -> dict[str, list]:
+    """Histograms of weight gradients, one per layer over (-max|g|, max|g|) of its finite entries.
+
+    Example: ``gradient_histograms([w.grad for w in weights])["counts"][0]`` (HISTOGRAM_BINS counts).
+    """
+    finite = [g.detach().float().nan_to_num(0.0, 0.0, 0.0) for g in grads]
+    tops = torch.stack([g.abs().max() for g in finite]).tolist() if finite else []  # one sync for all layers
+    edges, counts = [], []
+    for grad, top in zip(finite, tops):
+        top = max(top, 1e-30)
+        counts.append(torch.histc(grad.cpu(), HISTOGRAM_BINS, -top, top).tolist())  # on the CPU: see _histograms
+        edges.append(_edges(-top, top))
+    return {"edges": edges, "counts": counts}
+
+
 def _histograms(layers: list[_Layer], captured: dict[str, torch.Tensor]) -> dict[str, list]:
     ranges = [_histogram_range(layer.kind, captured[layer.name]) for layer in layers]
     dynamic = [r for r in ranges if isinstance(r, torch.Tensor)]
@@ -172,8 +195,7 @@ def _histograms(layers: list[_Layer], captured: dict[str, torch.Tensor]) -> dict
         # On the CPU: a few histograms per epoch, and CUDA's histc has no deterministic kernel.
         post = captured[layer.name].detach().float().cpu()
         counts.append(torch.histc(post, HISTOGRAM_BINS, *bounds).tolist())
-        step = (bounds[1] - bounds[0]) / HISTOGRAM_BINS
-        edges.append([bounds[0] + i * step for i in range(HISTOGRAM_BINS + 1)])
+        edges.append(_edges(*bounds))
     return {"edges": edges, "counts": counts}
 
 
@@ -195,7 +217,8 @@ class Probes(Callback):
         self.path, self.x_probe, self.y_probe, self.loss_fn, self.every = Path(path), x_probe, y_probe, loss_fn, every
         self.layers: list[_Layer] = []
         self.rows: list[dict[str, Any]] = []
-        self.pending: list[tuple[int, int, torch.Tensor, dict | None]] = []  # (step, epoch, values (L, Q) on device, hist)
+        self.pending: list[tuple[int, int, torch.Tensor, dict]] = []  # (step, epoch, values (L, Q) on device, hist keys)
+        self.grad_hist: dict[str, list] | None = None
         self.sampling = False
         self.signal: dict[str, torch.Tensor] = {}
         self.before: list[torch.Tensor] = []
@@ -257,11 +280,12 @@ class Probes(Callback):
                 loss = self.loss_fn(model(self.x_probe), self.y_probe)
             loss.backward()
             grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights()])
+            grad_hist = gradient_histograms([w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights()])
         finally:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
         values, hist = self._sample_values(model, grads, update=None, histograms=True)
-        self.pending.append((0, -1, values, hist))
+        self.pending.append((0, -1, values, {"hist": hist, "grad_hist": grad_hist}))
         self._flush(state, epoch_row=False)
 
     def on_epoch_start(self, state: FitState) -> None:
@@ -278,6 +302,8 @@ class Probes(Callback):
             return
         weights = self._weights()
         self.grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in weights])
+        if self.first_of_epoch:  # with the activation histograms of this sample
+            self.grad_hist = gradient_histograms([w.grad if w.grad is not None else torch.zeros_like(w) for w in weights])
         self.before = [w.detach().clone() for w in weights]
 
     def on_batch_end(self, state: FitState) -> None:
@@ -286,7 +312,9 @@ class Probes(Callback):
             update = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self.before))) / \
                 torch.stack(torch._foreach_norm(self.before)).clamp_min(1e-30)
             values, hist = self._sample_values(state.model, self.grads, update, histograms=self.first_of_epoch)
-            self.pending.append((state.step, state.epoch, values, hist))
+            self.pending.append((state.step, state.epoch, values,
+                                 {"hist": hist, "grad_hist": self.grad_hist} if hist is not None else {}))
+            self.grad_hist = None
             self.first_of_epoch = False
         self.sampling = state.step % self.every == 0
 
@@ -333,8 +361,7 @@ class Probes(Callback):
                 record: dict[str, Any] = {"kind": "sample", "step": step, "epoch": epoch, "layers": names}
                 for q, key in enumerate(QUANTITIES):
                     record[key] = [_finite_or_none(row[q]) for row in rows]
-                if hist is not None:
-                    record["hist"] = hist
+                record |= {key: value for key, value in hist.items() if value is not None}
                 lines.append(record)
         if epoch_row:
             relu = [layer.kind == "relu" for layer in self.layers]

@@ -107,13 +107,13 @@ def _changed_keys(old: RunSpec, new: RunSpec) -> set[str]:
 def change_kind(old: RunSpec, new: RunSpec) -> str:
     """``none``, ``keep`` (weights carried over, from the next epoch) or ``rebuild`` (re-initialised with the seed).
 
-    A learning rate under a schedule (or warm-up) is owned by the schedule's saved state, so it rebuilds.
+    A learning rate under onecycle is owned by torch's OneCycleLR's saved state, so it rebuilds; under
+    the other schedules (and warm-up) it is the schedule's new peak from the next epoch (fit's resume).
     """
     changed = _changed_keys(old, new)
     if not changed:
         return "none"
-    scheduled = any(str(s.train.schedule) != "constant" or s.train.warmup_epochs for s in (old, new))
-    if "train.lr" in changed and scheduled:
+    if "train.lr" in changed and any(str(s.train.schedule).startswith("onecycle") for s in (old, new)):
         return "rebuild"
     keep = all(any(key == k or key.startswith(k + ".") for k in KEEP_WEIGHTS) for key in changed)
     return "keep" if keep else "rebuild"

@@ -2,7 +2,8 @@
 
 A scene is spec keys on top of the playground's defaults (:data:`PLAYGROUND`), a two-line caption,
 and the claim it shows as a check the tests run: a doctor's finding that fires (``finding``) or
-one that must not (``absent``), after ``epochs`` epochs (0: at initialisation). Scenes are a
+one that must not (``absent``), or a measurement of the model (``metric``, one of :data:`METRICS`)
+that lands above or below a bound, after ``epochs`` epochs (0: at initialisation). Scenes are a
 registry like every other variant: add one by adding an entry.
 
 Example::
@@ -12,16 +13,30 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from torch import nn
 
 from deepwell.config import RunSpec, load_spec
 from deepwell.errors import unknown_name
 
-__all__ = ["Scene", "SCENES", "PLAYGROUND", "scene_spec", "playground_spec"]
+__all__ = ["METRICS", "PLAYGROUND", "SCENES", "Scene", "playground_spec", "scene_spec"]
 
 # The playground's starting point (no spec file given): a small net on 2-D data that trains in seconds.
 PLAYGROUND = ("data.source=moons", "data.val_fraction=0.2", "model.hidden=[8, 8]", "model.norm=none", "train.epochs=300",
               "train.batch_size=32", "train.optimizer=adam", "train.lr=0.01", "train.schedule=constant", "diagnostics.every=5")
+
+
+def _near_zero_weights(model: nn.Module) -> float:
+    """Share of dense weights with |w| < 1e-3: the regularisation study's sparsity measure (imported there when used)."""
+    from deepwell.studies.regularization import dense_weights, weight_statistics
+
+    return weight_statistics(dense_weights(model))["near_zero"]
+
+
+# Measurements of the trained model a scene's claim can be checked by (name -> function of the model).
+METRICS: dict[str, Callable[[nn.Module], float]] = {"near_zero_weights": _near_zero_weights}
 
 
 @dataclass(frozen=True)
@@ -36,9 +51,13 @@ class Scene:
     finding: str | None = None       # this doctor's rule fires after ``epochs`` epochs
     absent: tuple[str, ...] = field(default_factory=tuple)  # these rules do not
     stop: str | None = None          # training ends by itself within ``epochs`` with this StopReason value
+    metric: str | None = None        # a METRICS name, checked against the bounds below after ``epochs``
+    above: float | None = None
+    below: float | None = None
 
 
 _DEEP = "model.hidden=[8, 8, 8, 8, 8, 8, 8, 8, 8, 8]"
+_SPARSE = ("train.optimizer=sgd:momentum=0.9", "train.lr=0.05")  # SGD: L1's steps land near 0 (Adam's would not)
 _TABLE = ("data.source=breast_cancer", "model.hidden=[16, 16]", "train.optimizer=sgd", "train.lr=0.01")
 SCENES: dict[str, Scene] = {scene.name: scene for scene in [
     Scene("vanishing", "Vanishing gradients", "Ten sigmoid layers: each multiplies the back-propagated gradient by at most 0.25. "
@@ -76,6 +95,12 @@ SCENES: dict[str, Scene] = {scene.name: scene for scene in [
           "stops when validation loss has not improved for 10 epochs, and the best epoch's weights come back.",
           ("data.n_train=30", "data.label_noise=0.2", "data.val_fraction=0.5", "model.hidden=[64, 64]",
            "train.early_stopping={patience: 10}"), epochs=300, stop="early_stopping"),
+    Scene("l1", "L1: sparse weights", "An L1 penalty pulls every weight towards 0 at the same rate, so weights the data "
+          "does not need reach ~0: watch the network's edges fade; within 40 epochs over 30% of weights have |w| < 0.001.",
+          _SPARSE + ("train.penalty=l1:3e-3",), epochs=40, metric="near_zero_weights", above=0.3),
+    Scene("l2", "L2: small, not sparse, weights", "The same net and strength with L2: the pull is proportional to the "
+          "weight, so weights shrink but stop short of 0; compare the edges with the L1 scene (under 5% near 0).",
+          _SPARSE + ("train.penalty=l2:3e-3",), epochs=40, metric="near_zero_weights", below=0.05),
     Scene("preprocess_off", "Uncentred inputs, no preprocessing", "Breast-cancer features range from 0.001 to 4000: "
           "the first layer's sums are huge, SGD's steps are wrong by orders of magnitude, and the net guesses.",
           _TABLE + ("data.preprocess=none",), epochs=20, finding="underfitting"),

@@ -88,7 +88,7 @@ class Session:
     def publish(self, message: dict[str, Any]) -> None:
         """Queue a message for the page and wake the sender.
 
-        Frames are merged (their metric rows accumulate, everything else: the newest wins), so a slow
+        Frames are merged (their metric rows accumulate, every other key: the newest that has it wins), so a slow
         socket gets the latest view, never a backlog; other messages (data, status) are kept in order.
         A ``data`` message starts a new build: a frame still waiting belongs to the old one and is dropped.
         """
@@ -98,7 +98,7 @@ class Session:
                     self.frame = None
                 self.events.append(message)
             elif self.frame is not None and not message.get("replace"):
-                self.frame = message | {"rows": self.frame["rows"] + message["rows"], "replace": self.frame["replace"]}
+                self.frame = self.frame | message | {"rows": self.frame["rows"] + message["rows"], "replace": self.frame["replace"]}
             else:
                 self.frame = message
         self.notify()

@@ -1,7 +1,9 @@
 """What the page draws, measured inside the training worker and sent as compact numbers (not pictures).
 
 :class:`Stream` is a callback of the session's fit. At most every ``FRAME_INTERVAL`` seconds (and
-at fit start and end) it publishes a *frame*: the metric rows since the last frame, the latest
+at fit start and end) it publishes a *frame*, and never spends more than ``FRAME_BUDGET`` of the
+worker's time on frames (a frame that took long delays the next one, so a loaded CPU trains at
+nearly full speed and the page updates less often): the metric rows since the last frame, the latest
 probe sample, the model's view of the data (a class-probability grid under 2-D points, the fitted
 curve of a 1-D regression, a confusion matrix otherwise), each narrow layer's units over the input
 plane and their weights, and, every ``FINDINGS_INTERVAL`` seconds, the doctor's findings on the run
@@ -29,7 +31,7 @@ from deepwell.training.callbacks import Callback, FitState
 __all__ = ["Stream", "FRAME_INTERVAL"]
 
 FRAME_INTERVAL = 1 / 12   # ~12 frames a second: live (>= 10/s), and the page's drawing leaves the cores to training
-MID_EPOCH_INTERVAL = 0.1  # long epochs (MNIST-1D, a loaded CPU): still 10 frames a second, mid-epoch
+FRAME_BUDGET = 0.05       # at most 5% of the worker's CPU time on frames (~3 ms a frame on 2-D data: 12/s stays)
 FINDINGS_INTERVAL = 1.0   # the doctor reads the whole history: once a second is live enough
 KEEP_SAMPLES = 200        # probe samples kept for the doctor (plus the initial one): memory stays flat
 
@@ -62,6 +64,8 @@ class Stream(Callback):
         self.probe_samples: deque = deque(maxlen=KEEP_SAMPLES)
         self.probe_epochs: deque = deque(maxlen=KEEP_SAMPLES)
         self.latest_hist: dict[str, Any] | None = None
+        self.hist_sent: dict[str, Any] | None = None  # histograms change a few times an epoch: sent only when new
+        self.frame_cost = 0.0  # CPU seconds the last frame took (the time budget's measure)
         self.rate_mark: tuple[float, int] | None = None
         self.steps_per_s = 0.0
         self.findings: list[dict[str, Any]] = []
@@ -79,7 +83,7 @@ class Stream(Callback):
             else:
                 self.probe_samples.append({k: v for k, v in row.items() if k != "hist"})
             if row.get("hist"):
-                self.latest_hist = row["hist"]
+                self.latest_hist = {"hist": row["hist"], "grad_hist": row.get("grad_hist")}
 
     def probe_log(self) -> ProbeLog:
         """The probe rows kept (initial + the latest): what the doctor and a saved run read."""
@@ -96,14 +100,16 @@ class Stream(Callback):
         self.rate_mark = (time.perf_counter(), state.step)
         self._frame(state, findings=True)
 
+    def _due(self, now: float) -> bool:
+        return now - self.last_frame >= max(FRAME_INTERVAL, self.frame_cost / FRAME_BUDGET)
+
     def on_batch_end(self, state: FitState) -> None:
-        if time.perf_counter() - self.last_frame >= MID_EPOCH_INTERVAL:
+        if self._due(time.perf_counter()):  # long epochs (MNIST-1D, a loaded CPU): frames mid-epoch too
             self._frame(state)
 
     def on_epoch_end(self, state: FitState) -> None:
-        now = time.perf_counter()
-        if now - self.last_frame >= FRAME_INTERVAL:
-            self._frame(state, findings=now - self.last_findings >= FINDINGS_INTERVAL)
+        if self._due(time.perf_counter()):
+            self._frame(state)
 
     def publish_now(self, state: FitState) -> None:
         """A frame now, whatever the rate limit (the worker is about to pause: the page must see where it stopped)."""
@@ -115,7 +121,8 @@ class Stream(Callback):
 
     # --- frames --------------------------------------------------------------------------------
     def _frame(self, state: FitState, findings: bool = False) -> None:
-        now = time.perf_counter()
+        cpu, now = time.thread_time(), time.perf_counter()
+        findings = findings or now - self.last_findings >= FINDINGS_INTERVAL
         self.last_frame = now
         if self.rate_mark is not None and now - self.rate_mark[0] >= 0.5:
             self.steps_per_s = (state.step - self.rate_mark[1]) / (now - self.rate_mark[0])
@@ -130,6 +137,7 @@ class Stream(Callback):
             self.findings = self._findings(state)
             frame["findings"] = self.findings
         self.publish(frame)
+        self.frame_cost = time.thread_time() - cpu
 
     def _probe_view(self) -> dict[str, Any]:
         sample = self.probe_samples[-1] if self.probe_samples else self.probe_initial
@@ -142,9 +150,11 @@ class Stream(Callback):
         if self.probe_initial is not None:
             probe["signal_at_init"] = _round(self.probe_initial["signal_grad_norm"])
         view: dict[str, Any] = {"probe": probe}
-        if self.latest_hist is not None:
-            view["hist"] = {"edges": [[round(e, 4) for e in row[::5]] + [round(row[-1], 4)] for row in self.latest_hist["edges"]],
-                            "counts": self.latest_hist["counts"]}
+        if self.latest_hist is not None and self.latest_hist is not self.hist_sent:
+            self.hist_sent = self.latest_hist
+            for key, hist in self.latest_hist.items():  # activations and weight gradients, per hidden layer
+                if hist is not None:
+                    view[key] = _hist_view(hist)
         return view
 
     def _findings(self, state: FitState) -> list[dict[str, Any]]:
@@ -154,3 +164,8 @@ class Stream(Callback):
             live_weights={name: block.transform.weight.detach().cpu() for name, block in self.blocks})
         return [finding.to_dict() | {"actions": [action for remedy in finding.remedies for action in remedy_actions(remedy)]}
                 for finding in examine(evidence)]
+
+
+def _hist_view(hist: dict[str, list]) -> dict[str, list]:
+    """A probe row's histograms for the page: the counts, every 5th edge to 4 significant digits (gradients are ~1e-5)."""
+    return {"edges": [[float(f"{e:.4g}") for e in row[::5] + row[-1:]] for row in hist["edges"]], "counts": hist["counts"]}

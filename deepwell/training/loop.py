@@ -351,6 +351,20 @@ class _Stepper:
         return term.detach() if term is not None else None
 
 
+def _rescale_schedule(scheduler, peaks: list[float]) -> None:
+    """The spec's learning rate is a LambdaLR schedule's peak: a resume under another ``train.lr`` goes on at the
+    same point of the schedule, scaled to the new peak (unchanged lr: the very value the schedule had set).
+
+    torch's OneCycleLR keeps its own peak in its saved state: there the saved learning rate wins.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        return
+    scheduler.base_lrs = list(peaks)
+    for group, peak, factor in zip(scheduler.optimizer.param_groups, peaks, scheduler.lr_lambdas):
+        group["initial_lr"], group["lr"] = peak, peak * factor(scheduler.last_epoch)  # LambdaLR's own formula
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,
              callbacks: Sequence[Callback], device: torch.device) -> int:
     """Load a snapshot into the live objects; return the epoch to start from."""
@@ -362,6 +376,7 @@ def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.G
             group.update(setting)
     if scheduler is not None and saved["scheduler"] is not None:
         scheduler.load_state_dict(saved["scheduler"])
+        _rescale_schedule(scheduler, [setting.get("initial_lr", setting["lr"]) for setting in settings])
     shuffle.set_state(saved["rng"]["shuffle"])
     torch.set_rng_state(saved["rng"]["torch"])
     if saved["rng"]["cuda"] is not None and device.type == "cuda":

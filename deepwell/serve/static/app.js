@@ -156,10 +156,21 @@ function onMessage(event) {
   } else if (m.type === 'ended') { setStatus(m.message, true); }
   else if (m.type === 'frame') {
     state.latencies.push(Date.now() - m.t * 1000); if (state.latencies.length > 2000) state.latencies.shift();
+    unpack(m);
     state.rows = m.replace ? m.rows : state.rows.concat(m.rows);
     state.frame = Object.assign(state.frame || {}, m); state.frames++;
     if (m.findings) renderFindings(m.findings);
     requestDraw();
+  }
+}
+
+// Heat maps and unit maps arrive as base64 bytes (views.packed): typed arrays here, one per unit for the maps.
+function bytes(text, type) { const raw = atob(text), out = new type(raw.length); for (let i = 0; i < raw.length; i++) out[i] = raw.charCodeAt(i); return out; }
+function unpack(m) {
+  if (m.view && m.view.kind === 'boundary') { m.view.cls = bytes(m.view.cls, Uint8Array); m.view.conf = bytes(m.view.conf, Uint8Array); }
+  for (const layer of m.units || []) {
+    const all = bytes(layer.maps, Int8Array), n = all.length / layer.scale.length;
+    layer.maps = layer.scale.map((_, j) => all.subarray(j * n, (j + 1) * n));
   }
 }
 
@@ -178,6 +189,7 @@ function draw() {
   else if (f.view && f.view.kind === 'confusion') drawConfusion(view, f.view.matrix, d.class_names, d.signals, f.view.predicted);
   state.regions = drawNetwork($('network').getContext('2d'), d.network, f, $('view'));
   drawHistograms($('histograms').getContext('2d'), f.hist, f.probe && f.probe.layers);
+  drawHistograms($('grad-histograms').getContext('2d'), f.grad_hist, f.probe && f.probe.layers, '#d7443e');
   drawCurves($('loss-curve').getContext('2d'), state.rows, [{ key: 'train/loss', color: PALETTE[0] }, { key: 'train/loss_clean', color: '#8e5ab5' }, { key: 'val/loss', color: PALETTE[1] }], { log: true });
   drawCurves($('acc-curve').getContext('2d'), state.rows, [{ key: 'train/acc_clean', color: '#8e5ab5' }, { key: 'val/acc', color: PALETTE[1] }]);
   gradientFlow(f.probe);

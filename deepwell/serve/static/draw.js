@@ -9,6 +9,25 @@ const RGB = PALETTE.map(rgb);
 
 // ---- the model's view of the data --------------------------------------------------------------
 
+// The points change only with the data: drawn once per data set and test toggle, then copied each frame.
+const pointLayers = new WeakMap();
+function pointsLayer(data, showTest, w, h) {
+  const cached = pointLayers.get(data);
+  if (cached && cached.showTest === showTest && cached.canvas.width === w && cached.canvas.height === h) return cached.canvas;
+  const canvas = new OffscreenCanvas(w, h), ctx = canvas.getContext('2d');
+  const [x0, x1, y0, y1] = data.extent;
+  const px = x => (x - x0) / (x1 - x0) * w, py = y => (1 - (y - y0) / (y1 - y0)) * h;
+  const dot = (p, test) => {
+    ctx.beginPath(); ctx.arc(px(p[0]), py(p[1]), test ? 3.2 : 2.8, 0, 2 * Math.PI);
+    ctx.fillStyle = PALETTE[p[2] % PALETTE.length]; ctx.fill();
+    ctx.lineWidth = test ? 1.4 : 0.8; ctx.strokeStyle = test ? '#111' : '#fff'; ctx.stroke();
+  };
+  data.train.forEach(p => dot(p, false));
+  if (showTest) data.test.forEach(p => dot(p, true));
+  pointLayers.set(data, { canvas, showTest });
+  return canvas;
+}
+
 // Class colour blended with white by confidence above chance (as TensorFlow Playground shades its boundary).
 export function drawBoundary(ctx, data, view, showTest) {
   const { width: w, height: h } = ctx.canvas, g = data.grid, k = Math.max(2, data.classes);
@@ -23,15 +42,7 @@ export function drawBoundary(ctx, data, view, showTest) {
   off.getContext('2d').putImageData(image, 0, 0);
   ctx.imageSmoothingEnabled = true;
   ctx.drawImage(off, 0, 0, w, h);
-  const [x0, x1, y0, y1] = data.extent;
-  const px = x => (x - x0) / (x1 - x0) * w, py = y => (1 - (y - y0) / (y1 - y0)) * h;
-  const dot = (p, test) => {
-    ctx.beginPath(); ctx.arc(px(p[0]), py(p[1]), test ? 3.2 : 2.8, 0, 2 * Math.PI);
-    ctx.fillStyle = PALETTE[p[2] % PALETTE.length]; ctx.fill();
-    ctx.lineWidth = test ? 1.4 : 0.8; ctx.strokeStyle = test ? '#111' : '#fff'; ctx.stroke();
-  };
-  data.train.forEach(p => dot(p, false));
-  if (showTest) data.test.forEach(p => dot(p, true));
+  ctx.drawImage(pointsLayer(data, showTest, w, h), 0, 0);
 }
 
 export function drawRegression(ctx, data, y) {
@@ -83,14 +94,25 @@ function drawSignals(ctx, signals, predicted, names, top) {
 
 // ---- curves ---------------------------------------------------------------------------------
 
-export function drawCurves(ctx, rows, series, { log = false } = {}) {
+// At most one row per pixel column is drawn (a long session has tens of thousands of epochs: drawing
+// them all each frame would cost the page, and the cores it shares with training, more every minute).
+export function thinned(rows, columns) {
+  const stride = Math.max(1, Math.ceil(rows.length / columns)), kept = [];
+  for (let i = 0; i < rows.length; i += stride) kept.push(rows[i]);
+  if (rows.length && kept[kept.length - 1] !== rows[rows.length - 1]) kept.push(rows[rows.length - 1]);
+  return kept;
+}
+
+export function drawCurves(ctx, allRows, series, { log = false } = {}) {
   const { width: w, height: h } = ctx.canvas, left = 42, bottom = 18, top = 8, right = 8;
   ctx.clearRect(0, 0, w, h);
+  const rows = thinned(allRows, w - left - right);
   const f = v => log ? Math.log10(Math.max(v, 1e-6)) : v;
-  const values = series.flatMap(s => rows.map(r => r[s.key]).filter(v => typeof v === 'number' && isFinite(v)).map(f));
+  let lo = Infinity, hi = -Infinity;  // a loop, not Math.min(...values): no argument-count limit
+  for (const s of series) for (const r of rows) { const v = r[s.key]; if (typeof v === 'number' && isFinite(v)) { lo = Math.min(lo, f(v)); hi = Math.max(hi, f(v)); } }
   ctx.strokeStyle = '#e3e6ea'; ctx.lineWidth = 1; ctx.strokeRect(left, top, w - left - right, h - top - bottom);
-  if (!values.length) return;
-  let lo = Math.min(...values), hi = Math.max(...values); if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
+  if (lo === Infinity) return;
+  if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
   const n = Math.max(rows[rows.length - 1].epoch, 2), e0 = rows[0].epoch;
   const px = e => left + (e - e0) / Math.max(n - e0, 1) * (w - left - right), py = v => top + (1 - (f(v) - lo) / (hi - lo)) * (h - top - bottom);
   for (const s of series) {
@@ -195,14 +217,14 @@ export function drawNetwork(ctx, net, frame, boundaryCanvas) {
   return regions;
 }
 
-export function drawHistograms(ctx, hist, layers) {
+export function drawHistograms(ctx, hist, layers, colour = '#0877bd') {
   const { width: w, height: h } = ctx.canvas; ctx.clearRect(0, 0, w, h);
   if (!hist) return;
   const n = hist.counts.length, cw = w / n;
   ctx.font = '10px system-ui'; ctx.textAlign = 'center';
   hist.counts.forEach((counts, i) => {
     const max = Math.sqrt(Math.max(1, ...counts)), bw = (cw - 12) / counts.length;  // sqrt: a ReLU's spike at 0 does not flatten the rest
-    ctx.fillStyle = '#0877bd';
+    ctx.fillStyle = colour;
     counts.forEach((c, j) => { const bh = (h - 30) * Math.sqrt(c) / max; ctx.fillRect(i * cw + 6 + j * bw, h - 16 - bh, Math.max(bw - 0.3, 0.5), bh); });
     const e = hist.edges[i];
     ctx.fillStyle = '#6b7280'; ctx.fillText(`${(layers || [])[i] || ''}  [${fmt(e[0])}, ${fmt(e[e.length - 1])}]`, i * cw + cw / 2, h - 3);
