@@ -267,7 +267,8 @@ def tour_command(
     output: Annotated[Path, typer.Option("--out", help="folder for the tour (one sub-folder per study)")] = Path("tour"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="re-run studies already finished in this folder")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="studies run at once, each in its own process")] = 1,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="studies run at once, each in its own process "
+                                                   "with one torch thread (default: one per usable core)")] = None,
 ) -> None:
     """Every claim of the lecture with the measurement that checks it, as one report."""
     from deepwell.reporting import write_report

@@ -44,7 +44,7 @@ def tour_page(tmp_path, monkeypatch) -> Path:
 
     monkeypatch.setattr("deepwell.studies.STUDIES", {"activations": base.Study("activations", "A", ("relu-faster",), speed),
                                                      "dropout": base.Study("dropout", "D", ("dropout",), drop)})
-    run_tour(quick=True, output=tmp_path / "tour")
+    run_tour(quick=True, output=tmp_path / "tour", workers=1)
     return write_report(tmp_path / "tour")
 
 

@@ -73,9 +73,10 @@ def run_study(name: str, quick: bool = True, output: Path = Path("studies"), see
     study = STUDIES[name]
     folder = Path(output) / name
     folder.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     produced = study.run(folder, quick, seed)
     result = StudyResult(name=name, title=study.title, path=folder, verdicts=produced.verdicts, figures=produced.figures,
-                         tables=produced.tables, seconds=time.perf_counter() - started, quick=quick, seed=seed)
+                         tables=produced.tables, seconds=time.perf_counter() - started, quick=quick, seed=seed,
+                         cpu_seconds=time.process_time() - cpu_started)
     write_study_json(result)
     return result

@@ -3,7 +3,7 @@
 A study folder (``<output>/<name>/``) holds PNG figures, tidy CSV tables (one row per
 measurement) and ``study.json``::
 
-    {"name", "title", "quick", "seed", "seconds",
+    {"name", "title", "quick", "seed", "seconds", "cpu_seconds",
      "verdicts": [{"id", "claim", "text", "status", "evidence", "numbers", "rule", "figure", "source",
                    "regimes": [{"name", "status", "evidence", "numbers", "lecture"}]}],
      "figures": [{"path", "caption"}], "tables": [{"path", "caption"}]}     # paths relative to the folder
@@ -157,10 +157,12 @@ class StudyResult:
     quick: bool
     seed: int
     summary: dict[str, Any] = field(default_factory=dict)   # the tour's counts and regime limits
+    cpu_seconds: float = math.nan  # CPU time of the process that ran it (all its threads); the tour: sum over studies
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "title": self.title, "quick": self.quick, "seed": self.seed, "seconds": round(self.seconds, 3),
+            "cpu_seconds": round(self.cpu_seconds, 3) if math.isfinite(self.cpu_seconds) else None,
             "verdicts": [v.to_dict() for v in self.verdicts],
             "figures": [{"path": p, "caption": c} for p, c in self.figures],
             "tables": [{"path": p, "caption": c} for p, c in self.tables],

@@ -22,6 +22,8 @@ the largest model ends at least PEAK_MARGIN below the peak, and the peak lies wi
 grid step of the first width whose training error reaches 0 (the interpolation threshold; both
 widths are reported). A peak away from the threshold means under-trained nets (as quick mode's
 n=4000 x 120 epochs was: peak h=63, threshold h=112).
+
+The figures and the table are drawn by :mod:`deepwell.studies.double_descent_figures`.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from typing import Any
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.models import build_model
 from deepwell.studies.animations import double_descent_animations
-from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from, write_table
+from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from
 from deepwell.studies.evidence import regime_verdict
-from deepwell.studies.figures import COLORS, new_figure, save_figure
 from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
 __all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks",
@@ -292,6 +293,8 @@ def reference_rows(rows: list[dict[str, Any]], n_train: int = 4000) -> list[dict
 
 def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     """Run the whole study into ``folder`` (records.jsonl makes an interrupted run resume)."""
+    from deepwell.studies.double_descent_figures import cnn_figure, main_figure, write_tables  # they import this module
+
     settings = QUICK if quick else FULL
     executor = BatchedExecutor()
     model_records = run_sweep(model_wise_tasks(settings, seed), executor, folder / "records.jsonl")
@@ -309,16 +312,16 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
         regimes.append(Regime(f"epoch-wise, h={settings.epoch_width}", epoch_wise.status, epoch_wise.evidence, epoch_wise.numbers))
     verdicts = [regime_verdict("double-descent", per_mode[0].text, RULE, regimes, figure="double_descent.png")]
     references = [] if quick else reference_rows(summary["uniform"], settings.n_train)
-    figure = _figure(folder, settings, summary, model_records + epoch_records, samples, verdicts, references)
+    figure = main_figure(folder, settings, summary, model_records + epoch_records, samples, verdicts, references)
     cnn_records = run_sweep(cnn_tasks(settings, seed), executor, folder / "records.jsonl") if settings.cnn_channels else []
     cnn = sorted(summarize(cnn_records, ["width", "params"], metrics), key=lambda row: row["width"])
-    tables = [_tables(folder, model_records + sample_records + epoch_records + cnn_records, summary | {"cnn": cnn}, samples, references)]
+    tables = [write_tables(folder, model_records + sample_records + epoch_records + cnn_records, summary | {"cnn": cnn}, samples, references)]
     caption = (f"Double descent on MNIST-1D, MLP 40-h-h-10, {LABEL_NOISE:.0%} label noise, n={settings.n_train}, "
                f"{settings.epochs} epochs, mean ± std over {settings.seeds} seeds; batched training (deepwell.sweep).")
     figures = [(figure, caption)]
     if cnn:
         numbers = curve_numbers(cnn, settings.n_train)
-        figures.append((_cnn_figure(folder, cnn, settings), (
+        figures.append((cnn_figure(folder, cnn, settings), (
             f"The notebook's CNN (3 conv layers of c channels, kernel 3, max-pool, flatten) over c, {LABEL_NOISE:.0%} label noise, "
             f"{settings.cnn_epochs} epochs, one seed: {numbers['first_min_error']:.1%} at c={numbers['first_min_width']:g} -> peak "
             f"{numbers['peak_error']:.1%} at c={numbers['peak_width']:g} -> {numbers['largest_error']:.1%} at "
@@ -326,94 +329,3 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     # GIFs: the model-wise curve width by width, the epoch-wise curve epoch by epoch
     figures += double_descent_animations(folder, summary["uniform"], model_records, settings.n_train)
     return StudyOutput(verdicts, figures, tables)
-
-
-def _cnn_figure(folder: Path, rows: list[dict], settings: Settings) -> str:
-    figure, axes = new_figure(6.5, 4.4)
-    ax = axes[0][0]
-    params = [r["params"] for r in rows]
-    ax.plot(params, [r["test_error_mean"] for r in rows], marker="o", ms=3, color=COLORS[0], label="test")
-    ax.plot(params, [r["train_error_mean"] for r in rows], marker="o", ms=3, linestyle="--", color=COLORS[0],
-            label="train (noisy labels)")
-    ax.axvline(settings.n_train, color="black", linestyle=":", label=f"params = n ({settings.n_train})")
-    for row in rows:
-        ax.annotate(f"c={row['width']}", (row["params"], row["test_error_mean"]), fontsize=6, xytext=(2, 4),
-                    textcoords="offset points")
-    ax.set(xscale="log", xlabel="parameters (log)", ylabel="error", ylim=(-0.02, 0.9),
-           title="Model-wise double descent, CNN (channels c)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_figure(figure, folder / "double_descent_cnn.png")
-    return "double_descent_cnn.png"
-
-
-def _tables(folder: Path, records: list[dict], summary: dict, samples: list[dict], references: list[dict]) -> tuple[str, str]:
-    rows = [{"table": "summary", "experiment": "cnn_model_wise" if mode == "cnn" else "model_wise",
-             "mode": "uniform" if mode == "cnn" else mode, **row} for mode, part in summary.items() for row in part]
-    rows += [{"table": "summary", "experiment": "sample_wise", "mode": "uniform", **row} for row in samples]
-    rows += [{"table": "curve", "experiment": r["experiment"], "mode": r["mode"], "width": r["width"], "params": r["params"],
-              "n_train": r["n_train"], "seed": r["seed"], **point} for r in records for point in r["curve"]]
-    rows += [{"table": "reference", **row} for row in references]
-    columns = ["table", "experiment", "mode", "width", "params", "n_train", "seed", "epoch", "n", "test_error_mean",
-               "test_error_std", "train_error_mean", "train_error_std", "train_error", "test_error", "train_loss", "test_loss",
-               "landmark", "reference", "reference_width", "measured", "difference", "within_tolerance"]
-    write_table(folder / "double_descent.csv", rows, columns)
-    return "double_descent.csv", "Summaries (mean/std over seeds), learning curves per run, and the reference comparison."
-
-
-def _figure(folder: Path, settings: Settings, summary: dict, records: list[dict], samples: list[dict],
-            verdicts: list[Verdict], references: list[dict]) -> str:
-    figure, axes = new_figure(15, 4.6, 1, 3)
-    ax = axes[0][0]
-    for color, mode in zip(COLORS, NOISE_MODES):
-        rows = summary[mode]
-        params = [r["params"] for r in rows]
-        test = [r["test_error_mean"] for r in rows]
-        spread = [r["test_error_std"] for r in rows]
-        ax.plot(params, test, marker="o", ms=3, color=color, label=f"test, noise '{mode}'")
-        ax.fill_between(params, [t - s for t, s in zip(test, spread)], [t + s for t, s in zip(test, spread)], color=color, alpha=0.2)
-        ax.plot(params, [r["train_error_mean"] for r in rows], linestyle="--", color=color, label=f"train, noise '{mode}'")
-    numbers = verdicts[0].regimes[0].numbers if verdicts[0].regimes else verdicts[0].numbers
-    ax.axvline(settings.n_train, color="black", linestyle=":", label=f"params = n ({settings.n_train})")
-    if math.isfinite(numbers["interpolation_width"]):
-        ax.axvline(mlp_params(int(numbers["interpolation_width"])), color="gray", linestyle="-.",
-                   label=f"train error reaches 0 (h={numbers['interpolation_width']:g})")
-    ax.plot([numbers["peak_params"]], [numbers["peak_error"]], marker="v", color="black", ms=9, linestyle="none", label="peak")
-    if references:
-        ax.plot([mlp_params(r["reference_width"]) for r in references], [r["reference"] for r in references], marker="x", color="black",
-                ms=9, mew=2, linestyle="none", label="MNIST-1D notebook")
-    ax.set(xscale="log", xlabel="parameters (log)", ylabel="error", title="Model-wise: error vs model size", ylim=(-0.02, 0.9))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
-    ax = axes[0][1]
-    largest, near = settings.widths[-1], min(settings.widths, key=lambda w: abs(mlp_params(w) - settings.n_train))
-    curves = [("model_wise", largest, f"{LABEL_NOISE:.0%}"), ("model_wise", near, f"{LABEL_NOISE:.0%}")]
-    curves += [("epoch_wise", settings.epoch_width, f"{EPOCH_NOISE:.0%}")] if settings.epoch_width else []
-    for color, (experiment, width, noise) in zip(COLORS[2:], curves):
-        runs = [r for r in records if r["experiment"] == experiment and r["mode"] == "uniform" and r["width"] == width]
-        epochs = [p["epoch"] for p in runs[0]["curve"]]
-        mean = lambda key: [sum(r["curve"][i][key] for r in runs) / len(runs) for i in range(len(epochs))]  # noqa: E731
-        ax.plot(epochs, mean("test_error"), color=color, label=f"test, h={width}, n={runs[0]['n_train']}, noise {noise}")
-        ax.plot(epochs, mean("train_error"), color=color, linestyle="--", label=f"train, h={width}")
-    ax.set(xscale="log", xlabel="epoch (log)", ylabel="error", title="Epoch-wise: error during training (noise 'uniform')",
-           ylim=(-0.02, 0.9))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
-    ax = axes[0][2]
-    sizes = [r["n_train"] for r in samples]
-    test = [r["test_error_mean"] for r in samples]
-    ax.errorbar(sizes, test, yerr=[r["test_error_std"] for r in samples], marker="o", color=COLORS[0], label="test", capsize=3)
-    ax.plot(sizes, [r["train_error_mean"] for r in samples], marker="o", linestyle="--", color=COLORS[0], label="train (noisy labels)")
-    params = mlp_params(settings.sample_width)
-    inside = min(sizes) <= params <= max(sizes)
-    if inside:   # a marker outside the data would stretch the axis and mark nothing
-        ax.axvline(params, color="black", linestyle=":", label=f"n = params ({params})")
-    ax.set(xlabel="training examples n" + ("" if inside else f" (n = params = {params} lies beyond)"), ylabel="error",
-           ylim=(-0.02, 0.9),
-           title=f"Sample-wise: fixed width h={settings.sample_width}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save_figure(figure, folder / "double_descent.png")
-    return "double_descent.png"

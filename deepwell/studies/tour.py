@@ -12,6 +12,12 @@ verdict it did not earn.
 A study whose folder already holds a ``study.json`` of the same mode and seed is not run again,
 so an interrupted tour resumes where it stopped (``fresh=True`` re-runs everything).
 
+Studies run in worker processes, one per usable core by default, each with one torch thread (the
+studies train small models, which a second thread barely speeds up). The longest studies start
+first (their CPU seconds from this folder's last run, else :data:`QUICK_CPU_SECONDS`), so the
+tour ends with short ones instead of one long study running alone. Every study records its CPU
+seconds (``cpu_seconds`` in its ``study.json``); the tour's summary lists them and their sum.
+
 Example::
 
     result = run_tour(quick=True, output=Path("tour"))
@@ -21,8 +27,11 @@ Example::
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import as_completed
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,9 +39,25 @@ from deepwell.studies.base import STATUSES, StudyResult, Verdict, write_study_js
 from deepwell.studies.claims import CLAIMS
 from deepwell.sweep.executors import close_pool, worker_pool
 
-__all__ = ["run_tour", "summarize"]
+__all__ = ["run_tour", "summarize", "usable_cores", "QUICK_CPU_SECONDS"]
 
 TITLE = "The lecture's claims, measured"
+
+# Each study's quick-mode CPU seconds (one torch thread, DEEPWELL_THREADS=1, seed 0), measured 2026-12-07 on the
+# project's 2-core machine while it was shared (load ~13, so roughly; sum 461 s): only their order matters, it
+# schedules the longest first. A study missing here counts as the longest (unknown: start it early).
+QUICK_CPU_SECONDS: dict[str, float] = {
+    "double-descent": 122.6, "activations": 85.4, "transfer": 32.8, "init": 29.4, "augmentation": 26.3,
+    "layers-converge": 25, "dropout": 22.3, "depth": 20.8, "early-stopping": 19.8, "landscape": 19.6,
+    "regularization": 18, "batchnorm": 17.3, "polynomial": 13.4, "preprocessing": 4.7, "dead-relu": 4.1,
+}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's limit), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def _finished(folder: Path, quick: bool, seed: int) -> dict | None:
@@ -46,6 +71,22 @@ def _finished(folder: Path, quick: bool, seed: int) -> dict | None:
     return record if (record.get("quick"), record.get("seed")) == (quick, seed) else None
 
 
+def _expected_cpu(name: str, folder: Path, quick: bool) -> float:
+    """The CPU seconds ``name`` is expected to take: its last run in ``folder`` (same mode), else the table."""
+    try:
+        record = json.loads((folder / "study.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        record = {}
+    if record.get("quick") == quick and isinstance(record.get("cpu_seconds"), (int, float)):
+        return float(record["cpu_seconds"])
+    return QUICK_CPU_SECONDS.get(name, float("inf"))
+
+
+def longest_first(names: list[str], output: Path, quick: bool) -> list[str]:
+    """``names`` ordered by expected CPU seconds, longest first (ties keep their order)."""
+    return sorted(names, key=lambda name: -_expected_cpu(name, output / name, quick))
+
+
 def _run_one(name: str, quick: bool, output: Path, seed: int) -> dict:
     """One study in a worker process (module level, so it pickles); its study.json record."""
     from deepwell.studies import run_study
@@ -56,7 +97,7 @@ def _run_one(name: str, quick: bool, output: Path, seed: int) -> dict:
 
 
 def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fresh: bool = False,
-             progress: Callable[[str], None] | None = None, workers: int = 1) -> StudyResult:
+             progress: Callable[[str], None] | None = None, workers: int | None = None) -> StudyResult:
     """Run every study and write the tour folder (``study.json``, one sub-folder per study).
 
     Args:
@@ -65,24 +106,26 @@ def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fre
         seed: passed to every study.
         fresh: re-run studies that already finished in this folder.
         progress: called with a line of text before and after each study.
-        workers: studies run at once, each in its own process (1: one after the other, in this process).
+        workers: studies run at once, each in its own process with one torch thread (default: one per usable
+            core, :func:`usable_cores`; 1: one after the other, in this process).
     """
     from deepwell.studies import STUDIES
 
     output = Path(output)
+    workers = usable_cores() if workers is None else workers
     started = time.perf_counter()
     records: dict[str, dict] = {name: None if fresh else _finished(output / name, quick, seed) for name in STUDIES}
-    todo = [name for name, record in records.items() if record is None]
+    todo = longest_first([name for name, record in records.items() if record is None], output, quick)
     if progress and todo:
-        progress(f"running {len(todo)} studies ({workers} at a time): {', '.join(todo)} ...")
+        progress(f"running {len(todo)} studies ({workers} at a time, longest first): {', '.join(todo)} ...")
     if workers > 1 and len(todo) > 1:
         # The sweeps' worker pool: spawned, one thread each, killed with this process (even by kill -9) and on an error.
         pool, stopped = worker_pool(min(workers, len(todo))), True
         try:
-            futures = {name: pool.submit(_run_one, name, quick, output, seed) for name in todo}
-            for name, future in futures.items():
-                records[name] = future.result()
-                _report(progress, name, records[name])
+            futures = {pool.submit(_run_one, name, quick, output, seed): name for name in todo}  # started in this order
+            for future in as_completed(futures):
+                records[futures[future]] = future.result()
+                _report(progress, futures[future], records[futures[future]])
             stopped = False
         finally:
             close_pool(pool, stopped)
@@ -91,8 +134,12 @@ def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fre
             records[name] = _run_one(name, quick, output, seed)
             _report(progress, name, records[name])
     verdicts, figures = _gather(records)
+    cpu = {name: record.get("cpu_seconds") for name, record in records.items()}
+    known = [value for value in cpu.values() if value is not None]
+    summary = summarize(verdicts) | {"cpu_seconds": cpu, "cpu_seconds_total": round(sum(known), 1) if known else None}
     result = StudyResult(name="tour", title=TITLE, path=output, verdicts=verdicts, figures=figures, tables=[],
-                         seconds=time.perf_counter() - started, quick=quick, seed=seed, summary=summarize(verdicts))
+                         seconds=time.perf_counter() - started, quick=quick, seed=seed, summary=summary,
+                         cpu_seconds=sum(known) if len(known) == len(cpu) else math.nan)
     write_study_json(result)
     return result
 
@@ -100,7 +147,8 @@ def run_tour(quick: bool = True, output: Path = Path("tour"), seed: int = 0, fre
 def _report(progress: Callable[[str], None] | None, name: str, record: dict) -> None:
     if progress:
         statuses = ", ".join(f"{v.get('id', v['claim'])} {v['status']}" for v in record["verdicts"])
-        progress(f"{name}: {statuses} ({record['seconds']:.0f} s)")
+        cpu = record.get("cpu_seconds")
+        progress(f"{name}: {statuses} ({record['seconds']:.0f} s" + (f", {cpu:.0f} cpu s)" if cpu is not None else ")"))
 
 
 def _gather(records: dict[str, dict]) -> tuple[list[Verdict], list[tuple[str, str]]]:
