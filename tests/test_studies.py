@@ -145,7 +145,10 @@ def test_study_json_schema(tmp_path: Path) -> None:
     verdict = Verdict("init-zero", "text", "holds", "evidence", {"x": 1.0, "bad": float("inf")})
     result = StudyResult("init", "Title", tmp_path, [verdict], [("a.png", "cap")], [("t.csv", "table")], 1.5, True, 3)
     data = json.loads(write_study_json(result).read_text())
-    assert set(data) == {"name", "title", "quick", "seed", "seconds", "verdicts", "figures", "tables"}
+    assert set(data) == {"name", "title", "quick", "seed", "seconds", "cpu_seconds", "verdicts", "figures", "tables"}
+    assert data["cpu_seconds"] is None  # not measured: null, never NaN
+    timed = StudyResult("init", "Title", tmp_path, [verdict], [], [], 1.5, True, 3, cpu_seconds=2.25)
+    assert json.loads(write_study_json(timed).read_text())["cpu_seconds"] == 2.25
     assert data["verdicts"] == [{"id": "init-zero", "claim": "init-zero", "text": "text", "status": "holds",
                                  "evidence": "evidence", "numbers": {"x": 1.0, "bad": None}, "rule": "", "regimes": [],
                                  "figure": "", "source": ""}]
