@@ -11,7 +11,10 @@ import math
 
 import pytest
 
-from deepwell.reporting.style import FigureLayoutError, check_figure, new_figure, overlapping_text, tidy
+import numpy as np
+
+from deepwell.reporting.style import (FigureLayoutError, check_figure, legend_outside, legends_over_data, new_figure,
+                                     overlapping_text, tidy)
 from deepwell.studies import depth, layers_converge, relu_speed
 
 
@@ -28,6 +31,40 @@ def test_overlap_check_finds_overlapping_and_cut_off_text_and_passes_a_clean_fig
     assert any("sticks out" in p for p in problems)
     with pytest.raises(FigureLayoutError, match="overlaps"):
         check_figure(figure, "demo")
+
+
+def test_a_legend_over_the_data_is_found_and_one_outside_passes():
+    x = np.linspace(0, 1, 200)
+    figure, axes = new_figure(4, 3)
+    for k in range(4):   # curves filling the whole plot: no corner is free
+        axes[0][0].plot(x, x + k / 4, label=f"curve {k}")
+        axes[0][0].scatter(x[::20], x[::20] + k / 4 + 0.1, s=4)
+    axes[0][0].legend(loc="center")
+    overlapping_text(figure)   # draws it
+    problems = legends_over_data(figure)
+    assert len(problems) == 1 and "covers" in problems[0]
+    covered = int(problems[0].split("covers ")[1].split()[0])
+    assert 0 < covered < 4 * 210
+    with pytest.raises(FigureLayoutError, match="legend"):
+        check_figure(figure, "demo")
+    size = axes[0][0].get_legend().prop.get_size()
+    tidy(figure)   # moves it outside, same entries and font size
+    legend = axes[0][0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [f"curve {k}" for k in range(4)] and legend.prop.get_size() == size
+    overlapping_text(figure)
+    assert legends_over_data(figure) == [] and legend.get_window_extent().x0 > axes[0][0].bbox.x1
+    figure, axes = new_figure(5, 3)
+    for k in range(4):
+        axes[0][0].plot(x, x + k / 4, label=f"curve {k}")
+    legend_outside(axes[0][0])
+    overlapping_text(figure)
+    assert legends_over_data(figure) == []
+    figure, axes = new_figure(4, 3)   # data in the lower right only: the upper left is free
+    axes[0][0].plot(x[150:], x[150:] - 1, label="low right")
+    axes[0][0].set(xlim=(0, 1), ylim=(-1, 1))
+    axes[0][0].legend(loc="upper left")
+    overlapping_text(figure)
+    assert legends_over_data(figure) == []
 
 
 def test_crowded_tick_labels_are_found_and_tidy_prevents_them():

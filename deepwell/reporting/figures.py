@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from deepwell.diagnostics.probes import ProbeLog
-from deepwell.reporting.style import check_figure
+from deepwell.reporting.style import check_figure, tidy
 
 __all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "image_file_uri", "layer_label",
            "applies", "MAX_LEGEND_LAYERS", "MAX_HISTOGRAM_LAYERS"]
@@ -56,7 +56,8 @@ def png_data_uri(figure: Figure) -> str:
     """The figure as a base64 PNG ``data:`` URI (no metadata, so no links inside the file)."""
     buffer = io.BytesIO()
     FigureCanvasAgg(figure)
-    check_figure(figure)   # the one style's text check (strict in tests)
+    tidy(figure)           # the one style: ticks sized to the axes, legends clear of the data
+    check_figure(figure)   # and its check (strict in tests)
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 

@@ -6,7 +6,8 @@ rc parameters; :func:`tidy` (called by every save) replaces each numeric axis' l
 sizes the number of ticks to the axis (``MaxNLocator("auto")``, ``LogLocator(numticks="auto")``)
 and hides minor-tick labels on log axes, which is where labels used to collide (the "2x10^3 3x10^3"
 clutter). :func:`overlapping_text` draws the figure and returns every pair of visible text artists
-whose window extents overlap, and any text that sticks out of the figure; with
+whose window extents overlap, and any text that sticks out of the figure; and
+:func:`legends_over_data` every legend drawn over its axes' data points; with
 ``DEEPWELL_STRICT_FIGURES=1`` (the test suite sets it) :func:`check_figure` raises on them, so
 every figure a test renders is checked.
 
@@ -24,13 +25,15 @@ import os
 from typing import Any
 
 import matplotlib
+import numpy as np
 import matplotlib.ticker as ticker
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-__all__ = ["STYLE", "COLORS", "new_figure", "tidy", "legend_outside", "overlapping_text", "check_figure", "FigureLayoutError"]
+__all__ = ["STYLE", "COLORS", "new_figure", "tidy", "legend_outside", "overlapping_text", "legends_over_data", "check_figure",
+           "FigureLayoutError"]
 
 STYLE: dict[str, Any] = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
                          "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
@@ -41,7 +44,7 @@ TOLERANCE_PX = 1.0   # extents touching by a pixel (antialiasing) are not an ove
 
 
 class FigureLayoutError(AssertionError):
-    """A figure has overlapping or cut-off text."""
+    """A figure has overlapping or cut-off text, or a legend over its data."""
 
 
 def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwargs: Any) -> tuple[Figure, Any]:
@@ -54,7 +57,8 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwar
 
 
 def tidy(figure: Figure) -> Figure:
-    """Give every numeric axis with matplotlib's default locator one sized to its length (chosen ticks are kept)."""
+    """Make ``figure`` read: every numeric axis with matplotlib's default locator gets one sized to its length
+    (chosen ticks are kept), and a legend drawn over its axes' data moves outside, to the axes' right."""
     for ax in figure.axes:
         for axis in (ax.xaxis, ax.yaxis):
             locator = axis.get_major_locator()
@@ -63,7 +67,20 @@ def tidy(figure: Figure) -> Figure:
                 axis.set_minor_formatter(ticker.NullFormatter())
             elif axis.get_scale() == "linear" and type(locator) is ticker.AutoLocator:
                 axis.set_major_locator(ticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10]))
+    if any(ax.get_legend() is not None for ax in figure.axes):
+        _draw(figure)
+        for ax in figure.axes:
+            if _covered(ax, figure.canvas.get_renderer()):
+                legend = ax.get_legend()
+                title = legend.get_title().get_text()
+                legend_outside(ax, handles=legend.legend_handles, labels=[t.get_text() for t in legend.get_texts()],
+                               fontsize=legend.prop.get_size(), ncols=legend._ncols, title=title or None)
     return figure
+
+
+def _draw(figure: Figure) -> None:
+    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
+    canvas.draw()
 
 
 def legend_outside(ax: Axes, **kwargs: Any) -> None:
@@ -94,9 +111,8 @@ def _texts(figure: Figure) -> list[Text]:
 
 def overlapping_text(figure: Figure) -> list[str]:
     """Draw ``figure`` and describe every overlapping pair of texts and every text outside the figure."""
-    canvas = figure.canvas if isinstance(figure.canvas, FigureCanvasAgg) else FigureCanvasAgg(figure)
-    canvas.draw()
-    renderer = canvas.get_renderer()
+    _draw(figure)
+    renderer = figure.canvas.get_renderer()
     extents = [(t, t.get_window_extent(renderer)) for t in _texts(figure)]
     frame = figure.bbox
     problems = []
@@ -111,10 +127,45 @@ def overlapping_text(figure: Figure) -> list[str]:
     return problems
 
 
+def _data_points(ax: Axes) -> np.ndarray:
+    """Display coordinates of the axes' data: line vertices and scatter offsets inside the axes' box."""
+    points = [line.get_transform().transform(line.get_xydata()) for line in ax.get_lines()
+              if line.get_visible() and len(line.get_xydata())]
+    points += [c.get_offset_transform().transform(c.get_offsets()) for c in ax.collections
+               if c.get_visible() and len(c.get_offsets())]
+    if not points:
+        return np.empty((0, 2))
+    xy = np.concatenate(points)
+    box = ax.bbox
+    inside = np.isfinite(xy).all(1) & (xy[:, 0] >= box.x0) & (xy[:, 0] <= box.x1) & (xy[:, 1] >= box.y0) & (xy[:, 1] <= box.y1)
+    return xy[inside]
+
+
+def legends_over_data(figure: Figure) -> list[str]:
+    """Describe every axes legend drawn over that axes' data (a line vertex or a scatter point under its box).
+
+    ``figure`` must have been drawn (:func:`overlapping_text` draws it). A legend outside the axes
+    (:func:`legend_outside`) or over empty space passes."""
+    renderer = figure.canvas.get_renderer()
+    return [f"the legend of '{ax.get_title() or ax.get_ylabel() or 'an axes'}' covers {covered} data point(s)"
+            for ax in figure.axes if (covered := _covered(ax, renderer))]
+
+
+def _covered(ax: Axes, renderer: Any) -> int:
+    """How many of the axes' data points its legend's box covers (0 without a visible legend)."""
+    legend = ax.get_legend()
+    if legend is None or not legend.get_visible() or not ax.get_visible():
+        return 0
+    box = legend.get_window_extent(renderer).padded(-TOLERANCE_PX)
+    xy = _data_points(ax)
+    return int(((xy[:, 0] > box.x0) & (xy[:, 0] < box.x1) & (xy[:, 1] > box.y0) & (xy[:, 1] < box.y1)).sum())
+
+
 def check_figure(figure: Figure, name: str = "figure") -> None:
-    """Raise :class:`FigureLayoutError` on overlapping text when ``DEEPWELL_STRICT_FIGURES`` is set (tests set it)."""
+    """Raise :class:`FigureLayoutError` on overlapping text or a legend over data when ``DEEPWELL_STRICT_FIGURES``
+    is set (tests set it)."""
     if os.environ.get(STRICT_ENV, "") in ("", "0"):
         return
-    problems = overlapping_text(figure)
+    problems = overlapping_text(figure) + legends_over_data(figure)
     if problems:
         raise FigureLayoutError(f"{name}: {len(problems)} text problem(s): " + "; ".join(problems[:8]))
