@@ -48,11 +48,17 @@ def test_a_legend_over_the_data_is_found_and_one_outside_passes():
     with pytest.raises(FigureLayoutError, match="legend"):
         check_figure(figure, "demo")
     size = axes[0][0].get_legend().prop.get_size()
-    tidy(figure)   # moves it outside, same entries and font size
+    tidy(figure)   # moves it to a free corner (the upper left), same entries and font size
     legend = axes[0][0].get_legend()
     assert [t.get_text() for t in legend.get_texts()] == [f"curve {k}" for k in range(4)] and legend.prop.get_size() == size
     overlapping_text(figure)
-    assert legends_over_data(figure) == [] and legend.get_window_extent().x0 > axes[0][0].bbox.x1
+    assert legends_over_data(figure) == [] and legend.get_window_extent().x1 < axes[0][0].bbox.x1
+    figure, axes = new_figure(5, 3)   # points everywhere: no free corner, so outside
+    axes[0][0].scatter(*np.random.default_rng(0).uniform(size=(2, 3000)), s=2, label="uniform")
+    axes[0][0].legend()
+    tidy(figure)
+    overlapping_text(figure)
+    assert legends_over_data(figure) == [] and axes[0][0].get_legend().get_window_extent().x0 > axes[0][0].bbox.x1
     figure, axes = new_figure(5, 3)
     for k in range(4):
         axes[0][0].plot(x, x + k / 4, label=f"curve {k}")

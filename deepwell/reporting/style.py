@@ -58,7 +58,8 @@ def new_figure(width: float, height: float, rows: int = 1, cols: int = 1, **kwar
 
 def tidy(figure: Figure) -> Figure:
     """Make ``figure`` read: every numeric axis with matplotlib's default locator gets one sized to its length
-    (chosen ticks are kept), and a legend drawn over its axes' data moves outside, to the axes' right."""
+    (chosen ticks are kept), and a legend drawn over its axes' data moves to the corner matplotlib finds least
+    covered (``loc="best"``) or, when that is covered too, outside, to the axes' right."""
     for ax in figure.axes:
         for axis in (ax.xaxis, ax.yaxis):
             locator = axis.get_major_locator()
@@ -67,14 +68,21 @@ def tidy(figure: Figure) -> Figure:
                 axis.set_minor_formatter(ticker.NullFormatter())
             elif axis.get_scale() == "linear" and type(locator) is ticker.AutoLocator:
                 axis.set_major_locator(ticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10]))
-    if any(ax.get_legend() is not None for ax in figure.axes):
+    pending = [ax for ax in figure.axes if ax.get_legend() is not None]
+    for place in ("best", "outside"):   # a legend over the data: matplotlib's least-covered corner, else outside
+        if not pending:
+            break
         _draw(figure)
-        for ax in figure.axes:
-            if _covered(ax, figure.canvas.get_renderer()):
-                legend = ax.get_legend()
-                title = legend.get_title().get_text()
-                legend_outside(ax, handles=legend.legend_handles, labels=[t.get_text() for t in legend.get_texts()],
-                               fontsize=legend.prop.get_size(), ncols=legend._ncols, title=title or None)
+        pending = [ax for ax in pending if _covered(ax, figure.canvas.get_renderer())]
+        for ax in pending:
+            legend = ax.get_legend()
+            entries = {"handles": legend.legend_handles, "labels": [t.get_text() for t in legend.get_texts()],
+                       "fontsize": legend.prop.get_size(), "ncols": legend._ncols,
+                       "title": legend.get_title().get_text() or None}
+            if place == "best":
+                ax.legend(loc="best", **entries)
+            else:
+                legend_outside(ax, **entries)
     return figure
 
 

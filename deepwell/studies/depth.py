@@ -283,6 +283,7 @@ def _construction_figure(folder: Path, rows: list[dict[str, Any]]) -> str:
     ax.set(title="Parameters needed for an exact fit", xlabel="k (compositions)", ylabel="parameters")
     for ax in axes[0]:
         ax.grid(alpha=0.3)
+        ax.set_xticks(ks)   # k is a count of compositions
         ax.legend(fontsize=8, loc="upper left")
     save_figure(figure, folder / "depth_construction.png")
     return "depth_construction.png"
