@@ -174,6 +174,9 @@ def test_slices_and_paths_match_the_per_point_reference(chunk):
                                atol=TOLERANCE, rtol=0)
     torch.testing.assert_close(slice_1d(model, dx, x, y, F.cross_entropy, alphas, chunk=chunk),
                                slice_1d(model, dx, x, y, F.cross_entropy, alphas, batched=False), atol=TOLERANCE, rtol=0)
+    params = [{n: p.detach() for n, p in m.named_parameters()} for m in (model, other)]
+    zero = {n: torch.zeros_like(p) for n, p in params[0].items()}
+    assert PointBatch.build(model, x, zero, params) is not None   # so interpolate below runs PointBatch
     path_alphas = torch.linspace(0, 1, 6)
     path = interpolate(model, other, x, y, F.cross_entropy, path_alphas, chunk=chunk)
     torch.testing.assert_close(path, interpolate(model, other, x, y, F.cross_entropy, path_alphas, batched=False),

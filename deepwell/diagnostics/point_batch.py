@@ -111,7 +111,7 @@ class PointBatch:
 
         Args:
             model: the network, only read; qualifies when every parameter belongs to exactly one
-                ``nn.Linear`` and the twins reproduce its output at the centre.
+                ``nn.Linear`` and the twins reproduce its plain forward at the centre.
             x: the data every point is evaluated on.
             center: name -> tensor, c of the family.
             directions: K dicts name -> tensor, d_1 .. d_K (K >= 1).
@@ -126,6 +126,8 @@ class PointBatch:
         names = [name for name, _ in frozen.named_parameters()]
         if not linears or not directions or sorted(owned) != sorted(names):
             return None  # convolutions, norms, or a parameter shared between layers
+        for name, parameter in frozen.named_parameters():   # the reference output is the family's centre's
+            parameter.copy_(center[name])
         calls: list[tuple[str, torch.Tensor]] = []
         hooks = [m.register_forward_pre_hook(lambda m, args, name=name: calls.append((name, args[0])))
                  for name, m in linears.items()]
