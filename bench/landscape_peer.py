@@ -4,8 +4,9 @@ Same trained MLP (40-100-100-10, trained by deepwell's ``fit``), data (MNIST-1D 
 examples) and points: the linear interpolation from the initial to the trained weights, and a 2-D
 plane through the trained weights along two of deepwell's filter-normalised random directions,
 handed to the library as end points (``planar_interpolation``). The library runs one forward pass
-per point; deepwell many points per forward (:mod:`deepwell.diagnostics.point_batch`); a third row
-times deepwell's own per-point path on the plane. Each row is timed after one warm-up call of each
+per point; deepwell many points per forward (:mod:`deepwell.diagnostics.point_batch`). Two more
+rows: the plane with both sides on one thread (when torch runs more), and deepwell's own per-point
+path on the plane. Each row is timed after one warm-up call of each
 side, over interleaved rounds (the order alternates each round); reported are the median seconds,
 the median over rounds of the paired ratio loss-landscapes / deepwell, and the max |difference|.
 
@@ -107,6 +108,14 @@ def bench_landscape(spec: ModelSpec, data: TensorData, epochs: int, steps: int, 
         return np.asarray(loss_landscapes.planar_interpolation(start, end_one, end_two, metric, steps, deepcopy_model=True))
 
     rows.append({"what": PLANE, "points": steps * steps, **_paired(lambda: plane(True), library_plane, repeats)})
+    threads = torch.get_num_threads()
+    if threads > 1:  # the same plane on one thread: what the many-points-per-forward arithmetic buys without threads
+        torch.set_num_threads(1)
+        try:
+            rows.append({"what": "plane, both on 1 thread", "points": steps * steps,
+                         **_paired(lambda: plane(True), library_plane, repeats)})
+        finally:
+            torch.set_num_threads(threads)
     # the same plane through deepwell's per-point path (one plain forward per point): what batching buys
     rows.append({"what": "plane, deepwell per-point path (batched=False)", "points": steps * steps,
                  **_paired(lambda: plane(False), library_plane, repeats)})
