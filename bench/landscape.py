@@ -1,11 +1,17 @@
-"""Benchmark: the loss landscape's batched path (``vmap`` over stacked parameter sets) against the
-per-point path (one plain forward per grid point), same model, data, directions and points.
+"""Benchmark: the loss landscape's paths on one 2-D plane, same model, data, directions and points.
 
-Both paths run interleaved in one process (batched, per-point, batched, ...), so they see the same
-machine state; the printed figure is the ratio of median seconds (per-point / batched: > 1 means the
-batched path wins) and the largest difference between their losses (target <= 1e-5).
+- ``slice_2d``: what users call; an MLP takes PointBatch (the points as the batch, the first
+  layer computed once per plane, the class-major head and cross-entropy).
+- vmap: ``vmap`` of ``functional_call`` over stacked parameter sets (``evaluate_parameter_sets``,
+  the path every non-MLP network takes, and the MLP's path before PointBatch).
+- per-point: one plain forward per point (``slice_2d(..., batched=False)``), the reference values.
 
-    python bench/landscape.py [--steps 40] [--repeats 3] [--chunk 64]
+All run interleaved in one process (slice_2d, vmap, per-point, slice_2d, ...) after one warm-up
+each, so they see the same machine state; printed are median seconds, the ratios of medians
+(> 1: slice_2d wins) and the largest difference from the per-point values (target <= 1e-5).
+``--chunk`` times slice_2d at several chunk sizes (points per call) against its default.
+
+    python bench/landscape.py [--steps 40] [--repeats 5] [--chunk 4 8 16]
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -26,22 +33,17 @@ from deepwell.runtime import configure_cpu
 MAX_DIFF = 1e-5
 
 
-def plane(batched: bool, model, dx, dy, x, y, alphas, chunk: int) -> tuple[float, torch.Tensor]:
-    """Seconds and the (steps, steps) grid of one path (``slice_2d``'s own parameter sets, evaluated one way)."""
+def timed(function: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
     started = time.perf_counter()
-    center = {name: p.detach() for name, p in model.named_parameters()}
-    a, b = (g.reshape(-1) for g in torch.meshgrid(alphas, alphas, indexing="ij"))
-    sets = {name: value + a.view((-1,) + (1,) * value.dim()) * dx[name] + b.view((-1,) + (1,) * value.dim()) * dy[name]
-            for name, value in center.items()}
-    losses = landscape.evaluate_parameter_sets(model, sets, x, y, F.cross_entropy, chunk=chunk, batched=batched)
-    return time.perf_counter() - started, losses.view(len(alphas), len(alphas))
+    value = function()
+    return time.perf_counter() - started, value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="points per side of the plane")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--chunk", type=int, default=64, help="points per batched call")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--chunk", type=int, nargs="*", default=[], help="also time slice_2d at these chunk sizes")
     args = parser.parse_args()
     configure_cpu()
     splits = prepare_data(DataSpec(source="mnist1d"), seed=0)
@@ -51,21 +53,41 @@ def main() -> None:
     generator = torch.Generator().manual_seed(1)
     dx, dy = landscape.random_direction(model, generator), landscape.random_direction(model, generator)
     alphas = torch.linspace(-1, 1, args.steps)
-    plane(True, model, dx, dy, x, y, alphas[:4], args.chunk)   # warm-up: vmap's tracing, allocator
-    batched, per_point, diff = [], [], 0.0
+    a, b = (g.reshape(-1) for g in torch.meshgrid(alphas, alphas, indexing="ij"))
+    center = {name: p.detach() for name, p in model.named_parameters()}
+
+    def vmap_path() -> torch.Tensor:  # slice_2d's points, stacked up front as before PointBatch
+        sets = {name: value + a.view((-1,) + (1,) * value.dim()) * dx[name] + b.view((-1,) + (1,) * value.dim()) * dy[name]
+                for name, value in center.items()}
+        return landscape.evaluate_parameter_sets(model, sets, x, y, F.cross_entropy, chunk=64).view(args.steps, args.steps)
+
+    paths = {"slice_2d": lambda: landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy, alphas, alphas),
+             "vmap (chunk 64)": vmap_path,
+             "per-point": lambda: landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy, alphas, alphas, batched=False)}
+    for chunk in args.chunk:
+        paths[f"slice_2d chunk {chunk}"] = (lambda chunk=chunk: landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy,
+                                                                                 alphas, alphas, chunk=chunk))
+    for path in paths.values():
+        path()  # warm-up: vmap's tracing, the allocator
+    seconds = {name: [] for name in paths}
+    reference, diff = None, dict.fromkeys(paths, 0.0)
     for _ in range(args.repeats):
-        seconds, grid_batched = plane(True, model, dx, dy, x, y, alphas, args.chunk)
-        batched.append(seconds)
-        seconds, grid_point = plane(False, model, dx, dy, x, y, alphas, args.chunk)
-        per_point.append(seconds)
-        diff = max(diff, float((grid_batched - grid_point).abs().max()))
-    ratio = statistics.median(per_point) / statistics.median(batched)
+        grids = {}
+        for name, path in paths.items():
+            took, grids[name] = timed(path)
+            seconds[name].append(took)
+        reference = grids["per-point"]
+        for name, grid in grids.items():
+            diff[name] = max(diff[name], float((grid - reference).abs().max()))
+    fast = statistics.median(seconds["slice_2d"])
     print(f"threads {torch.get_num_threads()}, MLP 40-100-100-10, {args.steps}x{args.steps} plane on {len(x)} examples, "
-          f"chunk {args.chunk}, {args.repeats} repeats")
-    print(f"per-point  {statistics.median(per_point):8.3f} s (median)")
-    print(f"batched    {statistics.median(batched):8.3f} s (median)")
-    print(f"speed-up per-point/batched {ratio:6.2f}x")
-    print(f"max |batched - per-point| {diff:.2e}   (target <= {MAX_DIFF:g}: {'PASS' if diff <= MAX_DIFF else 'FAIL'})")
+          f"{args.repeats} interleaved repeats")
+    for name, times in seconds.items():
+        verdict = "PASS" if diff[name] <= MAX_DIFF else "FAIL"
+        print(f"{name:22s} {statistics.median(times):7.3f} s (median)  {statistics.median(times) / fast:5.2f}x slice_2d's  "
+              f"max |diff| vs per-point {diff[name]:.2e} ({verdict}, target <= {MAX_DIFF:g})")
+    print(f"speed-up per-point/slice_2d {statistics.median(seconds['per-point']) / fast:.2f}x, "
+          f"vmap/slice_2d {statistics.median(seconds['vmap (chunk 64)']) / fast:.2f}x")
 
 
 if __name__ == "__main__":

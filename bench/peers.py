@@ -22,17 +22,19 @@ deepwell + keras + lightning + skorch + loss-landscapes, with the core's pinned 
    sample of 1024 training examples (``train.clean_train_examples``), which no other entry does;
    that extra forward pass counts against deepwell (about 10% more work for the CNN). The row
    "same work" sets the sample to one example, so deepwell does what the others do.
-2. Loss landscapes: deepwell (:mod:`deepwell.diagnostics.landscape`, vectorised over grid points)
+2. Loss landscapes: deepwell (:mod:`deepwell.diagnostics.landscape`, many grid points per forward)
    against the ``loss-landscapes`` library (one forward pass per point) on the same trained MLP,
    data and points: the linear interpolation from the initial to the trained weights, and a 2-D
    plane through the trained weights along two of deepwell's filter-normalised random directions
-   handed to the library as end points (``planar_interpolation``). Reported: max |difference|
-   and seconds.
+   handed to the library as end points (``planar_interpolation``). Reported: max |difference|,
+   median seconds and the paired ratio over interleaved rounds (bench/landscape_peer.py).
+   ``--only landscape`` reruns this part alone and replaces its section of bench/RESULTS.md.
 3. The double-descent sweep, batched ensemble vs a loop of ``fit`` (runs bench/double_descent.py).
 
 bench/RESULTS.md is regenerated from the run, with the versions, the machine and the commands.
 
     .venv-bench/bin/python bench/peers.py [--epochs 5] [--repeats 7] [--quick] [--output bench/RESULTS.md]
+    .venv-bench/bin/python bench/peers.py --only landscape [--landscape-repeats 7]
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")  # read when keras is first imported
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
 import datetime  # noqa: E402
 import importlib.metadata  # noqa: E402
 import importlib.util  # noqa: E402
@@ -65,19 +66,20 @@ from torch import nn  # noqa: E402
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec  # noqa: E402
 from deepwell.data import prepare_data  # noqa: E402
-from deepwell.diagnostics.landscape import interpolate, random_direction, slice_2d  # noqa: E402
 from deepwell.models import build_model  # noqa: E402
 from deepwell.runtime import configure_cpu  # noqa: E402
 from deepwell.training.callbacks import Callback  # noqa: E402
 from deepwell.training.checkpoint import atomic_write_text  # noqa: E402
 from deepwell.training.loop import TensorData, fit  # noqa: E402
+from landscape_peer import bench_landscape, landscape_section, replace_section  # noqa: E402  (beside this script)
 from loop import hand_written  # noqa: E402  (bench/loop.py, beside this script)
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = {"keras": "keras", "lightning": "lightning", "skorch": "skorch", "loss-landscapes": "loss_landscapes"}
 HAND_TARGET = 1.10  # deepwell's epoch may cost at most 10% more than the hand-written loop's
 BATCH, LR, EPS = 100, 1e-2, 1e-8
-QUICK = {"epochs": 2, "repeats": 2, "landscape_steps": 8, "dd_epochs": 1, "dd_loop_epochs": 1}  # --quick: a smoke run
+# --quick: a smoke run
+QUICK = {"epochs": 2, "repeats": 2, "landscape_steps": 8, "landscape_repeats": 2, "dd_epochs": 1, "dd_loop_epochs": 1}
 
 
 def _require_peers() -> None:
@@ -284,68 +286,6 @@ def bench_training(data: TensorData, epochs: int, repeats: int) -> dict[str, dic
     return times
 
 
-# ----- loss landscapes: deepwell vs the loss-landscapes library ----------------------------------------------------
-
-def _timed(function: Callable[[], object]) -> tuple[float, object]:
-    started = time.perf_counter()
-    value = function()
-    return time.perf_counter() - started, value
-
-
-def _moved(model: nn.Module, steps: list[tuple[float, dict[str, torch.Tensor]]]) -> nn.Module:
-    """A copy of ``model`` with parameters theta + sum(a * d)."""
-    moved = copy.deepcopy(model)
-    with torch.no_grad():
-        for name, parameter in moved.named_parameters():
-            for scale, direction in steps:
-                parameter.add_(scale * direction[name])
-    return moved
-
-
-def bench_landscape(data: TensorData, epochs: int, steps: int) -> list[dict]:
-    """Both libraries on the same points; rows of (what, points, max |diff|, seconds each)."""
-    import loss_landscapes
-    from loss_landscapes.metrics import Loss
-
-    initial = build_model(WORKLOADS[0].spec, (1, 40), 10, generator=torch.Generator().manual_seed(0)).eval()
-    trained = copy.deepcopy(initial)
-    fit(trained, data, TrainSpec(epochs=epochs, batch_size=BATCH, optimizer="adam", lr=LR, schedule="constant"))
-    trained.eval()
-    x, y = data.x_val, data.y_val
-    metric = Loss(F.cross_entropy, x, y)
-    rows = []
-
-    # 1-D: the library evaluates alpha = 1/steps, 2/steps, ..., 1 (it never evaluates the start itself).
-    alphas = torch.arange(1, steps + 1) / steps
-    ours_s, ours = _timed(lambda: interpolate(initial, trained, x, y, F.cross_entropy, alphas))
-    theirs_s, theirs = _timed(lambda: loss_landscapes.linear_interpolation(initial, trained, metric, steps, deepcopy_model=True))
-    rows.append({"what": "interpolation initial -> trained", "points": steps,
-                 "max_abs_diff": float(np.abs(ours.numpy() - theirs).max()), "deepwell_s": ours_s, "library_s": theirs_s})
-
-    # 2-D: deepwell's filter-normalised directions dx, dy over [-1, 1)^2. The library walks
-    # start + i/steps (end_one - start) + j'/steps (end_two - start) with start = theta - dx - dy,
-    # end_one = theta + dx - dy, end_two = theta - dx + dy. Its snake-order walk evaluates rows
-    # with even i at j' = j + 1 and rows with odd i at j' = j (an off-by-one in loss-landscapes
-    # 3.0.6), so deepwell evaluates the grid with one more column and the same points are picked.
-    generator = torch.Generator().manual_seed(1)
-    dx, dy = random_direction(trained, generator), random_direction(trained, generator)
-    start = _moved(trained, [(-1.0, dx), (-1.0, dy)])
-    end_one, end_two = _moved(trained, [(1.0, dx), (-1.0, dy)]), _moved(trained, [(-1.0, dx), (1.0, dy)])
-    grid_alphas, grid_betas = -1 + 2 * torch.arange(steps) / steps, -1 + 2 * torch.arange(steps + 1) / steps
-    ours_s, grid = _timed(lambda: slice_2d(trained, dx, dy, x, y, F.cross_entropy, grid_alphas, grid_betas))
-    theirs_s, theirs = _timed(lambda: loss_landscapes.planar_interpolation(start, end_one, end_two, metric, steps,
-                                                                            deepcopy_model=True))
-    ours = torch.stack([grid[i, 1:] if i % 2 == 0 else grid[i, :-1] for i in range(steps)]).numpy()
-    rows.append({"what": "plane along 2 filter-normalised directions", "points": steps * steps,
-                 "max_abs_diff": float(np.abs(ours - theirs).max()), "deepwell_s": ours_s, "library_s": theirs_s})
-    # the same plane through deepwell's per-point path (one plain forward per point): what batching buys
-    point_s, grid = _timed(lambda: slice_2d(trained, dx, dy, x, y, F.cross_entropy, grid_alphas, grid_betas, batched=False))
-    ours = torch.stack([grid[i, 1:] if i % 2 == 0 else grid[i, :-1] for i in range(steps)]).numpy()
-    rows.append({"what": "plane, deepwell per-point path (batched=False)", "points": steps * steps,
-                 "max_abs_diff": float(np.abs(ours - theirs).max()), "deepwell_s": point_s, "library_s": theirs_s})
-    return rows
-
-
 # ----- the double-descent sweep and the report ----------------------------------------------------------------------
 
 def bench_double_descent(epochs: int, loop_epochs: int) -> tuple[list[str], str]:
@@ -397,11 +337,43 @@ def training_table(times: dict[str, dict[str, list[list[float]]]]) -> tuple[list
     return lines, verdicts
 
 
+def _command() -> str:
+    """This run's command line, with the settings that change its numbers."""
+    settings = [f"{key}={os.environ[key]}" for key in ("KERAS_BACKEND", "DEEPWELL_THREADS") if os.environ.get(key)]
+    return " ".join(shlex.quote(a) for a in [*settings, os.path.relpath(sys.executable, ROOT), "bench/peers.py", *sys.argv[1:]])
+
+
+def _landscape(args: argparse.Namespace, data: TensorData) -> list[dict]:
+    rows = bench_landscape(WORKLOADS[0].spec, data, args.epochs, args.landscape_steps, args.landscape_repeats, BATCH, LR)
+    for row in rows:
+        print(f"landscape {row['what']}: {row['points']} points, max |deepwell - loss-landscapes| {row['max_abs_diff']:.2e}, "
+              f"deepwell {row['deepwell_s']:.3f} s, loss-landscapes {row['library_s']:.3f} s (median), "
+              f"loss-landscapes / deepwell {row['ratio']:.2f}x (median of {row['repeats']} rounds)")
+    return rows
+
+
+def _landscape_only(args: argparse.Namespace, data: TensorData, output: Path | None, load_before: tuple, started: float) -> None:
+    """The landscape part alone; its section of the report is replaced, the rest kept as it was."""
+    rows = _landscape(args, data)
+    load_after = os.getloadavg()
+    if output is None:
+        return
+    provenance = (f"This section regenerated alone on {datetime.date.today().isoformat()} in "
+                  f"{time.perf_counter() - started:.0f} s: `{_command()}`; deepwell {importlib.metadata.version('deepwell')}, "
+                  f"torch {importlib.metadata.version('torch')}, loss-landscapes {importlib.metadata.version('loss-landscapes')}; {_cpu()}; "
+                  f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after.")
+    atomic_write_text(output, replace_section(output.read_text(), landscape_section(rows, provenance)))
+    print(f"replaced the landscape section of {output}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5, help="epochs per fit")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (one fit per framework each)")
     parser.add_argument("--landscape-steps", type=int, default=40, help="points per side of the landscape grids")
+    parser.add_argument("--landscape-repeats", type=int, default=7, help="interleaved rounds of each landscape row")
+    parser.add_argument("--only", choices=["landscape"], default=None,
+                        help="run only this part and replace its section of the report (the rest stays as it was)")
     parser.add_argument("--dd-epochs", type=int, default=500, help="epochs of the double-descent sweep (the reference's)")
     parser.add_argument("--dd-loop-epochs", type=int, default=10, help="epochs the loop of fit runs (extrapolated)")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
@@ -422,23 +394,22 @@ def main() -> None:
 
     splits = prepare_data(DataSpec(source="mnist1d"), seed=0)
     data = TensorData(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+    if args.only == "landscape":
+        _landscape_only(args, data, output, load_before, started)
+        return
     architecture_lines = check_architectures()
     print("\n".join(architecture_lines))
     times = bench_training(data, args.epochs, args.repeats)
     table, verdicts = training_table(times)
     print("\n".join(table + [""] + verdicts))
-    landscape = bench_landscape(data, args.epochs, args.landscape_steps)
-    for row in landscape:
-        print(f"landscape {row['what']}: {row['points']} points, max |deepwell - loss-landscapes| {row['max_abs_diff']:.2e}, "
-              f"deepwell {row['deepwell_s']:.3f} s, loss-landscapes {row['library_s']:.3f} s")
+    landscape = _landscape(args, data)
     dd_command, dd_output = bench_double_descent(args.dd_epochs, args.dd_loop_epochs)
     print(dd_output)
     load_after = os.getloadavg()
     if output is None:
         return
     versions = _versions()
-    settings = [f"{key}={os.environ[key]}" for key in ("KERAS_BACKEND", "DEEPWELL_THREADS") if os.environ.get(key)]
-    command = " ".join(shlex.quote(a) for a in [*settings, os.path.relpath(sys.executable, ROOT), "bench/peers.py", *sys.argv[1:]])
+    command = _command()
     report = [
         "# deepwell benchmarks against its peers",
         "",
@@ -460,13 +431,7 @@ def main() -> None:
         "update), which the hand-written loop and the peers leave at torch's default per-tensor loop: most of its "
         "lead on the MLP. Its epoch also measures the clean training loss on 1024 examples, which no other entry does.",
         "",
-        "## Loss landscape: deepwell vs loss-landscapes (same trained MLP, data, directions and points)",
-        "",
-        "| slice | points | max abs difference | deepwell s | loss-landscapes s |",
-        "|---|---|---|---|---|",
-        *[f"| {r['what']} | {r['points']} | {r['max_abs_diff']:.2e} | {r['deepwell_s']:.3f} | {r['library_s']:.3f} |"
-          for r in landscape],
-        "",
+        *landscape_section(landscape),
         "## Double-descent sweep: batched ensemble vs a loop of fit",
         "",
         "```",

@@ -2,10 +2,12 @@
 Nets", NeurIPS 2018): filter-normalised random directions, 1-D and 2-D slices, interpolation
 between two weight vectors, and a measure of how non-convex a 2-D slice is.
 
-The caller's model is never modified: every evaluation runs ``torch.func.functional_call`` on a
-deep copy in eval mode with perturbed parameter dicts, many grid points per call (``vmap`` over
-stacked parameter sets, in chunks). ``batched=False`` is the per-point reference (one plain forward
-per point); bench/landscape.py times the two (same values within 1e-5).
+The caller's model is never modified: every evaluation runs on a deep copy in eval mode, many grid
+points per call, in chunks. A slice or path of an MLP (every parameter in an ``nn.Linear``) takes
+:class:`~deepwell.diagnostics.point_batch.PointBatch` (the points become the batch, the first layer
+is computed once per slice); any other network ``vmap`` of ``torch.func.functional_call`` over
+stacked parameter sets. ``batched=False`` is the per-point reference (one plain forward per point);
+bench/landscape.py times the paths (same values within 1e-5).
 
 Example::
 
@@ -26,6 +28,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from deepwell.diagnostics.point_batch import PointBatch
+from deepwell.runtime import keep_freed_memory
 from deepwell.training.callbacks import Callback, FitState
 
 __all__ = ["Direction", "random_direction", "evaluate_parameter_sets", "slice_1d", "slice_2d", "interpolate",
@@ -72,10 +76,13 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
     return frozen
 
 
+ChunkMaker = Callable[[int, int], tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]]
+
+
 @torch.no_grad()
 def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Tensor], x: torch.Tensor,
                             y: torch.Tensor, loss: LossFunction, buffer_sets: dict[str, torch.Tensor] | None = None,
-                            chunk: int = 64, batched: bool = True) -> torch.Tensor:
+                            chunk: int | None = None, batched: bool = True) -> torch.Tensor:
     """The loss of ``model``'s architecture, in eval mode, at P parameter sets: a (P,) tensor.
 
     Args:
@@ -85,7 +92,7 @@ def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Te
         loss: ``loss(output, y)`` -> scalar (mean over the batch).
         buffer_sets: optional name -> (P, *shape) stacked buffers (e.g. interpolated BatchNorm
             statistics); by default every point uses the model's own buffers.
-        chunk: points per vectorised call (memory ~ chunk x batch x width).
+        chunk: points per vectorised call; None sizes it to :data:`CHUNK_ELEMENTS` (memory ~ chunk x batch x width).
         batched: True evaluates ``chunk`` points per call (``vmap`` of ``functional_call``);
             False is the per-point reference: one plain forward per point, each point's values copied
             into the frozen copy's own tensors (what bench/landscape.py compares the batched path with).
@@ -95,38 +102,108 @@ def evaluate_parameter_sets(model: nn.Module, parameter_sets: dict[str, torch.Te
         sets = {name: torch.stack([p.detach(), 2 * p.detach()]) for name, p in model.named_parameters()}
         evaluate_parameter_sets(model, sets, x, y, F.cross_entropy)   # losses at theta and 2 theta
     """
+    count = next(iter(parameter_sets.values())).shape[0]
+
+    def make(start: int, stop: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        return ({name: value[start:stop] for name, value in parameter_sets.items()},
+                {name: value[start:stop] for name, value in (buffer_sets or {}).items()})
+
+    return _evaluate(model, count, make, x, y, loss, chunk, batched)
+
+
+# Activations per call (points x examples x largest layer). vmap's per-call cost wants large chunks
+# (~8 MiB of float32); PointBatch's is small, and its chunk stays nearer the cache (~2 MiB).
+CHUNK_ELEMENTS = 1 << 21
+POINT_BATCH_ELEMENTS = 1 << 19
+
+
+def _largest_activation(frozen: nn.Module, x: torch.Tensor) -> int:
+    """Numbers in the largest module output for all of ``x`` (from one forward of a single example)."""
+    sizes = [x[:1].numel()]
+    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() if isinstance(out, torch.Tensor) else 0))
+             for m in frozen.modules()]
+    try:
+        frozen(x[:1])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return len(x) * max(sizes)
+
+
+def _chunk_size(activation: int, count: int, budget: int) -> int:
+    """Points per call so that one call's largest activation holds about ``budget`` numbers (>= 1 point).
+
+    Larger chunks amortise the per-call cost; once the activations leave the cache a larger chunk
+    buys nothing (bench/landscape.py --chunk measures it)."""
+    return max(1, min(count, budget // max(1, activation)))
+
+
+def _evaluate(model: nn.Module, count: int, make: ChunkMaker, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
+              chunk: int | None, batched: bool, family: _Family | None = None) -> torch.Tensor:
+    """Losses at ``count`` points whose stacked (parameters, buffers) ``make(start, stop)`` builds chunk by chunk.
+
+    Building each chunk on demand keeps memory at chunk x parameters (not points x parameters).
+    An affine ``family`` of an MLP without per-point buffers takes :class:`PointBatch` (points as
+    the batch); anything else ``vmap`` of ``functional_call``."""
     frozen = _frozen_copy(model)
     if not batched:
-        return _evaluate_per_point(frozen, parameter_sets, buffer_sets or {}, x, y, loss)
+        return _evaluate_per_point(frozen, count, make, x, y, loss)
+    activation = _largest_activation(frozen, x)
+    if x.device.type == "cpu":
+        keep_freed_memory()   # same-sized chunk temporaries stay in the heap (see keep_freed_memory)
+    fast = None
+    if family is not None and not make(0, 1)[1]:
+        fast = PointBatch.build(frozen, x, family.center, family.directions)
+    if fast is not None:
+        chunk = chunk or _chunk_size(activation, count, POINT_BATCH_ELEMENTS)
+        return torch.cat([fast.losses(family.coefficients[start:start + chunk], y, loss) for start in range(0, count, chunk)])
     buffers = {name: b for name, b in frozen.named_buffers()}
-    count = next(iter(parameter_sets.values())).shape[0]
+    chunk = chunk or _chunk_size(activation, count, CHUNK_ELEMENTS)
 
     def point_loss(params: dict[str, torch.Tensor], point_buffers: dict[str, torch.Tensor]) -> torch.Tensor:
         return loss(functional_call(frozen, {**buffers, **point_buffers, **params}, (x,)), y)
 
     losses = []
     for start in range(0, count, chunk):
-        params = {name: value[start:start + chunk] for name, value in parameter_sets.items()}
-        if buffer_sets:
-            point_buffers = {name: value[start:start + chunk] for name, value in buffer_sets.items()}
-            losses.append(vmap(point_loss, in_dims=(0, 0), randomness="same")(params, point_buffers))
-        else:
-            losses.append(vmap(point_loss, in_dims=(0, None), randomness="same")(params, {}))
+        params, point_buffers = make(start, min(count, start + chunk))
+        in_dims = (0, 0) if point_buffers else (0, None)
+        losses.append(vmap(point_loss, in_dims=in_dims, randomness="same")(params, point_buffers))
     return torch.cat(losses)
 
 
-def _evaluate_per_point(frozen: nn.Module, parameter_sets: dict[str, torch.Tensor], buffer_sets: dict[str, torch.Tensor],
-                        x: torch.Tensor, y: torch.Tensor, loss: LossFunction) -> torch.Tensor:
+def _evaluate_per_point(frozen: nn.Module, count: int, make: ChunkMaker, x: torch.Tensor, y: torch.Tensor,
+                        loss: LossFunction) -> torch.Tensor:
     # copy_ into the module's own tensors: no functional_call re-binding per point, the cheapest plain loop
     targets = {**dict(frozen.named_parameters()), **dict(frozen.named_buffers())}
-    sets = {**parameter_sets, **buffer_sets}
-    count = next(iter(parameter_sets.values())).shape[0]
     losses = torch.empty(count, dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
     for point in range(count):
-        for name, values in sets.items():
-            targets[name].copy_(values[point])
+        params, buffers = make(point, point + 1)
+        for name, values in {**params, **buffers}.items():
+            targets[name].copy_(values[0])
         losses[point] = loss(frozen(x), y)
     return losses
+
+
+@dataclass
+class _Family:
+    """The points center + sum_k coefficients[p, k] directions[k] (every slice and path here is one).
+
+    :meth:`sets` stacks them on demand, chunk by chunk: no call holds more than one chunk's
+    parameter sets (a 101 x 101 plane of a 1M-parameter net would need 40 GB at once)."""
+
+    center: dict[str, torch.Tensor]
+    directions: list[dict[str, torch.Tensor]]
+    coefficients: torch.Tensor   # (P, K)
+
+    def sets(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        sets = {}
+        for name, value in self.center.items():
+            shape = (-1,) + (1,) * value.dim()
+            stacked = value.expand(stop - start, *value.shape)
+            for k, direction in enumerate(self.directions):
+                stacked = stacked + self.coefficients[start:stop, k].to(value).view(shape) * direction[name]
+            sets[name] = stacked
+        return sets
 
 
 def _center(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -134,46 +211,41 @@ def _center(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def slice_2d(model: nn.Module, dx: Direction, dy: Direction, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
-             alphas: torch.Tensor, betas: torch.Tensor, chunk: int = 64, batched: bool = True) -> torch.Tensor:
+             alphas: torch.Tensor, betas: torch.Tensor, chunk: int | None = None, batched: bool = True) -> torch.Tensor:
     """Loss on the plane theta + a dx + b dy: an (len(alphas), len(betas)) grid, [i, j] at (alphas[i], betas[j]).
 
     ``batched=False`` takes the per-point reference path of :func:`evaluate_parameter_sets`."""
-    center = _center(model)
     a, b = torch.meshgrid(alphas, betas, indexing="ij")
-    a, b = a.reshape(-1), b.reshape(-1)  # (P,)
-    sets = {}
-    for name, value in center.items():
-        shape = (-1,) + (1,) * value.dim()
-        sets[name] = value + a.to(value).view(shape) * dx[name] + b.to(value).view(shape) * dy[name]  # (P, *shape)
-    return evaluate_parameter_sets(model, sets, x, y, loss, chunk=chunk, batched=batched).view(len(alphas), len(betas))
+    family = _Family(_center(model), [dx, dy], torch.stack([a.reshape(-1), b.reshape(-1)], 1).to(x.device))
+    losses = _evaluate(model, a.numel(), lambda start, stop: (family.sets(start, stop), {}), x, y, loss, chunk, batched,
+                       family)
+    return losses.view(len(alphas), len(betas))
 
 
 def slice_1d(model: nn.Module, direction: Direction, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
-             alphas: torch.Tensor, chunk: int = 64) -> torch.Tensor:
-    """Loss along the line theta + a d: a (len(alphas),) tensor."""
-    zero = {name: torch.zeros_like(value) for name, value in direction.items()}
-    return slice_2d(model, direction, zero, x, y, loss, alphas, torch.zeros(1), chunk).view(-1)
+             alphas: torch.Tensor, chunk: int | None = None, batched: bool = True) -> torch.Tensor:
+    """Loss along the line theta + a d: a (len(alphas),) tensor (``batched=False``: the per-point reference)."""
+    family = _Family(_center(model), [direction], alphas.view(-1, 1).to(x.device))
+    return _evaluate(model, len(alphas), lambda start, stop: (family.sets(start, stop), {}), x, y, loss, chunk, batched,
+                     family)
 
 
 def interpolate(model_a: nn.Module, model_b: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFunction,
-                alphas: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+                alphas: torch.Tensor, chunk: int | None = None, batched: bool = True) -> torch.Tensor:
     """Loss along the straight path (1 - a) theta_a + a theta_b (Goodfellow et al. 2015): a (len(alphas),) tensor.
 
     Floating-point buffers (BatchNorm running statistics) are interpolated the same way, so a = 0
     and a = 1 reproduce the two models exactly; integer buffers come from ``model_a``.
-    Both models must share one architecture; neither is modified.
+    Both models must share one architecture; neither is modified. ``batched=False``: the per-point reference.
     """
-    params_b = _center(model_b)
-    buffers_b = dict(model_b.named_buffers())
-    params, buffers = {}, {}
-    for name, value in _center(model_a).items():
-        weight = alphas.to(value).view((-1,) + (1,) * value.dim())
-        params[name] = (1 - weight) * value + weight * params_b[name]
-    for name, value in model_a.named_buffers():
-        if value.is_floating_point():
-            weight = alphas.to(value).view((-1,) + (1,) * value.dim())
-            buffers[name] = (1 - weight) * value + weight * buffers_b[name]
-    return evaluate_parameter_sets(model_a, params, x, y, loss, buffer_sets=buffers or None, chunk=chunk)
+    weights = torch.stack([1 - alphas, alphas], 1).to(x.device)  # (P, 2): (1 - a) theta_a + a theta_b
+    params_a, params_b = _center(model_a), _center(model_b)
+    family = _Family({name: torch.zeros_like(value) for name, value in params_a.items()}, [params_a, params_b], weights)
+    floats_b = dict(model_b.named_buffers())
+    floats = {name: value for name, value in model_a.named_buffers() if value.is_floating_point()}
+    buffers = _Family({name: torch.zeros_like(value) for name, value in floats.items()}, [floats, floats_b], weights)
+    return _evaluate(model_a, len(alphas), lambda start, stop: (family.sets(start, stop), buffers.sets(start, stop)),
+                     x, y, loss, chunk, batched, family)
 
 
 def path_barrier(losses: torch.Tensor) -> float:
