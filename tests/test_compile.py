@@ -18,18 +18,9 @@ from deepwell.training import compile as compiling
 from deepwell.training.callbacks import Callback, FitState
 from deepwell.training.loop import CheckpointSaver, TensorData, fit
 
+from counting_backend import CountingBackend
+
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-class CountingBackend:
-    """A torch.compile backend that counts the graphs it is given and runs them as captured."""
-
-    def __init__(self) -> None:
-        self.graphs = 0
-
-    def __call__(self, graph: torch.fx.GraphModule, example_inputs):
-        self.graphs += 1
-        return graph.forward
 
 
 class Kill(Callback):

@@ -21,19 +21,10 @@ from deepwell.training import loop as loop_module
 from deepwell.training.callbacks import Callback, FitState
 from deepwell.training.loop import CheckpointSaver, TensorData, fit
 
+from counting_backend import CountingBackend
+
 pytestmark = pytest.mark.usefixtures("single_thread")
 EVERY, BATCH = 3, 16  # probe period; 70 examples -> 4 full batches and one of 6 per epoch
-
-
-class CountingBackend:
-    """A torch.compile backend that counts the graphs it is given and runs them as captured."""
-
-    def __init__(self) -> None:
-        self.graphs = 0
-
-    def __call__(self, graph: torch.fx.GraphModule, example_inputs):
-        self.graphs += 1
-        return graph.forward
 
 
 @pytest.fixture
@@ -126,13 +117,14 @@ def test_graphed_run_resumes_to_the_uninterrupted_one(tmp_path, on_cpu):
     assert len(resumed_result.history) == len(whole_result.history) == 3
 
 
-def test_every_fit_of_a_process_gets_its_graphs(tmp_path, on_cpu, monkeypatch):
+def test_every_fit_of_a_process_gets_its_graphs(tmp_path, on_cpu):
     """Dynamo compiles a code object at most recompile_limit times; each fit's step has its own (graphs.graph_step)."""
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     counts = []
-    for index in range(4):
-        probed(tmp_path, f"fit{index}", spec(epochs=1))
-        counts.append(graphs.BACKEND.graphs)
+    # torch's own patch: monkeypatch's undo of a config module attribute hid it from later compiles (AttributeError)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for index in range(4):
+            probed(tmp_path, f"fit{index}", spec(epochs=1))
+            counts.append(graphs.BACKEND.graphs)
     assert all(later > earlier for earlier, later in zip([0, *counts], counts)), counts
 
 
