@@ -21,8 +21,14 @@ def _seed_torch() -> None:
 def single_thread():
     """Tiny models are overhead-bound: one torch thread is faster than two and spares a shared machine.
 
-    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``.
+    Use with ``pytestmark = pytest.mark.usefixtures("single_thread")``. deepwell's own CPU set-up runs
+    first: run later by the first ``fit`` of the process, it would set one thread per core, and runs
+    in this process would then round differently from ``DEEPWELL_THREADS=1`` subprocesses (the kill -9
+    trials' resumes were not bitwise when their module ran first).
     """
+    from deepwell.runtime import configure_cpu
+
+    configure_cpu()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
