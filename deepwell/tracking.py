@@ -48,6 +48,7 @@ from deepwell.training.checkpoint import atomic_write_text
 __all__ = ["TRACKERS", "Tracker", "TensorBoardTracker", "MLflowTracker", "flatten_spec"]
 
 TRACKING_FILE = "tracking.json"  # in the run folder: the MLflow run id, for --resume
+SERVER_TIMEOUT = 10.0  # seconds an http(s) tracking server has to answer before training starts
 ARTIFACTS = ("config.yaml", "summary.json", "findings.json", "report.html")
 _INSTALL = "pip install 'deepwell[tracking]'"
 
@@ -177,6 +178,8 @@ class MLflowTracker(Tracker):
         if self.uri.startswith("file:") or "://" not in self.uri:
             # MLflow 3 raises for file stores unless asked; a local store needs no server (our default).
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        elif self.uri.startswith(("http://", "https://")):
+            _check_server(self.uri)
         self.client: Any = None
         self.run_id: str | None = None
         self.logged: dict[str, set[int]] = {}
@@ -248,6 +251,26 @@ class MLflowTracker(Tracker):
     def abort(self, error: BaseException) -> None:
         if self.client is not None and self.run_id is not None:
             self.client.set_terminated(self.run_id, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+
+def _check_server(uri: str) -> None:
+    """Raise ConfigError unless an HTTP server answers at ``uri`` (any HTTP status counts as an answer).
+
+    MLflow's client retries a server that is not there for minutes before it fails; a run should
+    say so at once, before it trains."""
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    try:
+        urlopen(uri.rstrip("/") + "/health", timeout=SERVER_TIMEOUT).close()  # MLflow's server answers "OK"
+    except HTTPError:
+        return  # a server answered (a proxy's 401/404 included): MLflow says the rest
+    except (URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConfigError(
+            f"output.tracking mlflow: no server answers at {uri} ({reason}). Start one (e.g. `mlflow server "
+            f"--host 127.0.0.1 --port 5000`), correct the uri, or leave uri out to log to a local store in "
+            f"RUN/mlruns.") from None
 
 
 def _read_tracking(run_dir: Path) -> dict[str, Any]:

@@ -143,6 +143,42 @@ def test_missing_package_names_the_extra(tmp_path, monkeypatch, tracker, module)
     assert not (tmp_path / "run").exists()  # refused before the run folder was made
 
 
+def test_an_mlflow_server_that_does_not_answer_is_a_clear_error_before_training(tmp_path):
+    import socket
+
+    with socket.socket() as probe:   # a port nothing listens on: bound, then closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"no server answers at http://127.0.0.1:{port} .*mlflow server.*leave uri out"):
+        small_run(tmp_path, f"output.tracking=[mlflow:uri=http://127.0.0.1:{port}]")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()   # refused before the first epoch
+
+
+def test_an_answering_server_passes_the_check():
+    import http.server
+    import threading
+
+    from deepwell.tracking import _check_server
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _check_server(f"http://127.0.0.1:{server.server_port}")       # /health: 200
+        _check_server(f"http://127.0.0.1:{server.server_port}/sub/")   # a 404 is an answer too
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_unknown_tracker_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"Unknown tracker 'tensorbord'. Did you mean 'tensorboard'\? Known: mlflow, tensorboard"):
         deepwell.train(overrides=["output.tracking=[tensorbord]"], progress="none")
