@@ -18,6 +18,7 @@ presses play; then measures
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -30,6 +31,7 @@ import torch
 
 from deepwell.diagnostics.probes import Probes
 from deepwell.run import build_run
+from deepwell.runtime import configure_cpu
 from deepwell.serve.app import Playground, create_app
 from deepwell.serve.scenes import playground_spec
 from deepwell.training.loop import fit, loss_function
@@ -96,13 +98,16 @@ def page_rate(page, seconds: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="memory after 10 s and 60 s instead of 1 and 10 minutes")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating playground / fit rounds (median of ratios)")
     parser.add_argument("--minutes", type=float, default=None, help="memory: play this long (default 10; --quick: 1)")
     args = parser.parse_args()
     minutes = args.minutes if args.minutes is not None else 1.0 if args.quick else 10.0
     from playwright.sync_api import sync_playwright
 
-    torch.set_num_threads(1)  # what deepwell serve uses (DEEPWELL_THREADS=1): one thread per session
+    # what `deepwell serve` sets: one torch thread per session. The variable, not torch.set_num_threads: the
+    # first fit's configure_cpu() would otherwise give this process one thread per core (the last runs did).
+    os.environ.setdefault("DEEPWELL_THREADS", "1")
+    configure_cpu()
     window = 5.0 if args.quick else 15.0
     late = 60.0 * minutes
     early = min(60.0, late / 6)

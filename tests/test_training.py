@@ -187,6 +187,29 @@ def test_checkpoint_is_written_at_an_early_stop_with_the_final_decision(tmp_path
         "best": None, "best_epoch": 0, "wait": 2, "best_weights": None, "stopped_epoch": 2}
 
 
+def test_a_kept_checkpoint_is_the_epoch_it_was_taken_at(tmp_path) -> None:
+    """Between saves the saver keeps the last epoch's state in memory: later training must not change it
+    (tensors copied), and its history is that epoch's (the list copied; rows are complete when appended)."""
+
+    class Capture(Callback):
+        def __init__(self, saver: CheckpointSaver) -> None:
+            self.saver, self.kept = saver, {}
+
+        def on_epoch_end(self, state: FitState) -> None:   # fit runs savers last: this sees the previous epoch's
+            if self.saver.pending is not None:
+                self.kept[self.saver.pending["epoch"]] = (self.saver.pending, copy.deepcopy(self.saver.pending))
+
+    saver = CheckpointSaver(tmp_path / "c.safetensors", every=10)
+    capture = Capture(saver)
+    result = fit(mlp(), blobs(), train_spec(epochs=4, batch_size=16, optimizer="sgd:0.9", lr=0.05), callbacks=[saver, capture])
+    assert sorted(capture.kept) == [0, 1, 2]   # the last epoch is saved, not kept
+    for epoch, (kept, at_the_time) in capture.kept.items():   # compared epochs after they were kept
+        assert len(kept["history"]) == epoch + 1
+        assert kept["history"] == at_the_time["history"] == result.history[:epoch + 1]
+        for name, value in at_the_time["model"].items():
+            assert torch.equal(kept["model"][name], value), name
+
+
 def test_resume_of_a_finished_run_changes_nothing(tmp_path) -> None:
     spec = train_spec(epochs=2, batch_size=16, optimizer="sgd:0.9", lr=0.05)
     model = mlp()

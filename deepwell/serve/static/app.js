@@ -175,6 +175,12 @@ function unpack(m) {
 }
 
 let drawPending = false;
+const drawnWith = {};  // panel -> the values it was last drawn from
+function changed(panel, ...values) {
+  const before = drawnWith[panel];
+  drawnWith[panel] = values;
+  return !before || before.length !== values.length || values.some((v, i) => v !== before[i]);
+}
 function requestDraw() { if (!drawPending) { drawPending = true; requestAnimationFrame(() => { drawPending = false; draw(); }); } }
 
 function draw() {
@@ -188,10 +194,15 @@ function draw() {
   else if (f.view && f.view.kind === 'curve') drawRegression(view, d, f.view.y);
   else if (f.view && f.view.kind === 'confusion') drawConfusion(view, f.view.matrix, d.class_names, d.signals, f.view.predicted);
   state.regions = drawNetwork($('network').getContext('2d'), d.network, f, $('view'));
-  drawHistograms($('histograms').getContext('2d'), f.hist, f.probe && f.probe.layers);
-  drawHistograms($('grad-histograms').getContext('2d'), f.grad_hist, f.probe && f.probe.layers, '#d7443e');
-  drawCurves($('loss-curve').getContext('2d'), state.rows, [{ key: 'train/loss', color: PALETTE[0] }, { key: 'train/loss_clean', color: '#8e5ab5' }, { key: 'val/loss', color: PALETTE[1] }], { log: true });
-  drawCurves($('acc-curve').getContext('2d'), state.rows, [{ key: 'train/acc_clean', color: '#8e5ab5' }, { key: 'val/acc', color: PALETTE[1] }]);
+  // Panels whose data did not change since they were last drawn are left as they are: the page shares
+  // the machine's cores with the training it shows.
+  const layers = f.probe && f.probe.layers;
+  if (changed('hist', f.hist, layers)) drawHistograms($('histograms').getContext('2d'), f.hist, layers);
+  if (changed('grad-hist', f.grad_hist, layers)) drawHistograms($('grad-histograms').getContext('2d'), f.grad_hist, layers, '#d7443e');
+  if (changed('curves', state.rows.length, state.rows[state.rows.length - 1])) {
+    drawCurves($('loss-curve').getContext('2d'), state.rows, [{ key: 'train/loss', color: PALETTE[0] }, { key: 'train/loss_clean', color: '#8e5ab5' }, { key: 'val/loss', color: PALETTE[1] }], { log: true });
+    drawCurves($('acc-curve').getContext('2d'), state.rows, [{ key: 'train/acc_clean', color: '#8e5ab5' }, { key: 'val/acc', color: PALETTE[1] }]);
+  }
   gradientFlow(f.probe);
 }
 
