@@ -323,3 +323,40 @@ def test_serve_command_checks_its_input_and_warns_off_localhost(cli, monkeypatch
     assert started[-1] == {"host": "127.0.0.1", "port": 8123, "log_level": "warning"}
     code, out, err = cli("serve", "--data-dir", str(tmp_path), "--host", "0.0.0.0")
     assert code == 0 and "warning: binding 0.0.0.0" in err and started[-1]["host"] == "0.0.0.0"
+
+
+def test_the_doctor_has_its_own_time_budget_and_never_slows_the_frames(monkeypatch):
+    """A long session's history makes the doctor dear; frames keep their rate, findings come less often (fake clocks)."""
+    import types
+    from collections import deque
+
+    from deepwell.serve import stream as S
+
+    clock = {"cpu": 0.0, "wall": 0.0}
+    monkeypatch.setattr(S, "time", types.SimpleNamespace(thread_time=lambda: clock["cpu"], perf_counter=lambda: clock["wall"],
+                                                         time=lambda: clock["wall"]))
+
+    def view(*args):  # a frame's own work: 1 ms of CPU
+        clock["cpu"] += 0.001
+        return {}
+
+    def doctor(self, state):  # the doctor on a long history: 200 ms of CPU
+        clock["cpu"] += 0.2
+        return []
+
+    monkeypatch.setattr(S, "model_view", view)
+    monkeypatch.setattr(S.Stream, "_findings", doctor)
+    frames = []
+    stream = S.Stream.__new__(S.Stream)   # no model or data needed: the views are replaced above
+    stream.__dict__.update(parts=None, publish=frames.append, sent_rows=0, last_step=0, last_frame=-1e9, last_findings=-1e9,
+                           probe_initial=None, probe_samples=deque(), probe_epochs=deque(), latest_hist=None, hist_sent=None,
+                           frame_cost=0.0, findings_cost=0.0, rate_mark=None, steps_per_s=0.0, findings=[], blocks=[], view=None)
+    state = types.SimpleNamespace(history=[], step=0, stop_reason=None)
+    for step in range(6000):   # 60 s of training, a step every 10 ms
+        clock["wall"] += 0.01
+        clock["cpu"] += 0.01
+        state.step = step
+        stream.on_batch_end(state)
+    with_findings = sum("findings" in frame for frame in frames)
+    assert len(frames) / 60 >= 10, len(frames)                  # the frame rate holds (1/12 s apart)
+    assert 60 / 4 - 2 <= with_findings <= 60 / 4 + 1, with_findings  # the doctor: 0.2 s / 5% = every 4 s, not every second

@@ -7,7 +7,9 @@ nearly full speed and the page updates less often): the metric rows since the la
 probe sample, the model's view of the data (a class-probability grid under 2-D points, the fitted
 curve of a 1-D regression, a confusion matrix otherwise), each narrow layer's units over the input
 plane and their weights, and, every ``FINDINGS_INTERVAL`` seconds, the doctor's findings on the run
-so far. Publishing only merges into the session's outbox; the socket sends the newest merge.
+so far. The doctor reads the whole history, so its cost grows with a long session: it has its own
+budget (``FINDINGS_BUDGET``; its findings come less often), and never slows the frames. Publishing
+only merges into the session's outbox; the socket sends the newest merge.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ __all__ = ["Stream", "FRAME_INTERVAL"]
 FRAME_INTERVAL = 1 / 12   # ~12 frames a second: live (>= 10/s), and the page's drawing leaves the cores to training
 FRAME_BUDGET = 0.05       # at most 5% of the worker's CPU time on frames (~3 ms a frame on 2-D data: 12/s stays)
 FINDINGS_INTERVAL = 1.0   # the doctor reads the whole history: once a second is live enough
+FINDINGS_BUDGET = 0.05    # and at most 5% of the worker's CPU time (a 20,000-epoch history: every few seconds)
 KEEP_SAMPLES = 200        # probe samples kept for the doctor (plus the initial one): memory stays flat
 
 
@@ -65,7 +68,8 @@ class Stream(Callback):
         self.probe_epochs: deque = deque(maxlen=KEEP_SAMPLES)
         self.latest_hist: dict[str, Any] | None = None
         self.hist_sent: dict[str, Any] | None = None  # histograms change a few times an epoch: sent only when new
-        self.frame_cost = 0.0  # CPU seconds the last frame took (the time budget's measure)
+        self.frame_cost = 0.0  # CPU seconds the last frame took, the doctor's findings left out (the time budget's measure)
+        self.findings_cost = 0.0  # CPU seconds the doctor last took
         self.rate_mark: tuple[float, int] | None = None
         self.steps_per_s = 0.0
         self.findings: list[dict[str, Any]] = []
@@ -122,7 +126,7 @@ class Stream(Callback):
     # --- frames --------------------------------------------------------------------------------
     def _frame(self, state: FitState, findings: bool = False) -> None:
         cpu, now = time.thread_time(), time.perf_counter()
-        findings = findings or now - self.last_findings >= FINDINGS_INTERVAL
+        findings = findings or now - self.last_findings >= max(FINDINGS_INTERVAL, self.findings_cost / FINDINGS_BUDGET)
         self.last_frame = now
         if self.rate_mark is not None and now - self.rate_mark[0] >= 0.5:
             self.steps_per_s = (state.step - self.rate_mark[1]) / (now - self.rate_mark[0])
@@ -132,12 +136,14 @@ class Stream(Callback):
                                  "replace": self.sent_rows == 0}
         self.sent_rows, self.last_step = len(state.history), state.step
         frame |= self._probe_view() | model_view(self.parts, self.view, self.blocks)
+        doctor = 0.0
         if findings:
-            self.last_findings = now
+            self.last_findings, started = now, time.thread_time()
             self.findings = self._findings(state)
             frame["findings"] = self.findings
+            doctor = self.findings_cost = time.thread_time() - started
         self.publish(frame)
-        self.frame_cost = time.thread_time() - cpu
+        self.frame_cost = time.thread_time() - cpu - doctor
 
     def _probe_view(self) -> dict[str, Any]:
         sample = self.probe_samples[-1] if self.probe_samples else self.probe_initial
