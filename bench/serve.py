@@ -151,6 +151,7 @@ def main() -> None:
         browser.close()
     server.should_exit = True
     thread.join(30)
+    playground.shutdown()  # stops and joins the session's training: a worker still in fit at exit aborts the process
     growth = rss_late / rss_early - 1
     print(f"machine: {torch.get_num_threads()} torch thread(s); the browser runs on the same cores; {epochs} epochs played")
     print(f"RSS of a session playing {minutes:g} min: after {early:.0f} s {rss_early:.0f} MB, at the end ({late:.0f} s) "
