@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from deepwell.config import RunSpec, load_spec
-from deepwell.diagnostics.probes import ProbeLog, load_probes
+from deepwell.diagnostics.probe_log import ProbeLog, load_probes
 from deepwell.errors import CheckpointError
 from deepwell.training.checkpoint import load_tensors, read_jsonl
 from deepwell.training.precision import resolution

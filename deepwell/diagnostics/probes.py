@@ -52,6 +52,7 @@ from torch import nn
 
 from deepwell.models.network import Block
 from deepwell.training.callbacks import Callback, FitState
+from deepwell.diagnostics.probe_log import ProbeLog, load_probes  # re-exported: the reader of what Probes writes
 from deepwell.training.checkpoint import append_lines, atomic_write_text, json_line, read_jsonl
 
 __all__ = ["Probes", "ProbeLog", "SATURATION", "LINEAR", "HISTOGRAM_BINS", "measure_activations", "gradient_histograms",
@@ -390,31 +391,3 @@ class Probes(Callback):
 
 def _finite_or_none(value: float) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
-
-
-@dataclass
-class ProbeLog:
-    """probes.jsonl read back: samples (step order) and per-epoch rows."""
-
-    samples: list[dict[str, Any]]
-    epochs: list[dict[str, Any]]
-
-    @property
-    def layers(self) -> list[str]:
-        return self.samples[0]["layers"] if self.samples else []
-
-    def initial(self) -> dict[str, Any] | None:
-        """The sample taken at initialisation, before any update."""
-        return next((s for s in self.samples if s["epoch"] == -1), None)
-
-    def series(self, quantity: str, layer: str | int) -> tuple[list[int], list[float | None]]:
-        """(steps, values) of one quantity for one layer (by name or index)."""
-        index = layer if isinstance(layer, int) else self.layers.index(layer)
-        return [s["step"] for s in self.samples], [s[quantity][index] for s in self.samples]
-
-
-def load_probes(path: str | Path) -> ProbeLog:
-    """Read a probes.jsonl file (an empty log when it does not exist)."""
-    path = Path(path)
-    rows = read_jsonl(path)
-    return ProbeLog([r for r in rows if r["kind"] == "sample"], [r for r in rows if r["kind"] == "epoch"])

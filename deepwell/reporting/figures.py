@@ -27,7 +27,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from deepwell.diagnostics.probes import ProbeLog
+from deepwell.diagnostics.probe_log import ProbeLog
 from deepwell.reporting.style import check_figure, tidy
 
 __all__ = ["learning_curves_figure", "layer_health_figure", "histograms_figure", "png_data_uri", "image_file_uri", "layer_label",

@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from deepwell.diagnostics.probes import ProbeLog, load_probes
+from deepwell.diagnostics.probe_log import ProbeLog, load_probes
 from deepwell.errors import CheckpointError
 from deepwell.reporting import figures
 from deepwell.training.checkpoint import read_jsonl

@@ -32,6 +32,7 @@ from deepwell.training.interrupt import StopFlag, stop_signals
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 from deepwell.training.penalties import PENALTIES
 from deepwell.training.precision import autocast_factory, tf32_context
+from deepwell.training.resume import callback_keys, restore
 
 __all__ = ["fit", "evaluate", "loss_function", "FitResult", "TensorData", "CheckpointSaver", "EVAL_BATCH"]
 
@@ -175,7 +176,7 @@ def fit(
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "rng": {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-            "callbacks": {key: cb.state_dict() for key, cb in _callback_keys(callbacks)},
+            "callbacks": {key: cb.state_dict() for key, cb in callback_keys(callbacks)},
         }
 
     for callback in callbacks:
@@ -183,7 +184,7 @@ def fit(
             callback.snapshot = snapshot
     start_epoch = 0
     if resume_from is not None:
-        start_epoch = _restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
+        start_epoch = restore(load_state(resume_from), state, scheduler, shuffle, callbacks, device)
     clean_count = n if spec.clean_train_examples is None else min(n, spec.clean_train_examples)  # a fixed sample
     last_good = copy.deepcopy(model.state_dict())
     savers = [cb for cb in callbacks if isinstance(cb, CheckpointSaver)]
@@ -353,56 +354,3 @@ class _Stepper:
         if self.scheduler is not None:
             self.scheduler.step()
         return term.detach() if term is not None else None
-
-
-def _rescale_schedule(scheduler, peaks: list[float]) -> None:
-    """The spec's learning rate is a LambdaLR schedule's peak: a resume under another ``train.lr`` goes on at the
-    same point of the schedule, scaled to the new peak (unchanged lr: the very value the schedule had set).
-
-    torch's OneCycleLR keeps its own peak in its saved state: there the saved learning rate wins.
-    """
-    if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-        return
-    scheduler.base_lrs = list(peaks)
-    for group, peak, factor in zip(scheduler.optimizer.param_groups, peaks, scheduler.lr_lambdas):
-        group["initial_lr"], group["lr"] = peak, peak * factor(scheduler.last_epoch)  # LambdaLR's own formula
-    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
-
-
-def _restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,
-             callbacks: Sequence[Callback], device: torch.device) -> int:
-    """Load a snapshot into the live objects; return the epoch to start from."""
-    state.model.load_state_dict(saved["model"])
-    settings = [{k: v for k, v in group.items() if k != "params"} for group in state.optimizer.param_groups]
-    state.optimizer.load_state_dict(saved["optimizer"])
-    if scheduler is None:  # no schedule owns the lr: the spec's settings win (a resume with --set train.lr=... applies it)
-        for group, setting in zip(state.optimizer.param_groups, settings):
-            group.update(setting)
-    if scheduler is not None and saved["scheduler"] is not None:
-        scheduler.load_state_dict(saved["scheduler"])
-        _rescale_schedule(scheduler, [setting.get("initial_lr", setting["lr"]) for setting in settings])
-    shuffle.set_state(saved["rng"]["shuffle"])
-    torch.set_rng_state(saved["rng"]["torch"])
-    if saved["rng"]["cuda"] is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(saved["rng"]["cuda"], device)
-    for key, callback in _callback_keys(callbacks):
-        if key in saved["callbacks"]:
-            callback.load_state_dict(saved["callbacks"][key])
-    state.step, state.epoch = saved["step"], saved["epoch"]
-    state.history = list(saved["history"])
-    return saved["epoch"] + 1
-
-
-def _callback_keys(callbacks: Sequence[Callback]) -> list[tuple[str, Callback]]:
-    """Stable checkpoint keys: class name and its count among callbacks of that class ("EarlyStopping:0").
-
-    Not the position in the list, which shifts when a resumed run is given other callbacks
-    (a progress bar, a probe) and would silently drop, say, early stopping's state.
-    """
-    seen: dict[str, int] = {}
-    keys = []
-    for callback in callbacks:
-        name = type(callback).__name__
-        keys.append((f"{name}:{seen.get(name, 0)}", callback))
-        seen[name] = seen.get(name, 0) + 1
-    return keys
