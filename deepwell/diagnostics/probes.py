@@ -251,6 +251,11 @@ class Probes(Callback):
     def _weights(self) -> list[torch.Tensor]:
         return [layer.block.transform.weight for layer in self.layers]
 
+    @staticmethod
+    def _grads(weights: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The weights' gradients (zeros for a layer without one: no loss reached it)."""
+        return [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
+
     # --- events ------------------------------------------------------------------------------
     def on_fit_start(self, state: FitState) -> None:
         self.layers = _layers(state.model)
@@ -280,8 +285,9 @@ class Probes(Callback):
             with self.autocast():
                 loss = self.loss_fn(model(self.x_probe), self.y_probe)
             loss.backward()
-            grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights()])
-            grad_hist = gradient_histograms([w.grad if w.grad is not None else torch.zeros_like(w) for w in self._weights()])
+            weight_grads = self._grads(self._weights())
+            grads = torch._foreach_norm(weight_grads)
+            grad_hist = gradient_histograms(weight_grads)
         finally:
             model.zero_grad(set_to_none=True)
             model.train(was_training)
@@ -302,9 +308,10 @@ class Probes(Callback):
         if not self.sampling:
             return
         weights = self._weights()
-        self.grads = torch._foreach_norm([w.grad if w.grad is not None else torch.zeros_like(w) for w in weights])
+        weight_grads = self._grads(weights)
+        self.grads = torch._foreach_norm(weight_grads)
         if self.first_of_epoch:  # with the activation histograms of this sample
-            self.grad_hist = gradient_histograms([w.grad if w.grad is not None else torch.zeros_like(w) for w in weights])
+            self.grad_hist = gradient_histograms(weight_grads)
         self.before = [w.detach().clone() for w in weights]
 
     def on_batch_end(self, state: FitState) -> None:
