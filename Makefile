@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-slow install system-deps bench bench-env bench-peers clean notebooks
+.PHONY: run test test-slow install native system-deps bench bench-env bench-peers clean notebooks
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) native
+
+# The batched sweep's compiled step (deepwell/sweep/native.py): built once with g++ and ninja into ~/.cache/deepwell,
+# ~15 s; a sweep builds it itself when this did not, and runs the Python step where it cannot.
+native: $(STAMP)
+	$(PY) -c 'from deepwell.sweep import native; native.main()'
 
 run: $(STAMP)
 	$(VENV)/bin/deepwell train
@@ -32,9 +37,10 @@ notebooks: $(NOTEBOOKS_STAMP)
 
 # Debian packages the tests exercise: chromium (the report opens in a real browser; Playwright drives it for the
 # playground's end-to-end tests, via executable_path, so no `playwright install` download), wordnet-base
-# (WordNet for synonym replacement), espeak-ng (speech fixtures for the audio pipeline). Install
+# (WordNet for synonym replacement), espeak-ng (speech fixtures for the audio pipeline), ninja-build (builds the
+# batched sweep's compiled step with g++; the tests compare it with the Python step). Install
 # those missing when we may (root); otherwise say so and go on (the tests needing them then skip).
-DEBIAN_PACKAGES := chromium:chromium wordnet-base:/usr/share/wordnet/index.noun espeak-ng:espeak-ng
+DEBIAN_PACKAGES := chromium:chromium wordnet-base:/usr/share/wordnet/index.noun espeak-ng:espeak-ng ninja-build:ninja g++:g++
 system-deps:
 	@missing=""; for entry in $(DEBIAN_PACKAGES); do pkg=$${entry%%:*}; probe=$${entry#*:}; \
 		if [ -e "$$probe" ] || command -v "$$probe" >/dev/null 2>&1; then :; else missing="$$missing $$pkg"; fi; done; \
@@ -46,11 +52,11 @@ system-deps:
 		echo "Missing Debian packages:$$missing and this is not a root Debian shell: the tests that need them will skip."; \
 	fi
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps native
 	$(PY) -m pytest -q --durations=12   # the slowest tests, to keep the suite well under 10 minutes
 
 # The long experiments (example protocols, whole studies, the default run's diagnosis): ~10 minutes.
-test-slow: $(STAMP) system-deps
+test-slow: $(STAMP) system-deps native
 	$(PY) -m pytest -q -m slow
 
 # The peer benchmarks (bench/peers.py: Keras 3, Lightning, skorch, loss-landscapes) need their own

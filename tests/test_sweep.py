@@ -239,14 +239,75 @@ def test_balanced_shards_split_work_evenly() -> None:
     assert max(map(cost_of, shards)) == min(max(cost_of(a), cost_of(b)) for a, b in _two_way_splits(5))
 
 
-def test_batched_workers_give_the_records_of_one_process() -> None:
-    # Sharded over two spawned processes, each member trains exactly as it would in one ensemble.
+@pytest.mark.parametrize("compiled", [True, False], ids=["threads", "processes"])
+def test_batched_workers_give_the_records_of_one_process(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sharded over two threads (the compiled step holds no GIL) or two spawned processes (the Python
+    # step), each member trains exactly as it would in one ensemble.
+    from deepwell.sweep import executors, native
+
+    monkeypatch.setenv("DEEPWELL_NATIVE", "auto" if compiled else "off")
+    if compiled:
+        if native.padded_step() is None:
+            pytest.skip(NATIVE_MISSING)
+        monkeypatch.setattr(executors, "worker_pool", None)  # threads only: starting a process would fail
     tasks = _tasks(widths=(3, 8, 20), seeds=(0,), epochs=2)
     one = run_sweep(tasks, BatchedExecutor(workers=1))
     two = sorted(run_sweep(tasks, BatchedExecutor(workers=2)), key=lambda r: r["width"])
     for a, b in zip(one, two):
         assert b["width"] == a["width"] and b["train_loss"] == pytest.approx(a["train_loss"], abs=ATOL)
         assert b["test_error"] == pytest.approx(a["test_error"], abs=1e-6)
+
+
+NATIVE_MISSING = "no C++ compiler or ninja to build the compiled sweep step (make test installs ninja-build)"
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "identity"])
+@pytest.mark.parametrize("shared", [True, False], ids=["one-batch", "own-batches"])
+def test_compiled_step_gives_the_python_steps_numbers_bit_for_bit(activation: str, shared: bool) -> None:
+    from deepwell.sweep import native
+    from deepwell.sweep.padded import _Padded
+
+    if native.padded_step() is None:
+        pytest.skip(NATIVE_MISSING)
+    models = [_mlp(w, k, activation) for k, w in enumerate((3, 8, 30, 64))]
+    source = None if shared else torch.tensor([0, 1, 1, 0])
+    results = []
+    for compiled in (False, True):
+        net = _Padded(models, [[0, 1], [2, 3]])
+        net.compiled = compiled
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+        generator = torch.Generator().manual_seed(1)
+        losses = []
+        for _ in range(10):
+            x = torch.randn(50, 40, generator=generator) if shared else torch.randn(2, 50, 40, generator=generator)
+            y = torch.randint(0, 10, (4, 50), generator=generator)
+            with torch.no_grad():
+                losses.append(net.train_step(x, source, y))
+            optimizer.step()
+        results.append((net.flat.detach().clone(), torch.stack(losses)))
+    (python_weights, python_losses), (compiled_weights, compiled_losses) = results
+    assert not torch.equal(python_weights, _Padded(models, [[0, 1], [2, 3]]).flat.detach()), "did not train"
+    assert torch.equal(compiled_weights, python_weights) and torch.equal(compiled_losses, python_losses)
+
+
+def test_a_stopped_shard_ends_at_its_next_epoch() -> None:
+    import threading
+
+    from deepwell.sweep.executors import ShardStopped, _train_group
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ShardStopped):
+        _train_group(_tasks(widths=(3, 8), seeds=(0,), epochs=3), None, stop=stop)
+
+
+def test_without_the_compiled_step_the_python_step_runs(monkeypatch: pytest.MonkeyPatch, data: TensorData) -> None:
+    from deepwell.sweep import native
+
+    monkeypatch.setenv("DEEPWELL_NATIVE", "off")
+    assert native.padded_step() is None
+    _assert_same_as_fit([3, 20], [0, 1], TrainSpec(epochs=2, batch_size=32, optimizer="sgd:momentum=0.9",
+                                                   schedule="constant"), data)
 
 
 def test_record_store_drops_a_torn_line(tmp_path: Path) -> None:

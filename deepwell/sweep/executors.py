@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from deepwell.errors import ConfigError
 from deepwell.runtime import configure_cpu
 from deepwell.sweep.ensemble import CPU_BUCKET_OVERHEAD, train_ensemble
 from deepwell.sweep.layouts import ensemble_layout, plan_cost
+from deepwell.sweep.padded import compiled_step
 from deepwell.sweep.progress import EpochListener, describe
 from deepwell.sweep.tasks import Record, SweepTask, build_member, record_from_history
 from deepwell.training.loop import fit
@@ -148,14 +150,15 @@ class BatchedExecutor:
     ``fit`` one by one, so every sweep runs; ``record["executor"]`` says which path ran.
 
     On a CPU a large group is also split into ``workers`` shards that should end together, each
-    trained as its own ensemble with one torch thread, the first in this process (with the workers'
-    start-up as its head start), the others in spawned processes: the batched matmuls of small
-    networks gain nothing from a second BLAS thread (the whole double-descent sweep in one process
-    on 2 threads: 3.3 ms a step, against ~2.2 ms for each of two one-thread shards), while two
-    processes run both the arithmetic and the per-step Python overhead side by side (two Python
-    threads in one process: 3.75 ms a step against 2.7, the GIL serialises the overhead; a forked
-    worker deadlocks in torch's thread pool, hence spawn). Members never interact, so sharding
-    changes no result.
+    trained as its own ensemble with one torch thread, the first in this process: the batched
+    matmuls of small networks gain nothing from a second BLAS thread (the whole double-descent
+    sweep in one process on 2 threads: 3.3 ms a step, against ~2.2 ms for each of two one-thread
+    shards). MLPs whose step runs compiled (:mod:`deepwell.sweep.native`, which holds no GIL) train
+    their other shards in threads of this process: they start at once and share the data. Other
+    networks step in Python, where two threads serialise on the GIL (3.75 ms a step against 2.7),
+    so their other shards train in spawned processes (a forked worker deadlocks in torch's thread
+    pool), and this process's shard takes their start-up as its head start. Members never
+    interact, so sharding changes no result.
 
     Args:
         max_group: most members per ensemble (memory bound); larger groups are split.
@@ -198,10 +201,14 @@ class BatchedExecutor:
         else:
             shapes = [[tuple(p.shape) for p in model.parameters()] for model in models]
             overhead = CPU_BUCKET_OVERHEAD if self.bucket_overhead is None else self.bucket_overhead
-            shards = balanced_shards(sizes, workers, head_start=WORKER_START_FLOPS / flops_per_param,
+            threaded = compiled_step(models)
+            shards = balanced_shards(sizes, workers, head_start=0.0 if threaded else WORKER_START_FLOPS / flops_per_param,
                                      cost_of=lambda shard: plan_cost([shapes[i] for i in shard], overhead))
         if len(shards) == 1:
             yield from _train_group(tasks, self.bucket_overhead, built, self.listener)
+            return
+        if threaded:
+            yield from self._run_threads(tasks, built, shards)
             return
         # This process trains the first shard itself, on one thread like the workers, while they start
         # (a spawned worker takes ~3.5 s to import torch before its first step): the balance gives it that head start.
@@ -223,6 +230,30 @@ class BatchedExecutor:
             stopped = False
         finally:
             close_pool(pool, stopped, wait=False)  # a worker's interpreter exit (~0.7 s) off the critical path
+
+    def _run_threads(self, tasks: list[SweepTask], built: list, shards: list[list[int]]) -> Iterator[Record]:
+        """Shards in threads of this process, one torch thread each (the compiled step releases the GIL)."""
+        stop = threading.Event()  # an error or Ctrl-C here stops the other shards at their next epoch
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        pool = concurrent.futures.ThreadPoolExecutor(len(shards) - 1, thread_name_prefix="deepwell-shard")
+        try:
+            futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead, [built[i] for i in shard],
+                                   None, stop) for shard in shards[1:]]
+            records = _train_group([tasks[i] for i in shards[0]], self.bucket_overhead, [built[i] for i in shards[0]],
+                                   self.listener, stop)
+            results = [future.result() for future in futures]
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
+        yield from records
+        for result in results:
+            yield from result
+
+
+class ShardStopped(Exception):
+    """A thread's shard ended early because another shard of its group stopped (an error, Ctrl-C)."""
 
 
 WORKER_MIN_FLOPS = 5e11    # ~10 s of one core's work: below this, starting worker processes costs more than it saves
@@ -283,15 +314,26 @@ def _rebalance(shards: list[list[int]], starts: list[float], cost_of: Callable[[
 
 
 def _train_group(tasks: list[SweepTask], bucket_overhead: float | None,
-                 built: list[tuple[torch.nn.Module, object]] | None = None, listener: Any = None) -> list[Record]:
-    """Train tasks as one ensemble (in this process or a worker); their records."""
+                 built: list[tuple[torch.nn.Module, object]] | None = None, listener: Any = None,
+                 stop: threading.Event | None = None) -> list[Record]:
+    """Train tasks as one ensemble (in this process, a thread or a worker); their records.
+
+    ``stop``: when set (another shard failed or was interrupted), training ends at the next epoch with ShardStopped.
+    """
     started = time.perf_counter()
     built = built or [build_member(task) for task in tasks]
     models = [model for model, _ in built]
     if listener is not None:
         listener.training(f"{len(tasks)} runs as one ensemble, from {describe(tasks[0].params, tasks[0].seed)}")
+
+    def on_epoch(epoch: int, epochs: int) -> None:
+        if stop is not None and stop.is_set():
+            raise ShardStopped("another shard of this sweep stopped")
+        if listener is not None:
+            listener.epoch(epoch, epochs)
+
     result = train_ensemble(models, [data for _, data in built], tasks[0].train, [t.seed for t in tasks],
-                            bucket_overhead=bucket_overhead, on_epoch=listener.epoch if listener is not None else None)
+                            bucket_overhead=bucket_overhead, on_epoch=on_epoch)
     seconds = (time.perf_counter() - started) / len(tasks)  # the group's time, shared evenly
     return [record_from_history(task, model, history, seconds, f"batched:{result.layout}")
             for task, model, history in zip(tasks, models, result.histories)]

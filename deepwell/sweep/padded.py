@@ -13,10 +13,24 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from deepwell.errors import ConfigError
 from deepwell.models.network import Network
-from deepwell.sweep.layouts import aligned_numel
+from deepwell.sweep import native
+from deepwell.sweep.layouts import aligned_numel, ensemble_layout
 
-__all__: list[str] = []
+__all__ = ["compiled_step"]
+
+ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.LeakyReLU: 2, nn.Tanh: 3, nn.Sigmoid: 4}  # padded_step.cpp's Activation
+
+
+def compiled_step(models: Sequence[nn.Module]) -> bool:
+    """Whether these members train in the padded layout with the compiled step (C++, no GIL held: shards may be threads)."""
+    try:
+        padded = ensemble_layout(models) == "padded"
+    except ConfigError:
+        return False
+    activation = models[0].dense[0].activation if len(models[0].dense) else nn.Identity()
+    return padded and type(activation) in ACTIVATIONS and native.padded_step() is not None
 
 
 class _Padded(nn.Module):
@@ -58,6 +72,9 @@ class _Padded(nn.Module):
             self.masks.append(masks)
             self.widths.append(widths)
         self.depth = len(self.widths[0])
+        self.flat_masks = [mask for masks in self.masks for mask in masks] if self.needs_mask else []
+        self.kind = ACTIVATIONS.get(type(self.activation), -1)
+        self.slope = float(getattr(self.activation, "negative_slope", 0.0))
         # Every block lives in one flat parameter (they are views of it): the optimiser then updates
         # one tensor per step instead of 6 per bucket (its per-tensor overhead was ~15% of a step).
         # Zero-padded to OPTIMIZER_ALIGN elements: no member's weights fall in the fused optimiser's scalar tail.
@@ -75,6 +92,7 @@ class _Padded(nn.Module):
         if [k for bucket in buckets for k in bucket] != list(range(starts[-1])):
             raise ValueError(f"_Padded needs buckets of consecutive members in order (train_ensemble's slots); got {buckets}")
         self.ranges = [slice(a, b) for a, b in zip(starts, starts[1:])]  # bucket -> its members, as a slice
+        self.compiled = True  # train_step runs the C++ build when it is available (deepwell.sweep.native)
 
     def _blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Per bucket and layer (bucket-major), the (G, out, in + 1) [weight | bias] views of a flat tensor."""
@@ -118,7 +136,9 @@ class _Padded(nn.Module):
         products gain too. Gradients are written in place into one flat buffer (``flat.grad``, kept
         from step to step) by the matmuls' ``out=``; activations, logits and their views live in a
         workspace kept between steps (:class:`_Workspace`). Only activations whose derivative is known
-        in closed form take this path (``self.manual``); others use autograd.
+        in closed form take this path (``self.manual``); others use autograd. When the C++ build of
+        this step is available (:mod:`deepwell.sweep.native`; ``compiled``, on by default) it runs
+        instead: the same calls, the same numbers.
         """
         flat = self.flat
         blocks, weights_t = self._split(flat)
@@ -129,10 +149,16 @@ class _Padded(nn.Module):
         work = self._workspace(x, source, y.shape[0])
         if source is None:
             work.shared.copy_(x.t())                                   # the one input every bucket reads (broadcast)
-        for index, members in enumerate(self.ranges):                  # forward, bucket by bucket
+        else:
+            for index, members in enumerate(self.ranges):              # each member's own batch
+                work.hidden[index][0].copy_(x[source[members]].transpose(1, 2))
+        compiled = native.padded_step() if self.kind >= 0 and self.compiled else None
+        if compiled is not None:                                       # the same calls in C++ (padded_step.cpp)
+            return compiled.train_step(blocks, weights_t, grads, work.all_inputs, work.all_hidden, work.all_transposed,
+                                       work.logits.parts, work.log_p.parts, work.log_p.full, work.logits.full,
+                                       work.minus_ones, self.flat_masks, y, self.depth, self.kind, self.slope)
+        for index in range(len(self.ranges)):                          # forward, bucket by bucket
             inputs, hidden = work.inputs[index], work.hidden[index]
-            if source is not None:                                     # each member's own batch
-                hidden[0].copy_(x[source[members]].transpose(1, 2))
             for layer in range(self.depth):
                 last = layer == self.depth - 1
                 h = torch.bmm(blocks[index * self.depth + layer], inputs[layer], out=work.logits[index] if last else None)
@@ -243,6 +269,9 @@ class _Workspace:
             self.inputs.append(inputs)
             self.hidden.append([t[:, :-1] for t in inputs])
             self.transposed.append([t.transpose(1, 2) for t in inputs])
+        # the same, bucket-major in one list each, as the C++ step reads them
+        self.all_inputs, self.all_hidden, self.all_transposed = ([t for part in parts for t in part]
+                                                                  for parts in (self.inputs, self.hidden, self.transposed))
         self.logits = _Bucketed(torch.empty(members, classes, batch, **options), ranges)
         self.log_p = _Bucketed(torch.empty(members, classes, batch, **options), ranges)
         self.minus_ones = torch.full((members, 1, batch), -1.0, **options)  # subtracts the one-hot from the softmax

@@ -1,0 +1,99 @@
+// The padded layout's training step (deepwell/sweep/padded.py, _Padded.train_step) in C++.
+//
+// The same ATen calls in the same order as the Python step, so the same numbers bit for bit; what
+// goes is the interpreter between them (~90 calls a step, a few microseconds each: ~15% of a step
+// of the double-descent sweep on a CPU) and the GIL, released for the whole step. Built on demand
+// by deepwell/sweep/native.py and cached on disk; without a compiler the Python step runs.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/utils/pybind.h>
+#include <pybind11/stl.h>
+
+#include <vector>
+
+namespace {
+
+enum Activation : int64_t { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
+
+at::Tensor activate(const at::Tensor& h, int64_t activation, double slope) {
+  switch (activation) {
+    case kLeakyRelu: return at::leaky_relu(h, slope);
+    case kTanh: return at::tanh(h);
+    case kSigmoid: return at::sigmoid(h);
+    default: return h;
+  }
+}
+
+// The activation of pre-activations h (G, units, B), written into the next layer's input.
+void activate_into(const at::Tensor& h, at::Tensor& out, const at::Tensor* mask, int64_t activation, double slope) {
+  if (activation == kRelu) {
+    at::clamp_min_out(out, h, 0);
+  } else if (mask != nullptr) {
+    at::mul_out(out, activate(h, activation, slope), mask->unsqueeze(2));
+  } else {
+    out.copy_(activate(h, activation, slope));
+  }
+}
+
+// d loss / d pre-activation from d loss / d activation (the step's own temporary) and the activation's output.
+at::Tensor derivative(at::Tensor grad, const at::Tensor& out, const at::Tensor* mask, int64_t activation, double slope) {
+  if (activation == kRelu) {
+    return at::threshold_backward_out(grad, grad, out, 0);
+  }
+  if (activation == kLeakyRelu) {
+    grad = grad * at::where(out > 0, at::Scalar(1.0), at::Scalar(slope));
+  } else if (activation == kTanh) {
+    grad = grad * (1 - out * out);
+  } else if (activation == kSigmoid) {
+    grad = grad * out * (1 - out);
+  }
+  return mask != nullptr ? grad * mask->unsqueeze(2) : grad;
+}
+
+// Forward, cross-entropy and backward of every bucket; writes the [weight | bias] gradients into grads.
+// Per bucket b and layer l, index b * depth + l: blocks, weights_t, grads, inputs, hidden, transposed;
+// masks: b * (depth - 1) + l, empty when the activation keeps padded units at zero by itself.
+at::Tensor train_step(const std::vector<at::Tensor>& blocks, const std::vector<at::Tensor>& weights_t,
+                      std::vector<at::Tensor> grads, const std::vector<at::Tensor>& inputs,
+                      std::vector<at::Tensor> hidden, const std::vector<at::Tensor>& transposed,
+                      std::vector<at::Tensor> logits, const std::vector<at::Tensor>& log_p, at::Tensor log_p_full,
+                      const at::Tensor& logits_full, const at::Tensor& minus_ones, const std::vector<at::Tensor>& masks,
+                      const at::Tensor& y, int64_t depth, int64_t activation, double slope) {
+  pybind11::gil_scoped_release no_gil;
+  c10::AutoGradMode no_grad(false);
+  const auto buckets = static_cast<int64_t>(logits.size());
+  auto mask = [&](int64_t bucket, int64_t layer) -> const at::Tensor* {
+    return masks.empty() ? nullptr : &masks[bucket * (depth - 1) + layer];
+  };
+  for (int64_t b = 0; b < buckets; ++b) {
+    for (int64_t l = 0; l < depth; ++l) {
+      const int64_t i = b * depth + l;
+      if (l == depth - 1) {
+        at::bmm_out(logits[b], blocks[i], inputs[i]);
+      } else {
+        activate_into(at::bmm(blocks[i], inputs[i]), hidden[i + 1], mask(b, l), activation, slope);
+      }
+    }
+  }
+  at::log_softmax_out(log_p_full, logits_full, 1);
+  const at::Tensor target = y.unsqueeze(1);
+  at::Tensor losses = -log_p_full.gather(1, target).squeeze(1).mean(1);
+  log_p_full.exp_().scatter_add_(1, target, minus_ones).div_(y.size(1));
+  for (int64_t b = 0; b < buckets; ++b) {
+    at::Tensor delta = log_p[b];
+    for (int64_t l = depth - 1; l >= 0; --l) {
+      const int64_t i = b * depth + l;
+      at::bmm_out(grads[i], delta, transposed[i]);
+      if (l > 0) {
+        delta = derivative(at::bmm(weights_t[i], delta), hidden[i], mask(b, l - 1), activation, slope);
+      }
+    }
+  }
+  return losses;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("train_step", &train_step, "The padded layout's training step (see deepwell/sweep/padded.py)");
+}
