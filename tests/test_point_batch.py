@@ -63,9 +63,22 @@ class _TiedWeights(nn.Module):
         return F.linear(torch.relu(self.encode(x.flatten(1))), self.encode.weight.T)
 
 
+class _ReadsAgainAfterReLU(nn.Module):
+    """Reads a layer's output again after its ReLU module: ReLUs made in-place would change what it reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden, self.relu, self.head = nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hidden(x.flatten(1))
+        return self.head(self.relu(h) + 0.5 * h)
+
+
 MLPS = {"deepwell mlp": _deepwell_mlp, "no bias": _no_bias_mlp, "dropout (eval)": lambda: _deepwell_mlp(dropout="dropout:0.3"),
         "residual": lambda: _deepwell_mlp(residual=True), "layer applied twice": _TwiceApplied,
-        "in-place after head": _InPlaceAfterHead}
+        "in-place after head": _InPlaceAfterHead, "reads again after relu": _ReadsAgainAfterReLU}
 
 
 def _data(outputs: int = 3, n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,10 +214,21 @@ def test_slice_2d_matches_moved_copies_and_takes_the_point_batch_path():
     torch.testing.assert_close(grid, expected.view(3, 2), atol=TOLERANCE, rtol=0)
 
 
+def test_relus_run_in_place_only_where_that_changes_nothing():
+    x, _ = _data()
+    for model, in_place in ((_deepwell_mlp(), True), (_ReadsAgainAfterReLU(), False)):
+        center = {n: p.detach().clone() for n, p in model.named_parameters()}
+        batch = PointBatch.build(model, x, center, _directions(model))
+        relus = [m for m in batch.frozen.modules() if isinstance(m, nn.ReLU)]
+        assert relus and all(m.inplace is in_place for m in relus), type(model).__name__
+        assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))   # the caller's model keeps its own
+
+
 def test_the_model_is_left_unmodified():
     model = _deepwell_mlp(dropout="dropout:0.3").train()   # train mode on purpose: the copy runs in eval mode
     other = _deepwell_mlp()
     x, y = _data()
+    x_before = x.clone()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modules_before = [type(m) for m in model.modules()]
     generator = torch.Generator().manual_seed(1)
@@ -219,3 +243,4 @@ def test_the_model_is_left_unmodified():
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert all(p.requires_grad for p in model.parameters())
+    assert torch.equal(x, x_before)   # nor the data

@@ -101,7 +101,7 @@ class PointBatch:
                  stacks: dict[str, tuple[torch.Tensor, torch.Tensor | None]], first: tuple[str, torch.Tensor] | None) -> None:
         self.frozen, self.x, self.twins, self.stacks, self.first = frozen, x, twins, stacks, first
         self.last = next((twin for twin in twins.values() if twin.class_major), None)
-        self._tiled = x
+        self._tiled = x.clone()   # never the caller's tensor: an in-place op of the model's must not reach it
 
     @classmethod
     @torch.no_grad()
@@ -155,15 +155,28 @@ class PointBatch:
         for name, twin in twins.items():
             frozen.set_submodule(name, twin)
         batch = cls(frozen, x, twins, stacks, shared)
+        # ReLUs in place: the twins' outputs are this copy's own temporaries (~20% of a plane's time is
+        # ReLU writing a fresh copy of each chunk's activations). A model that reads a layer's output
+        # again after its ReLU would see the change: the check at the centre catches that, and then
+        # the ReLUs stay as they were. ReLU is idempotent, so one applied twice to a cached input is harmless.
+        relus = [m for m in frozen.modules() if type(m) is nn.ReLU and not m.inplace]
+        for inplace in ([True, False] if relus else [False]):
+            for relu in relus:
+                relu.inplace = inplace
+            matches = batch._matches(plain, len(directions))
+            if matches is not False:
+                return batch if matches else None
+        return None
+
+    def _matches(self, plain: torch.Tensor, directions: int) -> bool | None:
+        """Whether the twins reproduce the plain forward at the centre; None: they cannot run (weight tying)."""
         try:
-            at_center = batch._forward(torch.zeros(2, len(directions)))   # two copies of the centre
+            at_center = self._forward(torch.zeros(2, directions))   # two copies of the centre
         except AttributeError:  # the forward reads a layer's ``weight``/``bias`` itself (weight tying)
             return None
         expected = plain.unsqueeze(0).expand(2, *plain.shape)
         scale = plain.abs().max().clamp_min(1.0)
-        if at_center.shape != expected.shape or not bool(((at_center - expected).abs() <= CENTER_TOLERANCE * scale).all()):
-            return None
-        return batch
+        return at_center.shape == expected.shape and bool(((at_center - expected).abs() <= CENTER_TOLERANCE * scale).all())
 
     def _forward(self, coefficients: torch.Tensor) -> torch.Tensor:
         """The network's output at P points: (P, N, *out)."""
