@@ -37,16 +37,18 @@ from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError
 from deepwell.models.network import Network
 from deepwell.sweep.layouts import _Buckets, _PaddedStacked, _Stacked, ensemble_layout, plan_buckets
-from deepwell.sweep.padded import _Padded
+from deepwell.sweep.padded import _Padded, compiled_step
 from deepwell.training.distributed import plan_batches
 from deepwell.training.loop import EVAL_BATCH, TensorData
 from deepwell.training.optim import OPTIMIZERS, build_schedule
 
-__all__ = ["train_ensemble", "EnsembleResult"]
+__all__ = ["train_ensemble", "EnsembleResult", "bucket_cost"]
 
 EVAL_ELEMENTS = 1 << 24  # hidden activations per evaluation chunk (K x examples x width); bounds memory only
 CPU_BUCKET_OVERHEAD = 20_000      # per-bucket cost in parameter-equivalents on a CPU (measured: ~0.12 ms a step a bucket,
                                   # ~10 ns a padded parameter; 1e4 and 2e4 give equally fast plans)
+COMPILED_BUCKET_OVERHEAD = 1_000  # the same with the compiled step (deepwell.sweep.native): the double-descent sweep's
+                                  # step 10% faster with 12 buckets than with 2e4's 6 (paired, one thread; 500-2000 alike)
 GPU_BUCKET_OVERHEAD = 10_000_000  # on a GPU padding is nearly free and every launch counts: one bucket
 
 
@@ -58,6 +60,13 @@ class EnsembleResult:
     layout: str
     buckets: list[list[int]]
     steps: int
+
+
+def bucket_cost(models: Sequence[Network], device: torch.device) -> float:
+    """What one more width bucket costs on ``device``, in parameter-equivalents (see plan_buckets)."""
+    if device.type == "cuda":
+        return GPU_BUCKET_OVERHEAD
+    return COMPILED_BUCKET_OVERHEAD if compiled_step(models) else CPU_BUCKET_OVERHEAD
 
 
 def _unique(tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[int]]:
@@ -126,8 +135,7 @@ def train_ensemble(models: Sequence[Network], data: Sequence[TensorData], spec: 
         raise ConfigError(f"Ensemble members need the same number of training examples (one batch schedule); got {sorted(sizes)}.")
     n = sizes.pop()
     if layout_name in ("padded", "padded_stacked"):
-        overhead = bucket_overhead if bucket_overhead is not None else (
-            GPU_BUCKET_OVERHEAD if device.type == "cuda" else CPU_BUCKET_OVERHEAD)
+        overhead = bucket_overhead if bucket_overhead is not None else bucket_cost(models, device)
         buckets = plan_buckets([[tuple(p.shape) for p in m.parameters()] for m in models], overhead)
     else:
         buckets = [list(range(len(models)))]

@@ -26,7 +26,7 @@ import torch
 
 from deepwell.errors import ConfigError
 from deepwell.runtime import configure_cpu
-from deepwell.sweep.ensemble import CPU_BUCKET_OVERHEAD, train_ensemble
+from deepwell.sweep.ensemble import bucket_cost, train_ensemble
 from deepwell.sweep.layouts import ensemble_layout, plan_cost
 from deepwell.sweep.padded import compiled_step
 from deepwell.sweep.progress import EpochListener, describe
@@ -196,11 +196,12 @@ class BatchedExecutor:
         device = built[0][1].x_train.device
         flops_per_param = 6 * len(built[0][1].x_train) * tasks[0].train.epochs  # forward + backward, every epoch
         workers = self.workers or (torch.get_num_threads() if sum(sizes) * flops_per_param >= WORKER_MIN_FLOPS else 1)
+        threaded = False
         if device.type != "cpu" or len(tasks) == 1 or workers == 1:
             shards = [list(range(len(tasks)))]
         else:
             shapes = [[tuple(p.shape) for p in model.parameters()] for model in models]
-            overhead = CPU_BUCKET_OVERHEAD if self.bucket_overhead is None else self.bucket_overhead
+            overhead = bucket_cost(models, device) if self.bucket_overhead is None else self.bucket_overhead
             threaded = compiled_step(models)
             shards = balanced_shards(sizes, workers, head_start=0.0 if threaded else WORKER_START_FLOPS / flops_per_param,
                                      cost_of=lambda shard: plan_cost([shapes[i] for i in shard], overhead))
