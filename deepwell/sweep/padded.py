@@ -20,7 +20,8 @@ from deepwell.sweep.layouts import aligned_numel, ensemble_layout
 
 __all__ = ["compiled_step"]
 
-ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.LeakyReLU: 2, nn.Tanh: 3, nn.Sigmoid: 4}  # padded_step.cpp's Activation
+# the activations whose derivative the hand-written step knows, numbered as padded_step.cpp's Activation
+ACTIVATIONS = {nn.Identity: 0, nn.ReLU: 1, nn.LeakyReLU: 2, nn.Tanh: 3, nn.Sigmoid: 4}
 
 
 def compiled_step(models: Sequence[nn.Module]) -> bool:
@@ -152,7 +153,7 @@ class _Padded(nn.Module):
         else:
             for index, members in enumerate(self.ranges):              # each member's own batch
                 work.hidden[index][0].copy_(x[source[members]].transpose(1, 2))
-        compiled = native.padded_step() if self.kind >= 0 and self.compiled else None
+        compiled = native.padded_step() if self.compiled else None
         if compiled is not None:                                       # the same calls in C++ (padded_step.cpp)
             return compiled.train_step(blocks, weights_t, grads, work.all_inputs, work.all_hidden, work.all_transposed,
                                        work.logits.parts, work.log_p.parts, work.log_p.full, work.logits.full,
@@ -223,7 +224,7 @@ class _Padded(nn.Module):
     @property
     def manual(self) -> bool:
         """Whether :meth:`train_step` knows this activation's derivative (else: autograd)."""
-        return isinstance(self.activation, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Identity))
+        return self.kind >= 0
 
     @torch.no_grad()
     def export_(self, models: Sequence[Network]) -> None:
