@@ -301,6 +301,25 @@ def test_a_stopped_shard_ends_at_its_next_epoch() -> None:
         _train_group(_tasks(widths=(3, 8), seeds=(0,), epochs=3), None, stop=stop)
 
 
+@pytest.mark.parametrize("width", [3, 20])  # in this thread's shard, or in the other's
+def test_an_error_in_a_thread_shard_stops_the_sweep_and_is_raised(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deepwell.sweep import executors, native
+
+    if native.padded_step() is None:
+        pytest.skip(NATIVE_MISSING)
+    real = executors.train_ensemble
+
+    def failing(models, *args, **kwargs):
+        if any(m.head.in_features == width for m in models):
+            raise RuntimeError(f"boom in the shard with width {width}")
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(executors, "train_ensemble", failing)
+    monkeypatch.setattr(executors, "worker_pool", None)  # threads only
+    with pytest.raises(RuntimeError, match="boom in the shard"):
+        list(run_sweep(_tasks(widths=(3, 8, 20), seeds=(0,), epochs=3), BatchedExecutor(workers=2)))
+
+
 def test_without_the_compiled_step_the_python_step_runs(monkeypatch: pytest.MonkeyPatch, data: TensorData) -> None:
     from deepwell.sweep import native
 

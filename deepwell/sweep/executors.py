@@ -233,16 +233,31 @@ class BatchedExecutor:
             close_pool(pool, stopped, wait=False)  # a worker's interpreter exit (~0.7 s) off the critical path
 
     def _run_threads(self, tasks: list[SweepTask], built: list, shards: list[list[int]]) -> Iterator[Record]:
-        """Shards in threads of this process, one torch thread each (the compiled step releases the GIL)."""
-        stop = threading.Event()  # an error or Ctrl-C here stops the other shards at their next epoch
+        """Shards in threads of this process, one torch thread each (the compiled step releases the GIL).
+
+        An error in any shard, or Ctrl-C here, stops the others at their next epoch; the first error is raised.
+        """
+        stop = threading.Event()
+
+        def shard(indices: list[int], listener: Any) -> list[Record]:
+            try:
+                return _train_group([tasks[i] for i in indices], self.bucket_overhead, [built[i] for i in indices],
+                                    listener, stop)
+            except BaseException:
+                stop.set()
+                raise
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         pool = concurrent.futures.ThreadPoolExecutor(len(shards) - 1, thread_name_prefix="deepwell-shard")
         try:
-            futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead, [built[i] for i in shard],
-                                   None, stop) for shard in shards[1:]]
-            records = _train_group([tasks[i] for i in shards[0]], self.bucket_overhead, [built[i] for i in shards[0]],
-                                   self.listener, stop)
+            futures = [pool.submit(shard, indices, None) for indices in shards[1:]]
+            try:
+                records = shard(shards[0], self.listener)
+            except ShardStopped:  # stopped by another shard's error: raise that one
+                concurrent.futures.wait(futures)
+                causes = [f.exception() for f in futures if f.exception() is not None]
+                raise next((c for c in causes if not isinstance(c, ShardStopped)), causes[0] if causes else None) from None
             results = [future.result() for future in futures]
         finally:
             stop.set()
