@@ -132,9 +132,9 @@ def landscape_section(rows: list[dict], provenance: str = "") -> list[str]:
           f"| {r['ratio']:.2f}x |" for r in rows], ""]
     plane = next(r for r in rows if r["what"] == PLANE)
     lines += [f"- plane: loss-landscapes takes {plane['ratio']:.2f}x deepwell's time (median of {plane['repeats']} "
-              f"interleaved rounds; target >= {SPEED_TARGET:g}x: {'met' if plane['ratio'] >= SPEED_TARGET else 'NOT met'})",
+              f"interleaved rounds; target >= {SPEED_TARGET:g}x: {'PASS' if plane['ratio'] >= SPEED_TARGET else 'FAIL'})",
               f"- plane: max |deepwell - loss-landscapes| {plane['max_abs_diff']:.2e} (target <= {DIFF_TARGET:g}: "
-              f"{'met' if plane['max_abs_diff'] <= DIFF_TARGET else 'NOT met'})", "",
+              f"{'PASS' if plane['max_abs_diff'] <= DIFF_TARGET else 'FAIL'})", "",
               "Both sides do the same multiply-adds in the 100x100 layer, which dominate the plane: one per-point "
               "(400x100)x(100x100) GEMM, near the core's float32 peak either way. deepwell saves the first layer "
               "(computed once per plane), the per-point call overhead, the narrow head's GEMM shape and torch's slow "

@@ -328,12 +328,12 @@ def training_table(times: dict[str, dict[str, list[list[float]]]]) -> tuple[list
             lines.append(f"| {name} | {statistics.median(all_epochs) * 1e3:.2f} | {ratio[name]:.2f}x | {len(all_epochs)} |")
         ours = ratio["deepwell fit"]
         verdicts.append(f"{work}: deepwell / hand-written {ours:.2f}x (target <= {HAND_TARGET:.2f}x: "
-                        f"{'met' if ours <= HAND_TARGET else 'NOT met'}; without the clean-train pass "
+                        f"{'PASS' if ours <= HAND_TARGET else 'FAIL'}; without the clean-train pass "
                         f"{ratio[SAME_WORK]:.2f}x)")
         for peer in ("Keras 3 (torch)", "Lightning", "skorch"):
             slower = statistics.median(a / b for a, b in zip(rounds[peer], rounds["deepwell fit"]))
             verdicts.append(f"{work}: deepwell faster than {peer} ({peer} takes {slower:.2f}x deepwell's time "
-                            f"per epoch, median of rounds): {'met' if slower > 1 else 'NOT met'}")
+                            f"per epoch, median of rounds): {'PASS' if slower > 1 else 'FAIL'}")
     return lines, verdicts
 
 

@@ -3,7 +3,10 @@
 Trains the default network (1-D CNN with batch norm on MNIST-1D) and a deep MLP, each with and
 without :class:`~deepwell.diagnostics.probes.Probes`, interleaved, and prints the median seconds
 per epoch and the ratio: the median over rounds of (probed / plain median epoch in that round),
-paired so that a shared machine's changing load distorts it less. Target: ratio <= 1.25.
+paired so that a shared machine's changing load distorts it less. Target: ratio <= 1.25; moonshot
+<= 1.10. The probes' own measuring pass (an eval-mode forward of 256 examples every 10 steps) is
+~14% of the MLP's training arithmetic at batch 64 (256 x 6 samplings an epoch against 3600 x 3),
+which bounds how low that model's ratio can go without measuring less.
 
     python bench/probes.py [--epochs 3] [--repeats 5]
 """
@@ -53,7 +56,8 @@ def main() -> None:
             plain, probed = (statistics.median(t for epochs in times[key] for t in epochs) for key in (False, True))
             ratio = statistics.median(statistics.median(a) / statistics.median(b) for a, b in zip(times[True], times[False]))
             print(f"{label:16s} no probes {plain * 1e3:8.1f} ms/epoch   all probes {probed * 1e3:8.1f} ms/epoch   "
-                  f"ratio {ratio:.3f} (target <= 1.25: {'PASS' if ratio <= 1.25 else 'FAIL'})")
+                  f"ratio {ratio:.3f} (target <= 1.25: {'PASS' if ratio <= 1.25 else 'FAIL'}; "
+                  f"moonshot <= 1.10: {'PASS' if ratio <= 1.10 else 'FAIL'})")
 
 
 if __name__ == "__main__":
