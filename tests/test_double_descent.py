@@ -101,6 +101,23 @@ def test_epoch_wise_verdict_needs_the_bump_beyond_seed_noise() -> None:
     assert dd.epoch_wise_verdict(all_bump).status == "holds"
 
 
+def _sample_rows(errors: list[float], train: list[float], sizes: tuple[int, ...] = (250, 500, 750, 1000, 2000)) -> list[dict]:
+    return [{"n_train": n, "test_error_mean": e, "train_error_mean": t} for n, e, t in zip(sizes, errors, train)]
+
+
+def test_sample_wise_verdict_needs_a_peak_in_n_and_judges_only_across_the_threshold() -> None:
+    fits_small = [0.0, 0.0, 0.0, 0.02, 0.15]  # the net fits n <= 750: its threshold lies inside the sizes
+    peak = dd.sample_wise_verdict(_sample_rows([0.70, 0.66, 0.70, 0.68, 0.62], fits_small), 32)
+    assert peak.status == "holds" and (peak.numbers["peak_n"], peak.numbers["first_min_n"]) == (750, 500)
+    assert peak.numbers["threshold_n"] == 750 and "reaches 0 up to n=750" in peak.evidence
+    monotone = dd.sample_wise_verdict(_sample_rows([0.756, 0.726, 0.702, 0.678, 0.628], fits_small), 32)
+    assert monotone.status == "does_not_hold"  # crossed the threshold and more data only helped
+    never_fits = dd.sample_wise_verdict(_sample_rows([0.756, 0.726, 0.702, 0.678, 0.628], [0.1] * 5), 18)
+    assert never_fits.status == "inconclusive" and "at none of the sizes" in never_fits.evidence
+    fits_all = dd.sample_wise_verdict(_sample_rows([0.756, 0.726, 0.702, 0.678, 0.628], [0.0] * 5), 128)
+    assert fits_all.status == "inconclusive"  # the threshold lies beyond the largest n
+
+
 def test_verdict_is_inconclusive_when_the_largest_model_does_not_fit() -> None:
     numbers = dd.curve_numbers(_rows([0.6, 0.5, 0.47, 0.50, 0.54, 0.52, 0.48, 0.455], [0.6] * 8, WIDTHS), 4000)
     assert math.isnan(numbers["interpolation_width"])
@@ -132,7 +149,8 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
     folder = tmp_path / "double-descent"
     assert (folder / "double_descent.png").stat().st_size > 10_000
     assert [v.id for v in result.verdicts] == ["double-descent"]  # one verdict, a regime per noise mode
-    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES] + ["epoch-wise, h=24"]
+    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES] + [
+        "sample-wise, h=6", "epoch-wise, h=24"]
     epoch_wise = result.verdicts[0].regimes[-1]
     assert not epoch_wise.lecture and epoch_wise.numbers["final_epoch"] == 4 and "20% label noise" in epoch_wise.evidence
     assert result.verdicts[0].regimes[0].lecture and result.verdicts[0].status == result.verdicts[0].regimes[0].status

@@ -20,7 +20,10 @@ mode runs exactly that (over seeds); quick mode fewer widths and epochs, with He
    descent needs the larger step: at the study's lr 0.01 the same net rises (50.8% -> 53.1%) and stays
    up (52.9% after 200 epochs), and wider nets (h=256, n=2000) or Adam show no bump at all (README.md
    lists the settings tried).
-3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data).
+3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data),
+   marked where its training error stops reaching 0 (the interpolation threshold in n) and judged as
+   its own regime (``sample_wise_verdict``). Quick mode measures no sample-wise peak: h=32 fits n <= 750
+   and not 1000, yet test error falls with every size (75.6% at n=250 -> 62.8% at n=2000).
 
 Verdict double-descent: the peak (largest rise of test error above a preceding minimum) lies
 within a factor PARAMS_WINDOW of params = n, rises at least PEAK_MARGIN above the first minimum,
@@ -49,7 +52,7 @@ from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
 __all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks",
            "cnn_tasks", "sample_wise_tasks", "epoch_wise_tasks", "curve_numbers", "double_descent_verdict",
-           "epoch_wise_numbers", "epoch_wise_verdict", "reference_rows", "run"]
+           "epoch_wise_numbers", "epoch_wise_verdict", "sample_wise_verdict", "reference_rows", "run"]
 
 PEAK_MARGIN = 0.02      # the peak must stand 2 points above the first minimum and above the largest model
 PARAMS_WINDOW = 3.0     # "near params ~ n": the peak's parameter count within n/3 .. 3n
@@ -147,10 +150,12 @@ FULL = Settings(n_train=4000, n_test=12000, widths=notebook_widths(2, 300, 20), 
                 cnn_channels=(2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64), cnn_epochs=500, **EPOCH_WISE)
 # Quick mode: He init (zero biases), n=2000 for 240 epochs (the cost of n=4000 for 120). With n=4000 and 120 epochs
 # the nets were under-trained: the peak sat at h=63 while training error first reached 0 at h=112 (3 steps apart);
-# at n=2000 the net near the peak (h=45, params 2.2 n) fits its noisy labels, as in full mode. Sample-wise: h=18
-# (1270 params) puts n = params inside the sizes measured.
+# at n=2000 the net near the peak (h=45, params 2.2 n) fits its noisy labels, as in full mode. Sample-wise: h=32 puts
+# its interpolation threshold inside the sizes (train error 0 up to n=750, 2.2% at 1000). h=18 (1270 params, so
+# n = params inside the sizes) fitted none of them in 240 epochs (13% train error at n=500): no threshold to see.
+# No width fits n = params within the budget (the nets fit about params / 2.2 examples in 240 epochs).
 QUICK = Settings(n_train=2000, n_test=3000, widths=geometric_widths(8, 128, 9), epochs=240, seeds=2, eval_every=6,
-                 sample_width=18, sample_sizes=(500, 1000, 1500, 2000), sample_epochs=240, init="he:distribution=uniform",
+                 sample_width=32, sample_sizes=(250, 500, 750, 1000, 2000), sample_epochs=240, init="he:distribution=uniform",
                  **EPOCH_WISE)
 
 
@@ -231,7 +236,8 @@ RULE = (f"holds when the test-error peak lies at params within a factor {PARAMS_
         f"{PEAK_MARGIN:.0%} above the first minimum, the largest model is at least {PEAK_MARGIN:.0%} below the peak, and the "
         f"peak sits within {ALIGN_STEPS} grid step of the first width whose training error reaches 0 "
         "(the largest model must fit its training set, else inconclusive); one regime per label-noise mode, uniform "
-        "being the lecture's.")
+        "being the lecture's; the sample-wise and epoch-wise regimes have their own rules (sample_wise_verdict, "
+        "epoch_wise_verdict).")
 
 
 def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> Verdict:
@@ -308,6 +314,30 @@ def epoch_wise_verdict(numbers: dict[str, float]) -> Verdict:
     return Verdict("double-descent", "Test error over training falls, rises and falls again.", status, evidence, dict(numbers))
 
 
+def sample_wise_verdict(rows: list[dict[str, Any]], width: int) -> Verdict:
+    """Sample-wise: test error rises PEAK_MARGIN with more data (above the minimum at a smaller n) and falls
+    PEAK_MARGIN again by the largest n (summary rows sorted by n).
+
+    No such peak although the net's interpolation threshold lies inside the sizes (training error 0 at
+    the smallest n, above 0 at the largest) does not hold; a threshold outside them is inconclusive.
+    """
+    errors = [row["test_error_mean"] for row in rows]
+    peak, first_min = _peak(errors)
+    fitted = [row["n_train"] for row in rows if row["train_error_mean"] <= INTERPOLATED]
+    threshold = max(fitted) if fitted else math.nan
+    rise, fall = errors[peak] - errors[first_min], errors[peak] - errors[-1]
+    crossed = bool(fitted) and threshold < rows[-1]["n_train"]
+    status = "holds" if rise >= PEAK_MARGIN and fall >= PEAK_MARGIN else "does_not_hold" if crossed else "inconclusive"
+    curve = " -> ".join(f"{e:.1%} (n={row['n_train']})" for e, row in zip(errors, rows))
+    reach = f"reaches 0 up to n={threshold:g}" if fitted else "reaches 0 at none of the sizes"
+    evidence = (f"Sample-wise, h={width} ({mlp_params(width)} params): test error {curve}; training error {reach}; "
+                f"a peak needs a rise and a fall of {PEAK_MARGIN:.0%} each.")
+    return Verdict("double-descent", "More data can hurt: test error peaks where n reaches what the model can fit.", status,
+                   evidence, {"width": width, "params": mlp_params(width), "threshold_n": threshold, "peak_n": rows[peak]["n_train"],
+                              "peak_error": errors[peak], "first_min_n": rows[first_min]["n_train"],
+                              "first_min_error": errors[first_min], "largest_error": errors[-1], "rise": rise, "fall": fall})
+
+
 def reference_rows(rows: list[dict[str, Any]], n_train: int = 4000) -> list[dict[str, Any]]:
     """The measured curve's landmarks (first minimum, peak, largest model) beside the notebook's.
 
@@ -344,6 +374,8 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     per_mode = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
     regimes = [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
                for mode, v in zip(NOISE_MODES, per_mode)]
+    sample_wise = sample_wise_verdict(samples, settings.sample_width)
+    regimes.append(Regime(f"sample-wise, h={settings.sample_width}", sample_wise.status, sample_wise.evidence, sample_wise.numbers))
     if epoch_records:
         epoch_wise = epoch_wise_verdict(epoch_wise_numbers(epoch_records))
         regimes.append(Regime(f"epoch-wise, h={settings.epoch_width}", epoch_wise.status, epoch_wise.evidence, epoch_wise.numbers))

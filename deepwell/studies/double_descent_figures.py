@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from deepwell.studies.base import Verdict, write_table
-from deepwell.studies.double_descent import EPOCH_NOISE, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
+from deepwell.studies.double_descent import EPOCH_NOISE, INTERPOLATED, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 
 __all__ = ["main_figure", "cnn_figure", "write_tables"]
@@ -125,6 +125,9 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
     inside = min(sizes) <= params <= max(sizes)
     if inside:   # a marker outside the data would stretch the axis and mark nothing
         ax.axvline(params, color="black", linestyle=":", label=f"n = params ({params})")
+    fitted = [r["n_train"] for r in samples if r["train_error_mean"] <= INTERPOLATED]
+    if fitted and fitted[-1] < sizes[-1]:  # the interpolation threshold in n lies inside the sizes measured
+        ax.axvline(fitted[-1], color="gray", linestyle="-.", label=f"train error 0 up to n={fitted[-1]}")
     ax.set(xlabel="training examples n" + ("" if inside else f" (n = params = {params} lies beyond)"), ylabel="error",
            ylim=(-0.02, 0.9),
            title=f"Sample-wise: fixed width h={settings.sample_width}")
