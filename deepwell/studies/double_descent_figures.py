@@ -96,7 +96,9 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
                 ms=9, mew=2, linestyle="none", label="MNIST-1D notebook")
     ax.set(xscale="log", xlabel="parameters (log)", ylabel="error", title="Model-wise: error vs model size", ylim=(-0.02, 0.9))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # in two columns above the curves (test error stays under ~0.7), under the top where the vertical markers end: at "best"
+    # (lower left) the train curves ran under it once the other panels' legends and labels had resized this one
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.975), ncols=2)
 
     ax = axes[0][1]
     largest, near = settings.widths[-1], min(settings.widths, key=lambda w: abs(mlp_params(w) - settings.n_train))
