@@ -332,10 +332,11 @@ def sample_wise_verdict(rows: list[dict[str, Any]], width: int) -> Verdict:
     reach = f"reaches 0 up to n={threshold:g}" if fitted else "reaches 0 at none of the sizes"
     evidence = (f"Sample-wise, h={width} ({mlp_params(width)} params): test error {curve}; training error {reach}; "
                 f"a peak needs a rise and a fall of {PEAK_MARGIN:.0%} each.")
+    numbers = {"width": width, "params": mlp_params(width), "threshold_n": threshold, "peak_n": rows[peak]["n_train"],
+               "peak_error": errors[peak], "first_min_n": rows[first_min]["n_train"], "first_min_error": errors[first_min],
+               "largest_error": errors[-1], "rise": rise, "fall": fall}
     return Verdict("double-descent", "More data can hurt: test error peaks where n reaches what the model can fit.", status,
-                   evidence, {"width": width, "params": mlp_params(width), "threshold_n": threshold, "peak_n": rows[peak]["n_train"],
-                              "peak_error": errors[peak], "first_min_n": rows[first_min]["n_train"],
-                              "first_min_error": errors[first_min], "largest_error": errors[-1], "rise": rise, "fall": fall})
+                   evidence, numbers)
 
 
 def reference_rows(rows: list[dict[str, Any]], n_train: int = 4000) -> list[dict[str, Any]]:
@@ -375,7 +376,8 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     regimes = [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
                for mode, v in zip(NOISE_MODES, per_mode)]
     sample_wise = sample_wise_verdict(samples, settings.sample_width)
-    regimes.append(Regime(f"sample-wise, h={settings.sample_width}", sample_wise.status, sample_wise.evidence, sample_wise.numbers))
+    regimes.append(Regime(f"sample-wise, h={settings.sample_width}", sample_wise.status, sample_wise.evidence,
+                          sample_wise.numbers))
     if epoch_records:
         epoch_wise = epoch_wise_verdict(epoch_wise_numbers(epoch_records))
         regimes.append(Regime(f"epoch-wise, h={settings.epoch_width}", epoch_wise.status, epoch_wise.evidence, epoch_wise.numbers))

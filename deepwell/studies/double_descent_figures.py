@@ -15,6 +15,7 @@ from pathlib import Path
 
 from deepwell.studies.base import Verdict, write_table
 from deepwell.studies.double_descent import EPOCH_NOISE, INTERPOLATED, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
+from deepwell.studies.evidence import mean_se
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 
 __all__ = ["main_figure", "cnn_figure", "write_tables"]
@@ -56,9 +57,7 @@ def _epoch_wise_inset(ax, runs: list[dict], marks: dict) -> None:
     """The epoch-wise run's test error zoomed in (a bump of 2 points is flat on the 0..0.9 axis): mean +- s.e. over
     seeds, and the landmarks (first minimum, peak, final) of the smoothed mean curve that the verdict reads."""
     epochs = [p["epoch"] for p in runs[0]["curve"]]
-    per_epoch = [[r["curve"][i]["test_error"] for r in runs] for i in range(len(epochs))]
-    mean = [sum(values) / len(values) for values in per_epoch]
-    se = [math.sqrt(sum((v - m) ** 2 for v in values) / max(1, len(values) - 1) / len(values)) for values, m in zip(per_epoch, mean)]
+    mean, se = zip(*(mean_se([r["curve"][i]["test_error"] for r in runs]) for i in range(len(epochs))))
     start = next((i for i, e in enumerate(epochs) if e >= marks["first_min_epoch"] / 2), 0)  # from before the first minimum
     inset = ax.inset_axes((0.07, 0.05, 0.36, 0.28))  # the empty corner: few epochs, low error
     color = COLORS[4]
@@ -103,7 +102,8 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
     ax = axes[0][1]
     largest, near = settings.widths[-1], min(settings.widths, key=lambda w: abs(mlp_params(w) - settings.n_train))
     curves = [("model_wise", largest, f"{LABEL_NOISE:.0%}"), ("model_wise", near, f"{LABEL_NOISE:.0%}")]
-    curves += [("epoch_wise", settings.epoch_width, f"{EPOCH_NOISE:.0%}, lr {settings.epoch_lr:g}")] if settings.epoch_width else []
+    if settings.epoch_width:
+        curves.append(("epoch_wise", settings.epoch_width, f"{EPOCH_NOISE:.0%}, lr {settings.epoch_lr:g}"))
     for color, (experiment, width, noise) in zip(COLORS[2:], curves):
         runs = [r for r in records if r["experiment"] == experiment and r["mode"] == "uniform" and r["width"] == width]
         epochs = [p["epoch"] for p in runs[0]["curve"]]
