@@ -60,28 +60,62 @@ def test_verdict_needs_the_peak_within_one_grid_step_of_the_first_zero_train_err
         assert f"reaches 0 at h={numbers['interpolation_width']:g}" in verdict.evidence
 
 
-def _curve_records(test: list[float], train_end: float, seeds: int = 2) -> list[dict]:
-    """Epoch-wise runs whose mean test curve is ``test``, each value held for 3 evaluations (seeds scattered +-0.01)."""
+def _curve_records(test: list[float], train_end: float, seeds: int = 3, offsets: list[float] | None = None) -> list[dict]:
+    """Epoch-wise runs whose mean test curve is ``test``, each value held for 3 evaluations; seed s is shifted by a
+    constant ``offsets[s]`` (default -0.01, 0, +0.01, ...), so every seed shows the same bump (standard error 0)."""
     held = [e for e in test for _ in range(3)]
-    return [{"width": 256, "n_train": 1000, "curve": [{"epoch": 10 * (i + 1), "test_error": e + (0.01 if s else -0.01),
-                                                      "train_error": train_end if i == len(held) - 1 else 0.5}
-                                                     for i, e in enumerate(held)]} for s in range(seeds)]
+    offsets = offsets if offsets is not None else [0.01 * (s - (seeds - 1) / 2) for s in range(seeds)]
+    return [{"width": 128, "n_train": 4000, "lr": 0.05, "curve": [
+        {"epoch": 10 * (i + 1), "test_error": e + offsets[s], "train_error": train_end if i == len(held) - 1 else 0.5}
+        for i, e in enumerate(held)]} for s in range(seeds)]
 
 
 def test_epoch_wise_verdict_needs_a_fall_a_rise_and_a_second_fall() -> None:
     bump = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.43, 0.41], 0.0))
     assert (bump["first_min_epoch"], bump["peak_epoch"], bump["final_epoch"]) == (80, 140, 210)  # plateaus' middles
     assert bump["peak_error"] == pytest.approx(0.47) and bump["final_error"] == pytest.approx(0.41)
-    assert dd.epoch_wise_verdict(bump).status == "holds"
+    assert bump["rise"] == pytest.approx(0.07) and bump["fall"] == pytest.approx(0.06) and bump["seeds"] == 3
+    assert bump["rise_se"] == pytest.approx(0.0, abs=1e-12)  # every seed shifted by a constant: the same bump
+    verdict = dd.epoch_wise_verdict(bump)
+    assert verdict.status == "holds" and "lr 0.05, 3 seeds" in verdict.evidence and "rise +7.0% ± 0.0%" in verdict.evidence
     overfits = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.47, 0.465], 0.0))
     assert dd.epoch_wise_verdict(overfits).status == "does_not_hold"  # fits every label and stays up
     still_fitting = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.47, 0.465], 0.1))
     assert dd.epoch_wise_verdict(still_fitting).status == "inconclusive"  # the second descent may come later
-    flat = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.41, 0.405, 0.40, 0.40], 0.0))
+    flat = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.405, 0.405, 0.40, 0.40], 0.0))
     assert dd.epoch_wise_verdict(flat).status == "inconclusive"  # a rise within the margin is no bump
     spike = dd.epoch_wise_numbers([{"width": 256, "n_train": 1000, "curve": [  # one noisy evaluation is smoothed away
         {"epoch": i + 1, "test_error": 0.43 if i == 10 else 0.40, "train_error": 0.0} for i in range(21)]}])
     assert spike["peak_error"] == pytest.approx(0.41) and dd.epoch_wise_verdict(spike).status == "inconclusive"
+
+
+def test_epoch_wise_verdict_needs_the_bump_beyond_seed_noise() -> None:
+    two_seeds = dd.epoch_wise_numbers(_curve_records([0.8, 0.45, 0.40, 0.44, 0.47, 0.43, 0.41], 0.0, seeds=2))
+    verdict = dd.epoch_wise_verdict(two_seeds)  # a clear bump, but no standard error worth trusting
+    assert verdict.status == "inconclusive" and "at least 3 seeds" in verdict.evidence
+    bump, flat = [0.8, 0.45, 0.40, 0.50, 0.50, 0.40, 0.40], [0.8, 0.45, 0.40, 0.40, 0.40, 0.40, 0.40]
+    one_seed_bumps = dd.epoch_wise_numbers(_curve_records(bump, 0.0, 1, [0.0]) + _curve_records(flat, 0.0, 2, [0.0, 0.0]))
+    assert one_seed_bumps["rise"] == pytest.approx(0.1 / 3) and one_seed_bumps["rise_se"] == pytest.approx(0.1 / 3)
+    assert dd.epoch_wise_verdict(one_seed_bumps).status == "inconclusive"  # 3.3 points, but within 2 s.e. (6.7)
+    all_bump = dd.epoch_wise_numbers(_curve_records(bump, 0.0, 3, [0.0, 0.005, -0.005]))
+    assert dd.epoch_wise_verdict(all_bump).status == "holds"
+
+
+def _sample_rows(errors: list[float], train: list[float], sizes: tuple[int, ...] = (250, 500, 750, 1000, 2000)) -> list[dict]:
+    return [{"n_train": n, "test_error_mean": e, "train_error_mean": t} for n, e, t in zip(sizes, errors, train)]
+
+
+def test_sample_wise_verdict_needs_a_peak_in_n_and_judges_only_across_the_threshold() -> None:
+    fits_small = [0.0, 0.0, 0.0, 0.02, 0.15]  # the net fits n <= 750: its threshold lies inside the sizes
+    peak = dd.sample_wise_verdict(_sample_rows([0.70, 0.66, 0.70, 0.68, 0.62], fits_small), 32)
+    assert peak.status == "holds" and (peak.numbers["peak_n"], peak.numbers["first_min_n"]) == (750, 500)
+    assert peak.numbers["threshold_n"] == 750 and "reaches 0 up to n=750" in peak.evidence
+    monotone = dd.sample_wise_verdict(_sample_rows([0.756, 0.726, 0.702, 0.678, 0.628], fits_small), 32)
+    assert monotone.status == "does_not_hold"  # crossed the threshold and more data only helped
+    never_fits = dd.sample_wise_verdict(_sample_rows([0.756, 0.726, 0.702, 0.678, 0.628], [0.1] * 5), 18)
+    assert never_fits.status == "inconclusive" and "at none of the sizes" in never_fits.evidence
+    fits_all = dd.sample_wise_verdict(_sample_rows([0.756, 0.726, 0.702, 0.678, 0.628], [0.0] * 5), 128)
+    assert fits_all.status == "inconclusive"  # the threshold lies beyond the largest n
 
 
 def test_verdict_is_inconclusive_when_the_largest_model_does_not_fit() -> None:
@@ -106,7 +140,7 @@ def test_reference_rows_compare_the_curves_landmarks() -> None:
 
 TINY = dd.Settings(n_train=200, n_test=200, widths=(2, 6, 24), epochs=3, seeds=2, eval_every=1, sample_width=6,
                    sample_sizes=(100, 200), sample_epochs=2, epoch_width=24, epoch_n_train=100, epoch_epochs=4,
-                   cnn_channels=(2, 6), cnn_epochs=2)
+                   epoch_seeds=3, cnn_channels=(2, 6), cnn_epochs=2)
 
 
 def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,7 +149,8 @@ def test_tiny_study_writes_curve_threshold_marker_and_verdicts(tmp_path: Path, m
     folder = tmp_path / "double-descent"
     assert (folder / "double_descent.png").stat().st_size > 10_000
     assert [v.id for v in result.verdicts] == ["double-descent"]  # one verdict, a regime per noise mode
-    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES] + ["epoch-wise, h=24"]
+    assert [r.name for r in result.verdicts[0].regimes] == [f"label noise {m}" for m in dd.NOISE_MODES] + [
+        "sample-wise, h=6", "epoch-wise, h=24"]
     epoch_wise = result.verdicts[0].regimes[-1]
     assert not epoch_wise.lecture and epoch_wise.numbers["final_epoch"] == 4 and "20% label noise" in epoch_wise.evidence
     assert result.verdicts[0].regimes[0].lecture and result.verdicts[0].status == result.verdicts[0].regimes[0].status
@@ -143,3 +178,5 @@ def test_quick_study_shows_double_descent(tmp_path: Path) -> None:
     assert result.verdicts[0].status == "holds", result.verdicts[0].evidence
     numbers = result.verdicts[0].regimes[0].numbers  # the peak sits at the interpolation threshold, as in full mode
     assert abs(numbers["peak_threshold_steps"]) <= 1, result.verdicts[0].regimes[0].evidence
+    epoch_wise = result.verdicts[0].regimes[-1]  # down, up while the last noisy labels are fitted, down again
+    assert epoch_wise.name.startswith("epoch-wise") and epoch_wise.status == "holds", epoch_wise.evidence

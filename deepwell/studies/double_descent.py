@@ -12,9 +12,18 @@ mode runs exactly that (over seeds); quick mode fewer widths and epochs, with He
    trains as one batched ensemble (deepwell.sweep). Marked: params = n, and the first width whose
    training error reaches 0 (the interpolation threshold).
 2. Epoch-wise: test and train error over training of the largest model (and the one nearest the
-   threshold), from the same runs, and of one wide MLP (``epoch_width``) with 20% label noise
-   (Nakkiran et al.'s recipe, scaled down), judged as its own regime (see ``epoch_wise_verdict``).
-3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data).
+   threshold), from the same runs, and of one MLP (``epoch_width``) a little above the threshold,
+   trained on n=4000 with 20% label noise (Nakkiran et al.'s noise) and SGD at lr 0.05, over
+   ``epoch_seeds`` seeds, judged as its own regime (see ``epoch_wise_verdict``). Its test error falls,
+   rises while the net fits the last noisy labels (peak about where its training error reaches 0) and
+   falls again once it has fitted them all (h=128, 5 seeds: 49.6% -> 51.9% -> 49.4%). The second
+   descent needs the larger step: at the study's lr 0.01 the same net rises (50.8% -> 53.1%) and stays
+   up (52.9% after 200 epochs), and wider nets (h=256, n=2000) or Adam show no bump at all (README.md
+   lists the settings tried).
+3. Sample-wise: one fixed width trained on several training-set sizes (subsets of the same data),
+   marked where its training error stops reaching 0 (the interpolation threshold in n) and judged as
+   its own regime (``sample_wise_verdict``). Quick mode measures no sample-wise peak: h=32 fits n <= 750
+   and not 1000, yet test error falls with every size (75.6% at n=250 -> 62.8% at n=2000).
 
 Verdict double-descent: the peak (largest rise of test error above a preceding minimum) lies
 within a factor PARAMS_WINDOW of params = n, rises at least PEAK_MARGIN above the first minimum,
@@ -38,12 +47,12 @@ from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.models import build_model
 from deepwell.studies.animations import double_descent_animations
 from deepwell.studies.base import Regime, StudyOutput, Verdict, status_from
-from deepwell.studies.evidence import regime_verdict
+from deepwell.studies.evidence import MIN_SEEDS, NOISE_MULTIPLE, mean_se, regime_verdict
 from deepwell.sweep import BatchedExecutor, SweepTask, run_sweep, summarize
 
 __all__ = ["Settings", "QUICK", "FULL", "REFERENCE", "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks",
            "cnn_tasks", "sample_wise_tasks", "epoch_wise_tasks", "curve_numbers", "double_descent_verdict",
-           "epoch_wise_numbers", "epoch_wise_verdict", "reference_rows", "run"]
+           "epoch_wise_numbers", "epoch_wise_verdict", "sample_wise_verdict", "reference_rows", "run"]
 
 PEAK_MARGIN = 0.02      # the peak must stand 2 points above the first minimum and above the largest model
 PARAMS_WINDOW = 3.0     # "near params ~ n": the peak's parameter count within n/3 .. 3n
@@ -58,6 +67,7 @@ NOISE_MODES = ("uniform", "incorrect")
 ALIGN_STEPS = 1         # the peak and the first zero-train-error width agree within one step of the width grid
 SMOOTH = 3              # the epoch-wise curve's moving average (evaluations)
 EPOCH_NOISE = 0.2       # the epoch-wise run: Nakkiran et al.'s 20% label noise
+EPOCH_MARGIN = 0.01     # the epoch-wise bump's rise and fall: each at least 1 point and beyond NOISE_MULTIPLE s.e. over seeds
 
 
 @dataclass(frozen=True)
@@ -74,10 +84,11 @@ class Settings:
     sample_sizes: tuple[int, ...]
     sample_epochs: int
     init: str = "torch_default"  # weights and biases; the notebook's nets keep torch's default
-    epoch_width: int = 0            # the epoch-wise run: one wide MLP (0: none) trained on epoch_n_train examples
-    epoch_n_train: int = 0          # with EPOCH_NOISE label noise for epoch_epochs (Nakkiran et al.'s recipe, scaled down)
+    epoch_width: int = 0            # the epoch-wise run: one MLP (0: none) trained on epoch_n_train examples
+    epoch_n_train: int = 0          # with EPOCH_NOISE label noise for epoch_epochs at epoch_lr (SGD, momentum 0.9)
     epoch_epochs: int = 0
     epoch_lr: float = 0.01
+    epoch_seeds: int = 5            # its seeds (the verdict needs MIN_SEEDS for a standard error)
     cnn_channels: tuple[int, ...] = ()  # the notebook's CNN sweep (full mode only: minutes per width on a CPU)
     cnn_epochs: int = 0
 
@@ -98,8 +109,11 @@ class Settings:
                          activation="relu", init=self.init, bias_init=self.bias_init)
 
     def data(self, mode: str, n_train: int | None = None, noise: float = LABEL_NOISE) -> DataSpec:
-        total = self.n_train + self.n_test
-        return DataSpec(source=f"mnist1d:num_samples={total},train_split={self.n_train / total:g}", val_fraction=0.0,
+        """MNIST-1D with n_test test examples and a training split of ``max(self.n_train, n_train)``, of which
+        ``n_train`` are used (default: all); the split equals the model-wise sweep's unless n_train exceeds it."""
+        split = max(self.n_train, n_train or 0)
+        total = split + self.n_test
+        return DataSpec(source=f"mnist1d:num_samples={total},train_split={split / total:g}", val_fraction=0.0,
                         n_train=n_train, label_noise=noise, label_noise_mode=mode)
 
     def train(self, epochs: int) -> TrainSpec:
@@ -126,16 +140,23 @@ def mlp_params(width: int, inputs: int = 40, outputs: int = 10) -> int:
     return inputs * width + width + width * width + width + width * outputs + outputs
 
 
+# The epoch-wise run (both modes): MLP 40-128-128-10 on n=4000 with 20% label noise, SGD lr 0.05 (momentum 0.9), 60
+# epochs, 5 seeds (each mode's init: He in quick mode, torch's default in full mode, where it measured 46.0% -> 49.8%
+# -> 47.2%). The net fits every label at epoch ~40, a little after the peak; narrower nets fit too late (h=100: not
+# within 60 epochs, h=112: at ~55); at n=2000 the bump stays under 2 points (h=100: 1.5 +- 0.6) and h=256 shows none.
+EPOCH_WISE = {"epoch_width": 128, "epoch_n_train": 4000, "epoch_epochs": 60, "epoch_lr": 0.05, "epoch_seeds": 5}
 FULL = Settings(n_train=4000, n_test=12000, widths=notebook_widths(2, 300, 20), epochs=500, seeds=3, eval_every=10,
                 sample_width=43, sample_sizes=(500, 1000, 1500, 2000, 3000, 4000), sample_epochs=500,
-                cnn_channels=(2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64), cnn_epochs=500)
+                cnn_channels=(2, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64), cnn_epochs=500, **EPOCH_WISE)
 # Quick mode: He init (zero biases), n=2000 for 240 epochs (the cost of n=4000 for 120). With n=4000 and 120 epochs
 # the nets were under-trained: the peak sat at h=63 while training error first reached 0 at h=112 (3 steps apart);
-# at n=2000 the net near the peak (h=45, params 2.2 n) fits its noisy labels, as in full mode. Sample-wise: h=18
-# (1270 params) puts n = params inside the sizes measured.
+# at n=2000 the net near the peak (h=45, params 2.2 n) fits its noisy labels, as in full mode. Sample-wise: h=32 puts
+# its interpolation threshold inside the sizes (train error 0 up to n=750, 2.2% at 1000). h=18 (1270 params, so
+# n = params inside the sizes) fitted none of them in 240 epochs (13% train error at n=500): no threshold to see.
+# No width fits n = params within the budget (the nets fit about params / 2.2 examples in 240 epochs).
 QUICK = Settings(n_train=2000, n_test=3000, widths=geometric_widths(8, 128, 9), epochs=240, seeds=2, eval_every=6,
-                 sample_width=18, sample_sizes=(500, 1000, 1500, 2000), sample_epochs=240, init="he:distribution=uniform",
-                 epoch_width=256, epoch_n_train=2000, epoch_epochs=80)
+                 sample_width=32, sample_sizes=(250, 500, 750, 1000, 2000), sample_epochs=240, init="he:distribution=uniform",
+                 **EPOCH_WISE)
 
 
 def model_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
@@ -155,15 +176,16 @@ def sample_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
 
 
 def epoch_wise_tasks(settings: Settings, seed: int) -> list[SweepTask]:
-    """The epoch-wise run: one wide MLP, EPOCH_NOISE label noise, a learning curve over seeds (none if epoch_width is 0)."""
+    """The epoch-wise run: one MLP, EPOCH_NOISE label noise, a learning curve per seed (none if epoch_width is 0)."""
     if not settings.epoch_width:
         return []
     train = TrainSpec(epochs=settings.epoch_epochs, batch_size=100, optimizer="sgd:momentum=0.9", lr=settings.epoch_lr,
                       schedule="constant", eval_every=max(1, settings.epoch_epochs // 60))
     return [SweepTask(settings.data("uniform", settings.epoch_n_train, EPOCH_NOISE), settings.model(settings.epoch_width), train,
                       seed=seed + s, params={"experiment": "epoch_wise", "mode": "uniform", "width": settings.epoch_width,
-                                             "params": mlp_params(settings.epoch_width), "n_train": settings.epoch_n_train})
-            for s in range(settings.seeds)]
+                                             "params": mlp_params(settings.epoch_width), "n_train": settings.epoch_n_train,
+                                             "lr": settings.epoch_lr})
+            for s in range(settings.epoch_seeds)]
 
 
 def cnn_tasks(settings: Settings, seed: int) -> list[SweepTask]:
@@ -214,7 +236,8 @@ RULE = (f"holds when the test-error peak lies at params within a factor {PARAMS_
         f"{PEAK_MARGIN:.0%} above the first minimum, the largest model is at least {PEAK_MARGIN:.0%} below the peak, and the "
         f"peak sits within {ALIGN_STEPS} grid step of the first width whose training error reaches 0 "
         "(the largest model must fit its training set, else inconclusive); one regime per label-noise mode, uniform "
-        "being the lecture's.")
+        "being the lecture's; the sample-wise and epoch-wise regimes have their own rules (sample_wise_verdict, "
+        "epoch_wise_verdict).")
 
 
 def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> Verdict:
@@ -238,37 +261,82 @@ def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> 
                    numbers | {"peak_rise": rise, "peak_fall": fall, "peak_params_over_n": ratio})
 
 
-def epoch_wise_numbers(records: list[dict[str, Any]]) -> dict[str, float]:
-    """The epoch-wise curve's landmarks: first minimum, peak and final test error (mean over the runs' curves,
-    then a centred moving average over SMOOTH evaluations, so that one noisy evaluation makes no bump)."""
-    epochs = [point["epoch"] for point in records[0]["curve"]]
-    raw = [sum(r["curve"][i]["test_error"] for r in records) / len(records) for i in range(len(epochs))]
+def _smooth(values: list[float]) -> list[float]:
+    """A centred moving average over SMOOTH points (shorter at the ends)."""
     half = SMOOTH // 2
-    mean = [statistics.fmean(raw[max(0, i - half):i + half + 1]) for i in range(len(raw))]
+    return [statistics.fmean(values[max(0, i - half):i + half + 1]) for i in range(len(values))]
+
+
+def epoch_wise_numbers(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The epoch-wise curve's landmarks and the bump's size per seed.
+
+    The landmarks (first minimum, peak, final test error) are found on the mean over the runs' curves,
+    smoothed by a centred moving average over SMOOTH evaluations (one noisy evaluation makes no bump).
+    Each run's smoothed curve read at those three epochs gives its rise (peak - first minimum) and fall
+    (peak - final); their mean and standard error over the runs are ``rise``/``rise_se``, ``fall``/``fall_se``.
+    """
+    epochs = [point["epoch"] for point in records[0]["curve"]]
+    runs = [_smooth([point["test_error"] for point in r["curve"]]) for r in records]
+    mean = [statistics.fmean(run[i] for run in runs) for i in range(len(epochs))]
     peak, first_min = _peak(mean)
-    final_train = sum(r["curve"][-1]["train_error"] for r in records) / len(records)
-    return {"width": records[0]["width"], "n_train": records[0]["n_train"], "first_min_epoch": epochs[first_min],
-            "first_min_error": mean[first_min], "peak_epoch": epochs[peak], "peak_error": mean[peak],
-            "final_epoch": epochs[-1], "final_error": mean[-1], "final_train_error": final_train}
+    rise, rise_se = mean_se([run[peak] - run[first_min] for run in runs])
+    fall, fall_se = mean_se([run[peak] - run[-1] for run in runs])
+    final_train = statistics.fmean(r["curve"][-1]["train_error"] for r in records)
+    return {"width": records[0]["width"], "n_train": records[0]["n_train"], "lr": records[0].get("lr", math.nan),
+            "seeds": len(records), "first_min_epoch": epochs[first_min], "first_min_error": mean[first_min],
+            "peak_epoch": epochs[peak], "peak_error": mean[peak], "final_epoch": epochs[-1], "final_error": mean[-1],
+            "final_train_error": final_train, "rise": rise, "rise_se": rise_se, "fall": fall, "fall_se": fall_se}
 
 
 def epoch_wise_verdict(numbers: dict[str, float]) -> Verdict:
-    """Epoch-wise: test error falls, rises PEAK_MARGIN above its minimum, then falls PEAK_MARGIN below that peak.
+    """Epoch-wise: test error falls, rises above its minimum, then falls below that peak, each beyond seed noise.
 
-    A rise that never comes down although the net fits every label (train error 0) does not hold;
-    no rise, or a rise before the net fits, is inconclusive (the bump may lie beyond the epochs run).
+    The rise and the fall must each exceed ``max(NOISE_MULTIPLE * s.e., EPOCH_MARGIN)`` over at least
+    MIN_SEEDS seeds (fewer: inconclusive). A rise that does not come down although the net fits every
+    label (train error 0) does not hold; no rise, or a rise before the net fits, is inconclusive (the
+    bump may lie beyond the epochs run).
     """
-    rise = numbers["peak_error"] - numbers["first_min_error"]
-    fall = numbers["peak_error"] - numbers["final_error"]
+    seeds = int(numbers["seeds"])
+    rise_bound = max(NOISE_MULTIPLE * numbers["rise_se"], EPOCH_MARGIN)
+    fall_bound = max(NOISE_MULTIPLE * numbers["fall_se"], EPOCH_MARGIN)
+    rises, falls = numbers["rise"] > rise_bound, numbers["fall"] > fall_bound
     fitted = numbers["final_train_error"] <= INTERPOLATED
-    status = "holds" if rise >= PEAK_MARGIN and fall >= PEAK_MARGIN else (
-        "does_not_hold" if rise >= PEAK_MARGIN and fitted else "inconclusive")
-    evidence = (f"Epoch-wise, h={numbers['width']:g}, n={numbers['n_train']:g}, {EPOCH_NOISE:.0%} label noise: test error "
-                f"{numbers['first_min_error']:.1%} at epoch {numbers['first_min_epoch']:g} -> {numbers['peak_error']:.1%} at epoch "
-                f"{numbers['peak_epoch']:g} -> {numbers['final_error']:.1%} at epoch {numbers['final_epoch']:g} (train error "
-                f"{numbers['final_train_error']:.1%}); a bump needs a rise and a fall of {PEAK_MARGIN:.0%} each.")
-    return Verdict("double-descent", "Test error over training falls, rises and falls again.", status, evidence,
-                   numbers | {"rise": rise, "fall": fall})
+    status = "inconclusive" if seeds < MIN_SEEDS else "holds" if rises and falls else (
+        "does_not_hold" if rises and fitted else "inconclusive")
+    lr = f", lr {numbers['lr']:g}" if math.isfinite(numbers["lr"]) else ""
+    evidence = (f"Epoch-wise, h={numbers['width']:g}, n={numbers['n_train']:g}, {EPOCH_NOISE:.0%} label noise{lr}, "
+                f"{seeds} seeds: test error {numbers['first_min_error']:.1%} at epoch {numbers['first_min_epoch']:g} -> "
+                f"{numbers['peak_error']:.1%} at epoch {numbers['peak_epoch']:g} -> {numbers['final_error']:.1%} at epoch "
+                f"{numbers['final_epoch']:g} (train error {numbers['final_train_error']:.1%}); rise "
+                f"{numbers['rise']:+.1%} ± {numbers['rise_se']:.1%}, fall {numbers['fall']:+.1%} ± {numbers['fall_se']:.1%} "
+                f"(s.e.); each must exceed {NOISE_MULTIPLE:g} s.e. and {EPOCH_MARGIN:.0%}"
+                + (f", with at least {MIN_SEEDS} seeds." if seeds < MIN_SEEDS else "."))
+    return Verdict("double-descent", "Test error over training falls, rises and falls again.", status, evidence, dict(numbers))
+
+
+def sample_wise_verdict(rows: list[dict[str, Any]], width: int) -> Verdict:
+    """Sample-wise: test error rises PEAK_MARGIN with more data (above the minimum at a smaller n) and falls
+    PEAK_MARGIN again by the largest n (summary rows sorted by n).
+
+    No such peak although the net's interpolation threshold lies inside the sizes (training error 0 at
+    the smallest n, above 0 at the largest) does not hold; a threshold outside them is inconclusive.
+    """
+    errors = [row["test_error_mean"] for row in rows]
+    peak, first_min = _peak(errors)
+    fitted = [row["n_train"] for row in rows if row["train_error_mean"] <= INTERPOLATED]
+    threshold = max(fitted) if fitted else math.nan
+    rise, fall = errors[peak] - errors[first_min], errors[peak] - errors[-1]
+    crossed = bool(fitted) and threshold < rows[-1]["n_train"]
+    status = "holds" if rise >= PEAK_MARGIN and fall >= PEAK_MARGIN else "does_not_hold" if crossed else "inconclusive"
+    curve = " -> ".join(f"{e:.1%} (n={row['n_train']})" for e, row in zip(errors, rows))
+    reach = f"reaches 0 up to n={threshold:g}" if fitted else "reaches 0 at none of the sizes"
+    evidence = (f"Sample-wise, h={width} ({mlp_params(width)} params): test error {curve}; training error {reach}; "
+                f"a peak needs a rise and a fall of {PEAK_MARGIN:.0%} each.")
+    numbers = {"width": width, "params": mlp_params(width), "threshold_n": threshold, "peak_n": rows[peak]["n_train"],
+               "peak_error": errors[peak], "first_min_n": rows[first_min]["n_train"], "first_min_error": errors[first_min],
+               "largest_error": errors[-1], "rise": rise, "fall": fall}
+    return Verdict("double-descent", "More data can hurt: test error peaks where n reaches what the model can fit.", status,
+                   evidence, numbers)
 
 
 def reference_rows(rows: list[dict[str, Any]], n_train: int = 4000) -> list[dict[str, Any]]:
@@ -307,6 +375,9 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     per_mode = [double_descent_verdict(curve_numbers(summary[mode], settings.n_train), mode) for mode in NOISE_MODES]
     regimes = [Regime(f"label noise {mode}", v.status, v.evidence, v.numbers, lecture=mode == NOISE_MODES[0])
                for mode, v in zip(NOISE_MODES, per_mode)]
+    sample_wise = sample_wise_verdict(samples, settings.sample_width)
+    regimes.append(Regime(f"sample-wise, h={settings.sample_width}", sample_wise.status, sample_wise.evidence,
+                          sample_wise.numbers))
     if epoch_records:
         epoch_wise = epoch_wise_verdict(epoch_wise_numbers(epoch_records))
         regimes.append(Regime(f"epoch-wise, h={settings.epoch_width}", epoch_wise.status, epoch_wise.evidence, epoch_wise.numbers))

@@ -14,7 +14,8 @@ import math
 from pathlib import Path
 
 from deepwell.studies.base import Verdict, write_table
-from deepwell.studies.double_descent import EPOCH_NOISE, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
+from deepwell.studies.double_descent import EPOCH_NOISE, INTERPOLATED, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
+from deepwell.studies.evidence import mean_se
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 
 __all__ = ["main_figure", "cnn_figure", "write_tables"]
@@ -52,6 +53,25 @@ def write_tables(folder: Path, records: list[dict], summary: dict, samples: list
     return "double_descent.csv", "Summaries (mean/std over seeds), learning curves per run, and the reference comparison."
 
 
+def _epoch_wise_inset(ax, runs: list[dict], marks: dict) -> None:
+    """The epoch-wise run's test error zoomed in (a bump of 2 points is flat on the 0..0.9 axis): mean +- s.e. over
+    seeds, and the landmarks (first minimum, peak, final) of the smoothed mean curve that the verdict reads."""
+    epochs = [p["epoch"] for p in runs[0]["curve"]]
+    mean, se = zip(*(mean_se([r["curve"][i]["test_error"] for r in runs]) for i in range(len(epochs))))
+    start = next((i for i, e in enumerate(epochs) if e >= marks["first_min_epoch"] / 2), 0)  # from before the first minimum
+    inset = ax.inset_axes((0.07, 0.05, 0.36, 0.28))  # the empty corner: few epochs, low error
+    color = COLORS[4]
+    inset.plot(epochs[start:], mean[start:], color=color, lw=1)
+    inset.fill_between(epochs[start:], [m - e for m, e in zip(mean, se)][start:], [m + e for m, e in zip(mean, se)][start:],
+                       color=color, alpha=0.25, lw=0)
+    keys = ("first_min", "peak", "final")
+    inset.plot([marks[f"{k}_epoch"] for k in keys], [marks[f"{k}_error"] for k in keys], marker="v", color="black", ms=5,
+               linestyle="none")
+    inset.set_title(f"h={marks['width']:g}: test ± s.e., {len(runs)} seeds", fontsize=6, pad=2)
+    inset.tick_params(labelsize=6)
+    inset.grid(alpha=0.3)
+
+
 def main_figure(folder: Path, settings: Settings, summary: dict, records: list[dict], samples: list[dict],
             verdicts: list[Verdict], references: list[dict]) -> str:
     figure, axes = new_figure(15, 4.6, 1, 3)
@@ -75,18 +95,24 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
                 ms=9, mew=2, linestyle="none", label="MNIST-1D notebook")
     ax.set(xscale="log", xlabel="parameters (log)", ylabel="error", title="Model-wise: error vs model size", ylim=(-0.02, 0.9))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # in two columns above the curves (test error stays under ~0.7), under the top where the vertical markers end: at "best"
+    # (lower left) the train curves ran under it once the other panels' legends and labels had resized this one
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.0, 0.975), ncols=2)
 
     ax = axes[0][1]
     largest, near = settings.widths[-1], min(settings.widths, key=lambda w: abs(mlp_params(w) - settings.n_train))
     curves = [("model_wise", largest, f"{LABEL_NOISE:.0%}"), ("model_wise", near, f"{LABEL_NOISE:.0%}")]
-    curves += [("epoch_wise", settings.epoch_width, f"{EPOCH_NOISE:.0%}")] if settings.epoch_width else []
+    if settings.epoch_width:
+        curves.append(("epoch_wise", settings.epoch_width, f"{EPOCH_NOISE:.0%}, lr {settings.epoch_lr:g}"))
     for color, (experiment, width, noise) in zip(COLORS[2:], curves):
         runs = [r for r in records if r["experiment"] == experiment and r["mode"] == "uniform" and r["width"] == width]
         epochs = [p["epoch"] for p in runs[0]["curve"]]
         mean = lambda key: [sum(r["curve"][i][key] for r in runs) / len(runs) for i in range(len(epochs))]  # noqa: E731
         ax.plot(epochs, mean("test_error"), color=color, label=f"test, h={width}, n={runs[0]['n_train']}, noise {noise}")
         ax.plot(epochs, mean("train_error"), color=color, linestyle="--", label=f"train, h={width}")
+    epoch_wise = [r for r in (verdicts[0].regimes if verdicts else ()) if r.name.startswith("epoch-wise")]
+    if epoch_wise:
+        _epoch_wise_inset(ax, [r for r in records if r["experiment"] == "epoch_wise"], epoch_wise[0].numbers)
     ax.set(xscale="log", xlabel="epoch (log)", ylabel="error", title="Epoch-wise: error during training (noise 'uniform')",
            ylim=(-0.02, 0.9))
     ax.grid(alpha=0.3)
@@ -101,6 +127,9 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
     inside = min(sizes) <= params <= max(sizes)
     if inside:   # a marker outside the data would stretch the axis and mark nothing
         ax.axvline(params, color="black", linestyle=":", label=f"n = params ({params})")
+    fitted = [r["n_train"] for r in samples if r["train_error_mean"] <= INTERPOLATED]
+    if fitted and fitted[-1] < sizes[-1]:  # the interpolation threshold in n lies inside the sizes measured
+        ax.axvline(fitted[-1], color="gray", linestyle="-.", label=f"train error 0 up to n={fitted[-1]}")
     ax.set(xlabel="training examples n" + ("" if inside else f" (n = params = {params} lies beyond)"), ylabel="error",
            ylim=(-0.02, 0.9),
            title=f"Sample-wise: fixed width h={settings.sample_width}")
