@@ -60,7 +60,7 @@ def _build() -> ModuleType | None:
     folder = cache_folder()
     built = any(folder.glob("deepwell_padded_step*.so"))
     if not built:
-        _log.info("compiling deepwell's C++ sweep step once into %s (~15 s)", folder)
+        _log.warning("compiling deepwell's C++ sweep step once into %s (~15 s; `make install` does it ahead)", folder)
     try:
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found": not needed here
         from torch.utils.cpp_extension import load
