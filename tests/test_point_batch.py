@@ -224,22 +224,6 @@ def test_relus_run_in_place_only_where_that_changes_nothing():
         assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))   # the caller's model keeps its own
 
 
-def test_the_layer_after_the_first_carries_its_bias_in_its_gemm(monkeypatch):
-    # The first layer's output buffer has a ones column, so the next layer is one bmm with [W; b]:
-    # only the class-major head still adds its bias by baddbmm. Values: test_point_batch_matches_one_forward_per_point.
-    model = _deepwell_mlp()   # three hidden layers: the second and third hidden layers follow linears
-    x, y = _data()
-    center = {n: p.detach().clone() for n, p in model.named_parameters()}
-    batch = PointBatch.build(model, x, center, _directions(model))
-    calls = []
-    for name in ("bmm", "baddbmm"):
-        real = getattr(torch, name)
-        monkeypatch.setattr(torch, name, lambda *a, real=real, name=name, **k: calls.append(name) or real(*a, **k))
-    batch.losses(torch.randn(4, 2), y, F.cross_entropy)
-    # hidden 2 reads the first layer's buffer (bmm); hidden 3 reads hidden 2's plain output (baddbmm); the head: baddbmm
-    assert calls == ["bmm", "baddbmm", "baddbmm"], calls
-
-
 def test_the_model_is_left_unmodified():
     model = _deepwell_mlp(dropout="dropout:0.3").train()   # train mode on purpose: the copy runs in eval mode
     other = _deepwell_mlp()

@@ -62,8 +62,6 @@ class _PointLinear(nn.Module):
         self.point_weight: torch.Tensor | None = None
         self.point_bias: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
-        self.augmented: torch.Tensor | None = None   # (P, in + 1, out): [point_weight; point_bias], one GEMM operand
-        self.ones_base: torch.Tensor | None = None   # the first layer's (P, N, out + 1) buffer, ones in its last column
         self.logits: torch.Tensor | None = None
         self.returned: torch.Tensor | None = None
         self.version = 0
@@ -72,13 +70,6 @@ class _PointLinear(nn.Module):
         if self.output is not None:
             return self.output.view(*h.shape[:-1], self.out_features)
         points = self.point_weight.shape[0]
-        base = self.ones_base
-        if (self.augmented is not None and base is not None and h.data_ptr() == base.data_ptr() and h.dim() >= 2
-                and base.shape[-1] == self.in_features + 1 and h.stride(-1) == 1 and h.stride(-2) == self.in_features + 1
-                and h.numel() * (self.in_features + 1) == base.numel() * self.in_features):
-            # h is the first layer's output as written into ``base``: its ones column carries the bias through
-            # the GEMM, which then needs no copy of the bias into its output first (what baddbmm does)
-            return torch.bmm(base, self.augmented).view(*h.shape[:-1], self.out_features)
         rows = h.reshape(points, -1, self.in_features)   # (P, N, in)
         if self.class_major:  # (P, out, in) @ (P, in, N): a narrow output is a wide GEMM this way round
             columns = rows.transpose(1, 2)
@@ -110,10 +101,6 @@ class PointBatch:
                  stacks: dict[str, tuple[torch.Tensor, torch.Tensor | None]], first: tuple[str, torch.Tensor] | None) -> None:
         self.frozen, self.x, self.twins, self.stacks, self.first = frozen, x, twins, stacks, first
         self.last = next((twin for twin in twins.values() if twin.class_major), None)
-        # [W^T | b] per point as one (K+1, (in + 1) * out) stack: a row-major (in + 1, out) operand per point
-        self.augmented = {name: torch.cat([weight, bias], 1) for name, (weight, bias) in stacks.items()
-                          if bias is not None and not twins[name].class_major}
-        self._ones_base: torch.Tensor | None = None
         self._tiled = x.clone()   # never the caller's tensor: an in-place op of the model's must not reach it
 
     @classmethod
@@ -197,18 +184,9 @@ class PointBatch:
         reference = next(iter(self.stacks.values()))[0]
         mix = torch.cat([torch.ones(points, 1, dtype=reference.dtype, device=reference.device),
                          coefficients.to(reference)], 1)   # (P, K+1): 1 for the centre, then a_p
-        base = None
-        if self.first is not None:
-            first = self.twins[self.first[0]]
-            first.output = self._first_output(mix, first.out_features)
-            base = self._ones_base[:points]
         for name, twin in self.twins.items():
-            twin.ones_base = base
             if self.first is not None and name == self.first[0]:
-                continue
-            if name in self.augmented:
-                twin.augmented = (mix @ self.augmented[name]).view(points, twin.in_features + 1, twin.out_features)
-                twin.point_weight, twin.point_bias = twin.augmented[:, :-1], twin.augmented[:, -1:]
+                twin.output = mix @ self.first[1]   # (P, N * out)
                 continue
             weight, bias = self.stacks[name]
             shape = (twin.out_features, twin.in_features) if twin.class_major else (twin.in_features, twin.out_features)
@@ -218,23 +196,6 @@ class PointBatch:
             self._tiled = self.x.repeat(points, *([1] * (self.x.dim() - 1)))
         out = self.frozen(self._tiled[:points * len(self.x)])
         return out.view(points, len(self.x), *out.shape[1:])
-
-    def _first_output(self, mix: torch.Tensor, width: int) -> torch.Tensor:
-        """The first layer's output at P points, (P, N, out): a view of a (P, N, out + 1) buffer whose last column is 1.
-
-        Point p's output is c's plus sum_k a_pk times d_k's (``mix`` (P, K+1), its first column the
-        centre's 1), written straight into the buffer: the next layer reads the buffer whole, its
-        ones column multiplying the bias row of that layer's augmented weights (:class:`_PointLinear`).
-        """
-        points = len(mix)
-        parts = self.first[1].view(len(self.first[1]), -1, width)   # (K+1, N, out)
-        if self._ones_base is None or len(self._ones_base) < points:   # sized for the largest chunk, sliced after
-            self._ones_base = torch.ones(points, parts.shape[1], width + 1, dtype=parts.dtype, device=parts.device)
-        view = self._ones_base[:points, :, :width]
-        torch.addcmul(parts[0], mix[:, 1].view(-1, 1, 1), parts[1], out=view)
-        for k in range(2, len(parts)):
-            view.addcmul_(mix[:, k].view(-1, 1, 1), parts[k])
-        return view
 
     def _is_last_output(self, out: torch.Tensor) -> bool:
         """Whether ``out`` (P, N, C) is the class-major last layer's result, unchanged since."""
