@@ -258,14 +258,13 @@ class BatchedExecutor:
                 concurrent.futures.wait(futures)
                 causes = [f.exception() for f in futures if f.exception() is not None]
                 raise next((c for c in causes if not isinstance(c, ShardStopped)), causes[0] if causes else None) from None
-            results = [future.result() for future in futures]
+            yield from records  # stored while the other shards still train: a killed sweep keeps them
+            for future in concurrent.futures.as_completed(futures):
+                yield from future.result()
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             torch.set_num_threads(threads)
-        yield from records
-        for result in results:
-            yield from result
 
 
 class ShardStopped(Exception):
