@@ -256,8 +256,11 @@ class BatchedExecutor:
                 records = shard(shards[0], self.listener)
             except ShardStopped:  # stopped by another shard's error: raise that one
                 concurrent.futures.wait(futures)
-                causes = [f.exception() for f in futures if f.exception() is not None]
-                raise next((c for c in causes if not isinstance(c, ShardStopped)), causes[0] if causes else None) from None
+                cause = next((f.exception() for f in futures if f.exception() is not None
+                              and not isinstance(f.exception(), ShardStopped)), None)
+                if cause is not None:
+                    raise cause from None
+                raise
             yield from records  # stored while the other shards still train: a killed sweep keeps them
             for future in concurrent.futures.as_completed(futures):
                 yield from future.result()
