@@ -2,8 +2,9 @@
 
 ``padded_step.cpp`` is :meth:`deepwell.sweep.padded._Padded.train_step` written against ATen: the
 same calls in the same order, so the same numbers bit for bit, without the interpreter between
-them and without the GIL. On a CPU the double-descent sweep's step is overhead-bound at the margin
-(its ~90 small calls are ~15% of a step), so this is measured, not assumed: bench/double_descent.py.
+them (~4% of a double-descent sweep step, measured paired on one thread) and without the GIL,
+which is what it is for: a sweep's shards can then be threads of one process instead of spawned
+workers (deepwell.sweep.executors). bench/double_descent.py measures the sweep it serves.
 
 It is built with torch's own extension builder (``torch.utils.cpp_extension.load``: ninja and the
 C++ compiler, ~15 s once) into ``$DEEPWELL_NATIVE_CACHE`` (default ``~/.cache/deepwell/native``),
@@ -55,7 +56,8 @@ def _build() -> ModuleType | None:
     missing = [tool for tool in ("ninja", os.environ.get("CXX", "c++")) if shutil.which(tool) is None]
     if missing:
         _log.warning("deepwell's compiled sweep step is off: %s not found (install a C++ compiler and ninja, e.g. "
-                     "apt-get install g++ ninja-build); the Python step runs, ~15%% slower.", " and ".join(missing))
+                     "apt-get install g++ ninja-build); the Python step runs, its sweep shards in worker processes.",
+                     " and ".join(missing))
         return None
     folder = cache_folder()
     built = any(folder.glob("deepwell_padded_step*.so"))
@@ -68,7 +70,7 @@ def _build() -> ModuleType | None:
         folder.mkdir(parents=True, exist_ok=True)
         return load("deepwell_padded_step", [str(SOURCE)], extra_cflags=FLAGS, build_directory=str(folder), verbose=False)
     except (OSError, RuntimeError, ImportError) as error:  # a compiler error, a read-only home, a broken toolchain
-        _log.warning("deepwell's compiled sweep step could not be built (%s); the Python step runs, ~15%% slower. "
+        _log.warning("deepwell's compiled sweep step could not be built (%s); the Python step runs instead. "
                      "Set DEEPWELL_NATIVE=off to skip the attempt.", str(error).strip().splitlines()[-1][:300])
         return None
 

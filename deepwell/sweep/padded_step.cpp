@@ -1,8 +1,8 @@
 // The padded layout's training step (deepwell/sweep/padded.py, _Padded.train_step) in C++.
 //
 // The same ATen calls in the same order as the Python step, so the same numbers bit for bit; what
-// goes is the interpreter between them (~90 calls a step, a few microseconds each: ~15% of a step
-// of the double-descent sweep on a CPU) and the GIL, released for the whole step. Built on demand
+// goes is the interpreter between them (~90 calls a step: ~4% of a double-descent sweep step on a
+// CPU) and the GIL, released for the whole step, so a sweep's shards can be threads. Built on demand
 // by deepwell/sweep/native.py and cached on disk; without a compiler the Python step runs.
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
