@@ -155,10 +155,11 @@ class PointBatch:
         for name, twin in twins.items():
             frozen.set_submodule(name, twin)
         batch = cls(frozen, x, twins, stacks, shared)
-        # ReLUs in place: the twins' outputs are this copy's own temporaries (~20% of a plane's time is
-        # ReLU writing a fresh copy of each chunk's activations). A model that reads a layer's output
-        # again after its ReLU would see the change: the check at the centre catches that, and then
-        # the ReLUs stay as they were. ReLU is idempotent, so one applied twice to a cached input is harmless.
+        # ReLUs in place: the twins' outputs are this copy's own temporaries (a plane 1.1x faster on two
+        # threads, 1.2x on one, than with each ReLU writing a fresh copy of a chunk's activations). A model
+        # that reads a layer's output again after its ReLU would see the change: the check at the centre
+        # catches that, and then the ReLUs stay as they were. ReLU is idempotent, so one applied twice to a
+        # cached input is harmless.
         relus = [m for m in frozen.modules() if type(m) is nn.ReLU and not m.inplace]
         for inplace in ([True, False] if relus else [False]):
             for relu in relus:
