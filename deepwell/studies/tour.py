@@ -43,13 +43,13 @@ __all__ = ["run_tour", "summarize", "usable_cores", "QUICK_CPU_SECONDS"]
 
 TITLE = "The lecture's claims, measured"
 
-# Each study's quick-mode CPU seconds (one torch thread, DEEPWELL_THREADS=1, seed 0), measured 2026-12-07 on the
-# project's 2-core machine while it was shared (load ~13, so roughly; sum 461 s): only their order matters, it
-# schedules the longest first. A study missing here counts as the longest (unknown: start it early).
+# Each study's quick-mode CPU seconds (one torch thread, DEEPWELL_THREADS=1, seed 0), measured 2026-12-07 by
+# `deepwell tour` on the project's quiet 2-core machine (sum 151 s): only their order matters, it schedules the
+# longest first. A study missing here counts as the longest (unknown: start it early).
 QUICK_CPU_SECONDS: dict[str, float] = {
-    "double-descent": 122.6, "activations": 85.4, "transfer": 32.8, "init": 29.4, "augmentation": 26.3,
-    "layers-converge": 25, "dropout": 22.3, "depth": 20.8, "early-stopping": 19.8, "landscape": 19.6,
-    "regularization": 18, "batchnorm": 17.3, "polynomial": 13.4, "preprocessing": 4.7, "dead-relu": 4.1,
+    "double-descent": 43.1, "activations": 24.4, "init": 11.3, "layers-converge": 10.9, "dropout": 9.3,
+    "transfer": 9.1, "landscape": 7.9, "augmentation": 7.2, "early-stopping": 6.1, "depth": 5.6, "polynomial": 5.2,
+    "batchnorm": 4.0, "regularization": 3.9, "dead-relu": 1.6, "preprocessing": 1.6,
 }
 
 
