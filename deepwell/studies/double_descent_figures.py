@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from deepwell.studies.base import Verdict, write_table
-from deepwell.studies.double_descent import EPOCH_NOISE, INTERPOLATED, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
+from deepwell.studies.double_descent_settings import EPOCH_NOISE, INTERPOLATED, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
 from deepwell.studies.evidence import mean_se
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 
