@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +22,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from deepwell.errors import ConfigError, did_you_mean
-from deepwell.options import _REGISTRIES, _option, option_kinds, registry, resolve_kind  # noqa: F401 (re-exported)
+from deepwell.options import (  # noqa: F401 (registry, option_kinds, resolve_kind, _REGISTRIES: re-exported)
+    _REGISTRIES,
+    _option,
+    option_kinds,
+    registry,
+    rejoin_options,
+    resolve_kind,
+)
 
 __all__ = [
     "DataSpec",
@@ -319,32 +325,6 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             target = node
         target[path[-1]] = value
     return values
-
-
-_PARAMETER = re.compile(r"^[A-Za-z_]\w*=")  # 'experiment=mnist1d': a parameter, never an option of its own
-
-
-def rejoin_options(value: Any) -> Any:
-    """A YAML flow list read from the command line, with option parameters split off by their commas put back.
-
-    YAML splits ``[mlflow:uri=http://h:5000,experiment=x, tensorboard]`` at every comma; an item
-    ``key=value`` cannot be an option (option names hold no ``=``), so it is the previous option's
-    parameter and rejoins it. Lists of numbers or of whole options are left as they are.
-
-    Example::
-
-        rejoin_options(["mlflow:uri=http://h:5000", "experiment=x", "tensorboard"])
-        # ['mlflow:uri=http://h:5000,experiment=x', 'tensorboard']
-    """
-    if not isinstance(value, list):
-        return value
-    joined: list[Any] = []
-    for item in value:
-        if joined and isinstance(item, str) and isinstance(joined[-1], str) and _PARAMETER.match(item):
-            joined[-1] = f"{joined[-1]},{item}"
-        else:
-            joined.append(item)
-    return joined
 
 
 def _resolve_key(key: str) -> list[str]:

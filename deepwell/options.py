@@ -5,7 +5,8 @@ kind (``"activation"``, ``"optimizer"``, ...), parsed from a string and written 
 :func:`option_kinds` reads those fields off :class:`~deepwell.config.RunSpec`, so the spec keys
 are names of their kinds too (``deepwell options source`` as well as ``deepwell options dataset``).
 Kept apart from :mod:`deepwell.config` (the spec's sections and how a spec is loaded), which
-re-exports :func:`registry`, :func:`option_kinds` and :func:`resolve_kind`.
+re-exports :func:`registry`, :func:`option_kinds` and :func:`resolve_kind`. :func:`rejoin_options` puts
+an option's parameters back together in a list typed on the command line.
 
 Example::
 
@@ -15,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -22,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, InstanceOf, PlainSerializer, Wi
 
 from deepwell.registry import Option, Registry
 
-__all__ = ["registry", "option_kinds", "resolve_kind"]
+__all__ = ["registry", "option_kinds", "resolve_kind", "rejoin_options"]
 
 # Where each registry lives; imported lazily so config stays at the bottom of the import graph.
 _REGISTRIES = {
@@ -111,3 +113,29 @@ def _option(kind: str) -> Any:
         PlainSerializer(str, return_type=str),
         WithJsonSchema({"type": "string", "description": f"a {kind} option string, e.g. 'name:arg,key=value'"}),
     ]
+
+
+_PARAMETER = re.compile(r"^[A-Za-z_]\w*=")  # 'experiment=mnist1d': a parameter, never an option of its own
+
+
+def rejoin_options(value: Any) -> Any:
+    """A YAML flow list read from the command line, with option parameters split off by their commas put back.
+
+    YAML splits ``[mlflow:uri=http://h:5000,experiment=x, tensorboard]`` at every comma; an item
+    ``key=value`` cannot be an option (option names hold no ``=``), so it is the previous option's
+    parameter and rejoins it. Lists of numbers or of whole options are left as they are.
+
+    Example::
+
+        rejoin_options(["mlflow:uri=http://h:5000", "experiment=x", "tensorboard"])
+        # ['mlflow:uri=http://h:5000,experiment=x', 'tensorboard']
+    """
+    if not isinstance(value, list):
+        return value
+    joined: list[Any] = []
+    for item in value:
+        if joined and isinstance(item, str) and isinstance(joined[-1], str) and _PARAMETER.match(item):
+            joined[-1] = f"{joined[-1]},{item}"
+        else:
+            joined.append(item)
+    return joined
