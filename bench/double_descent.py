@@ -36,7 +36,7 @@ from unittest import mock
 
 import torch
 
-from deepwell.runtime import resolve_device
+from deepwell.runtime import resolve_device, torch_threads
 from deepwell.studies.double_descent import FULL, mlp_params, reference_rows
 from deepwell.sweep import BatchedExecutor, InProcessExecutor, SweepTask, native, run_sweep
 from deepwell.sweep.ensemble import COMPILED_BUCKET_OVERHEAD, CPU_BUCKET_OVERHEAD
@@ -66,14 +66,10 @@ def step_matmuls(device: str) -> list[tuple]:
         calls.append((a, b, out))
         return real(a, b, out=out)
 
-    threads = torch.get_num_threads()
     overhead = COMPILED_BUCKET_OVERHEAD if native.padded_step() is not None else CPU_BUCKET_OVERHEAD  # the sweep's plan
-    torch.set_num_threads(1)
-    try:  # the Python step makes the same calls as the compiled one, where they can be recorded
-        with mock.patch("torch.bmm", record), mock.patch.dict(os.environ, {"DEEPWELL_NATIVE": "off"}):
-            run_sweep(tasks(1, device), BatchedExecutor(workers=1, bucket_overhead=overhead))
-    finally:
-        torch.set_num_threads(threads)
+    # the Python step makes the same calls as the compiled one, where they can be recorded
+    with torch_threads(1), mock.patch("torch.bmm", record), mock.patch.dict(os.environ, {"DEEPWELL_NATIVE": "off"}):
+        run_sweep(tasks(1, device), BatchedExecutor(workers=1, bucket_overhead=overhead))
     steps = FULL.n_train // 100
     return calls[-len(calls) // steps:]
 
@@ -81,34 +77,26 @@ def step_matmuls(device: str) -> list[tuple]:
 def matmul_peak(calls: list[tuple], rounds: int = 7, repeats: int = 50) -> tuple[float, float]:
     """(GFLOP/s, seconds a step) of the recorded matmuls replayed in a plain loop on one thread: best of ``rounds``."""
     flops = sum(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] for a, b, _ in calls)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        best = float("inf")
+    best = float("inf")
+    with torch_threads(1):
         for _ in range(rounds + 1):  # the first round warms up
             started = time.perf_counter()
             for _ in range(repeats):
                 for a, b, out in calls:
                     torch.bmm(a, b, out=out)
             best = min(best, (time.perf_counter() - started) / repeats)
-    finally:
-        torch.set_num_threads(threads)
     return flops / best / 1e9, best
 
 
 def square_peak(size: int = 1024, repeats: int = 20) -> float:
     """GFLOP/s of one thread on a large square matmul: the core's arithmetic peak, for context."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        times = []
+    times = []
+    with torch_threads(1):
         for _ in range(repeats + 2):
             started = time.perf_counter()
             torch.mm(a, b)
             times.append(time.perf_counter() - started)
-    finally:
-        torch.set_num_threads(threads)
     return 2 * size ** 3 / statistics.median(times[2:]) / 1e9
 
 
@@ -140,7 +128,7 @@ def main() -> None:
     shards = torch.get_num_threads() if device.type == "cpu" else 1  # the batched executor's shards: one a core
     print(f"device {device}, torch threads {torch.get_num_threads()}, widths {list(FULL.widths)}")
     started = time.perf_counter()
-    cached = any(native.cache_folder().glob("*.so"))
+    cached = native.is_built()
     compiled = native.padded_step() is not None  # built here when not cached: its time is printed, not hidden
     state = "loaded from the cache" if cached else "built"
     print(f"compiled step: {state if compiled else 'off or unavailable: the Python step runs'} "
@@ -162,7 +150,7 @@ def main() -> None:
           f"{verdict(full_s <= SWEEP_MOONSHOT_S)})")
     speedup = loop_s * scale / full_s
     print(f"speed-up batched vs loop: {speedup:.1f}x (target >= {SPEEDUP_TARGET:g}x: {verdict(speedup >= SPEEDUP_TARGET)})")
-    if not device.type == "cuda":
+    if device.type != "cuda":
         achieved = useful_flops(FULL.widths, FULL.n_train, args.epochs) / full_s / 1e9
         peak, step_s = matmul_peak(step_matmuls(args.device))
         print(f"matmul peak at the sweep's shapes: {peak:.1f} GFLOP/s a core ({step_s * 1e3:.2f} ms of matmuls a step, "

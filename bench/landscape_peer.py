@@ -29,6 +29,7 @@ from torch import nn
 from deepwell.config import ModelSpec, TrainSpec
 from deepwell.diagnostics.landscape import interpolate, random_direction, slice_2d
 from deepwell.models import build_model
+from deepwell.runtime import torch_threads
 from deepwell.training.loop import TensorData, fit
 
 HEADING = "## Loss landscape: deepwell vs loss-landscapes (same trained MLP, data, directions and points)"
@@ -108,14 +109,10 @@ def bench_landscape(spec: ModelSpec, data: TensorData, epochs: int, steps: int, 
         return np.asarray(loss_landscapes.planar_interpolation(start, end_one, end_two, metric, steps, deepcopy_model=True))
 
     rows.append({"what": PLANE, "points": steps * steps, **_paired(lambda: plane(True), library_plane, repeats)})
-    threads = torch.get_num_threads()
-    if threads > 1:  # the same plane on one thread: what the many-points-per-forward arithmetic buys without threads
-        torch.set_num_threads(1)
-        try:
+    if torch.get_num_threads() > 1:  # the same plane on one thread: what the many-points-per-forward arithmetic buys
+        with torch_threads(1):
             rows.append({"what": "plane, both on 1 thread", "points": steps * steps,
                          **_paired(lambda: plane(True), library_plane, repeats)})
-        finally:
-            torch.set_num_threads(threads)
     # the same plane through deepwell's per-point path (one plain forward per point): what batching buys
     rows.append({"what": "plane, deepwell per-point path (batched=False)", "points": steps * steps,
                  **_paired(lambda: plane(False), library_plane, repeats)})

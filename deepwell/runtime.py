@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 
 from deepwell.errors import ConfigError
 
-__all__ = ["resolve_device", "configure_cpu", "keep_freed_memory", "set_deterministic"]
+__all__ = ["resolve_device", "configure_cpu", "keep_freed_memory", "set_deterministic", "torch_threads"]
 
 _configured = False
 # glibc's malloc on 64-bit: the most its mmap threshold rises to by itself (DEFAULT_MMAP_THRESHOLD_MAX, 32 MiB)
@@ -35,6 +37,23 @@ def configure_cpu() -> None:
         available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         torch.set_num_threads(max(1, available))
     _configured = True
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` torch intra-op threads, then restore the number before it.
+
+    Example::
+
+        with torch_threads(1):   # one shard per core: each on one thread
+            train_shard()
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def keep_freed_memory() -> None:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from deepwell.errors import ConfigError
-from deepwell.runtime import configure_cpu
+from deepwell.runtime import configure_cpu, torch_threads
 from deepwell.sweep.ensemble import bucket_cost, train_ensemble
 from deepwell.sweep.layouts import ensemble_layout, plan_cost
 from deepwell.sweep.padded import compiled_step
@@ -218,12 +218,8 @@ class BatchedExecutor:
         pool, stopped = worker_pool(len(rest)), True
         try:
             futures = [pool.submit(_train_group, [tasks[i] for i in shard], self.bucket_overhead) for shard in rest]
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
+            with torch_threads(1):
                 records = _train_group([tasks[i] for i in own], self.bucket_overhead, [built[i] for i in own], self.listener)
-            finally:
-                torch.set_num_threads(threads)
             del built
             yield from records
             for future in concurrent.futures.as_completed(futures):
@@ -247,27 +243,25 @@ class BatchedExecutor:
                 stop.set()
                 raise
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
         pool = concurrent.futures.ThreadPoolExecutor(len(shards) - 1, thread_name_prefix="deepwell-shard")
         try:
-            futures = [pool.submit(shard, indices, None) for indices in shards[1:]]
-            try:
-                records = shard(shards[0], self.listener)
-            except ShardStopped:  # stopped by another shard's error: raise that one
-                concurrent.futures.wait(futures)
-                cause = next((f.exception() for f in futures if f.exception() is not None
-                              and not isinstance(f.exception(), ShardStopped)), None)
-                if cause is not None:
-                    raise cause from None
-                raise
-            yield from records  # stored while the other shards still train: a killed sweep keeps them
-            for future in concurrent.futures.as_completed(futures):
-                yield from future.result()
+            with torch_threads(1):
+                futures = [pool.submit(shard, indices, None) for indices in shards[1:]]
+                try:
+                    records = shard(shards[0], self.listener)
+                except ShardStopped:  # stopped by another shard's error: raise that one
+                    concurrent.futures.wait(futures)
+                    cause = next((f.exception() for f in futures if f.exception() is not None
+                                  and not isinstance(f.exception(), ShardStopped)), None)
+                    if cause is not None:
+                        raise cause from None
+                    raise
+                yield from records  # stored while the other shards still train: a killed sweep keeps them
+                for future in concurrent.futures.as_completed(futures):
+                    yield from future.result()
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
-            torch.set_num_threads(threads)
 
 
 class ShardStopped(Exception):

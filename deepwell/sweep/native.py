@@ -27,9 +27,10 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["padded_step", "cache_folder"]
+__all__ = ["padded_step", "cache_folder", "is_built"]
 
 SOURCE = Path(__file__).with_name("padded_step.cpp")
+NAME = "deepwell_padded_step"
 FLAGS = ["-O3"]
 _log = logging.getLogger(__name__)
 _loaded: dict[str, ModuleType | None] = {}
@@ -41,6 +42,11 @@ def cache_folder() -> Path:
     key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), " ".join(FLAGS).encode(), torch.__version__.encode(),
                                      sys.version.encode(), platform.machine().encode()])).hexdigest()[:16]
     return root / key
+
+
+def is_built() -> bool:
+    """Whether the cache holds a build for this source, torch and Python (loading it then takes milliseconds)."""
+    return any(cache_folder().glob(f"{NAME}*.so"))
 
 
 def padded_step() -> ModuleType | None:
@@ -60,15 +66,14 @@ def _build() -> ModuleType | None:
                      " and ".join(missing))
         return None
     folder = cache_folder()
-    built = any(folder.glob("deepwell_padded_step*.so"))
-    if not built:
+    if not is_built():
         _log.warning("compiling deepwell's C++ sweep step once into %s (~15 s; `make install` does it ahead)", folder)
     try:
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime is found": not needed here
         from torch.utils.cpp_extension import load
 
         folder.mkdir(parents=True, exist_ok=True)
-        return load("deepwell_padded_step", [str(SOURCE)], extra_cflags=FLAGS, build_directory=str(folder), verbose=False)
+        return load(NAME, [str(SOURCE)], extra_cflags=FLAGS, build_directory=str(folder), verbose=False)
     except (OSError, RuntimeError, ImportError) as error:  # a compiler error, a read-only home, a broken toolchain
         _log.warning("deepwell's compiled sweep step could not be built (%s); the Python step runs instead. "
                      "Set DEEPWELL_NATIVE=off to skip the attempt.", str(error).strip().splitlines()[-1][:300])

@@ -94,6 +94,7 @@ class _Padded(nn.Module):
             raise ValueError(f"_Padded needs buckets of consecutive members in order (train_ensemble's slots); got {buckets}")
         self.ranges = [slice(a, b) for a, b in zip(starts, starts[1:])]  # bucket -> its members, as a slice
         self.compiled = True  # train_step runs the C++ build when it is available (deepwell.sweep.native)
+        self._native = native.padded_step() if self.kind >= 0 else None  # looked up once, not at every step
 
     def _blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Per bucket and layer (bucket-major), the (G, out, in + 1) [weight | bias] views of a flat tensor."""
@@ -153,11 +154,10 @@ class _Padded(nn.Module):
         else:
             for index, members in enumerate(self.ranges):              # each member's own batch
                 work.hidden[index][0].copy_(x[source[members]].transpose(1, 2))
-        compiled = native.padded_step() if self.compiled else None
-        if compiled is not None:                                       # the same calls in C++ (padded_step.cpp)
-            return compiled.train_step(blocks, weights_t, grads, work.all_inputs, work.all_hidden, work.all_transposed,
-                                       work.logits.parts, work.log_p.parts, work.log_p.full, work.logits.full,
-                                       work.minus_ones, self.flat_masks, y, self.depth, self.kind, self.slope)
+        if self.compiled and self._native is not None:                 # the same calls in C++ (padded_step.cpp)
+            return self._native.train_step(blocks, weights_t, grads, work.all_inputs, work.all_hidden, work.all_transposed,
+                                           work.logits.parts, work.log_p.parts, work.log_p.full, work.logits.full,
+                                           work.minus_ones, self.flat_masks, y, self.depth, self.kind, self.slope)
         for index in range(len(self.ranges)):                          # forward, bucket by bucket
             inputs, hidden = work.inputs[index], work.hidden[index]
             for layer in range(self.depth):
