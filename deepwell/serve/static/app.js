@@ -196,9 +196,10 @@ function draw() {
   state.regions = drawNetwork($('network').getContext('2d'), d.network, f, $('view'));
   // Panels whose data did not change since they were last drawn are left as they are: the page shares
   // the machine's cores with the training it shows.
-  const layers = f.probe && f.probe.layers;
-  if (changed('hist', f.hist, layers)) drawHistograms($('histograms').getContext('2d'), f.hist, layers);
-  if (changed('grad-hist', f.grad_hist, layers)) drawHistograms($('grad-histograms').getContext('2d'), f.grad_hist, layers, '#d7443e');
+  // (the layer names by value: every frame's probe is a new array, while f.hist stays the same object until resent)
+  const layers = f.probe && f.probe.layers, names = layers && layers.join('|');
+  if (changed('hist', f.hist, names)) drawHistograms($('histograms').getContext('2d'), f.hist, layers);
+  if (changed('grad-hist', f.grad_hist, names)) drawHistograms($('grad-histograms').getContext('2d'), f.grad_hist, layers, '#d7443e');
   if (changed('curves', state.rows.length, state.rows[state.rows.length - 1])) {
     drawCurves($('loss-curve').getContext('2d'), state.rows, [{ key: 'train/loss', color: PALETTE[0] }, { key: 'train/loss_clean', color: '#8e5ab5' }, { key: 'val/loss', color: PALETTE[1] }], { log: true });
     drawCurves($('acc-curve').getContext('2d'), state.rows, [{ key: 'train/acc_clean', color: '#8e5ab5' }, { key: 'val/acc', color: PALETTE[1] }]);
