@@ -10,7 +10,7 @@ import torch
 
 from deepwell.errors import ConfigError
 
-__all__ = ["resolve_device", "configure_cpu", "keep_freed_memory", "set_deterministic", "torch_threads"]
+__all__ = ["resolve_device", "configure_cpu", "keep_freed_memory", "set_deterministic", "torch_threads", "usable_cores"]
 
 _configured = False
 # glibc's malloc on 64-bit: the most its mmap threshold rises to by itself (DEFAULT_MMAP_THRESHOLD_MAX, 32 MiB)
@@ -34,9 +34,15 @@ def configure_cpu() -> None:
     elif os.environ.get("OMP_NUM_THREADS"):
         pass  # set by the user or by torchrun for its processes: torch already follows it
     else:
-        available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        torch.set_num_threads(max(1, available))
+        torch.set_num_threads(usable_cores())
     _configured = True
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. a container's limit), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

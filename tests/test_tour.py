@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_tour_uses_one_worker_per_usable_core_by_default(tmp_path, monkeypatch):
 
     studies = {name: base.Study(name, name, ("init-zero",), study("init-zero")) for name in "abcde"}
     monkeypatch.setattr("deepwell.studies.STUDIES", studies)
-    monkeypatch.setattr(tour.os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
     pools = []
     monkeypatch.setattr(tour, "worker_pool", lambda workers: pools.append(workers) or ThreadPoolExecutor(workers))
     run_tour(quick=True, output=tmp_path)

@@ -111,9 +111,7 @@ class Stream(Callback):
         if self._due(time.perf_counter()):  # long epochs (MNIST-1D, a loaded CPU): frames mid-epoch too
             self._frame(state)
 
-    def on_epoch_end(self, state: FitState) -> None:
-        if self._due(time.perf_counter()):
-            self._frame(state)
+    on_epoch_end = on_batch_end  # the same rate limit: a frame when one is due
 
     def publish_now(self, state: FitState) -> None:
         """A frame now, whatever the rate limit (the worker is about to pause: the page must see where it stopped)."""

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import as_completed
 from dataclasses import replace
 from pathlib import Path
 
+from deepwell.runtime import usable_cores
 from deepwell.studies.base import STATUSES, StudyResult, Verdict, write_study_json
 from deepwell.studies.claims import CLAIMS
 from deepwell.sweep.executors import close_pool, worker_pool
@@ -51,13 +51,6 @@ QUICK_CPU_SECONDS: dict[str, float] = {
     "transfer": 9.1, "landscape": 7.9, "augmentation": 7.2, "early-stopping": 6.1, "depth": 5.6, "polynomial": 5.2,
     "batchnorm": 4.0, "regularization": 3.9, "dead-relu": 1.6, "preprocessing": 1.6,
 }
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, e.g. a container's limit), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def _finished(folder: Path, quick: bool, seed: int) -> dict | None:

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from deepwell.errors import ConfigError, Interrupted
+from deepwell.runtime import usable_cores
 
 __all__ = ["BatchPlan", "DataParallel", "plan_batches", "process_rank", "launch"]
 
@@ -291,8 +292,7 @@ def launch(nproc: int, args: Sequence[str]) -> int:
     if "TORCHELASTIC_RUN_ID" in os.environ:
         raise ConfigError("--nproc was given inside a torchrun job; drop --nproc (torchrun already started the processes).")
     if "DEEPWELL_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        os.environ["DEEPWELL_THREADS"] = str(max(1, cores // nproc))  # the processes share the cores
+        os.environ["DEEPWELL_THREADS"] = str(max(1, usable_cores() // nproc))  # the processes share the cores
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", max_restarts=0)
     try:
