@@ -111,6 +111,7 @@ class Bench:
         epochs = 1 if self.smoke else FULL.epochs
         work = tasks(epochs, self.gpu)
         if self.smoke:  # two widths on 400 generated examples, not 16000
+            # parsed by DataSpec: a spec's source is a typed option, which model_copy does not validate
             small = work[0].data.model_copy(update={"source": DataSpec(source="mnist1d:num_samples=400,train_split=0.5").source})
             work = [dataclasses.replace(task, data=small) for task in work[:2]]
         seconds, records = timed(BatchedExecutor(), work)
@@ -137,8 +138,8 @@ class Bench:
             worst = max(abs(a["train/loss"] - b["train/loss"]) for a, b in zip(whole.history, resumed.history))
             same = all(torch.equal(a, b) for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()))
             print(f"killed after {epochs // 2} of {epochs} epochs and resumed on {self.gpu}, deterministic={deterministic}: "
-                  f"largest train/loss difference {worst:.2e}, final weights identical: {same}"
-                  + ("" if same or not deterministic else "  <- FAIL: must be bitwise"))
+                  f"largest train/loss difference {worst:.2e}, final weights identical: {same}")
+            assert same or not deterministic, "a deterministic resume must give the uninterrupted run's weights bitwise"
 
     def ddp(self) -> None:
         import torch.distributed as dist
@@ -170,13 +171,13 @@ class Bench:
               f"without DDP (difference {abs(a - b):.1e})")
 
     def report(self) -> None:
-        from deepwell.diagnostics import diagnose, health_line
-        from deepwell.diagnostics.probes import load_probes
+        from deepwell.diagnostics.doctor import health_line, load_findings
+        from deepwell.diagnostics.probe_log import load_probes
 
-        run = self.train("report", self.gpu, 2, "output.report=true")
+        run = self.train("report", self.gpu, 2, "output.report=true")  # its report ran the doctor: findings.json
         samples = len(load_probes(run.path / "probes.jsonl").samples)
         print(f"probes and report on {self.gpu}: {samples} probe rows, report.html "
-              f"{'written' if (run.path / 'report.html').is_file() else 'MISSING'}; {health_line(diagnose(run.path))}")
+              f"{'written' if (run.path / 'report.html').is_file() else 'MISSING'}; {health_line(load_findings(run.path))}")
 
 
 def main() -> None:
