@@ -101,7 +101,7 @@ class PointBatch:
                  stacks: dict[str, tuple[torch.Tensor, torch.Tensor | None]], first: tuple[str, torch.Tensor] | None) -> None:
         self.frozen, self.x, self.twins, self.stacks, self.first = frozen, x, twins, stacks, first
         self.last = next((twin for twin in twins.values() if twin.class_major), None)
-        self._tiled = x.clone()   # never the caller's tensor: an in-place op of the model's must not reach it
+        self._tiled = x[:0]   # empty: the first forward tiles x (a copy), so an in-place op of the model's never reaches x
 
     @classmethod
     @torch.no_grad()

@@ -320,8 +320,7 @@ class Probes(Callback):
             update = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self.before))) / \
                 torch.stack(torch._foreach_norm(self.before)).clamp_min(1e-30)
             values, hist = self._sample_values(state.model, self.grads, update, histograms=self.first_of_epoch)
-            self.pending.append((state.step, state.epoch, values,
-                                 {"hist": hist, "grad_hist": self.grad_hist} if hist is not None else {}))
+            self.pending.append((state.step, state.epoch, values, {"hist": hist, "grad_hist": self.grad_hist}))  # None: dropped
             self.grad_hist = None
             self.first_of_epoch = False
         self.sampling = state.step % self.every == 0
