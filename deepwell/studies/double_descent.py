@@ -51,6 +51,7 @@ from deepwell.studies.double_descent_settings import (
     FULL,
     INTERPOLATED,
     LABEL_NOISE,
+    SMOOTH,
     NOISE_MODES,
     QUICK,
     Settings,
@@ -61,6 +62,7 @@ from deepwell.studies.double_descent_settings import (
     model_wise_tasks,
     notebook_widths,
     sample_wise_tasks,
+    smooth,
 )
 from deepwell.studies.evidence import MIN_SEEDS, NOISE_MULTIPLE, mean_se, regime_verdict
 from deepwell.sweep import BatchedExecutor, run_sweep, summarize
@@ -77,7 +79,6 @@ REFERENCE = {"first_min": (0.47, 16), "peak": (0.54, 47), "largest": (0.455, 300
 NEAR_FACTOR = 2.0  # a landmark "near h" lies within h/2 .. 2h
 REFERENCE_TOLERANCE = 0.02
 ALIGN_STEPS = 1         # the peak and the first zero-train-error width agree within one step of the width grid
-SMOOTH = 3              # the epoch-wise curve's moving average (evaluations)
 EPOCH_MARGIN = 0.01     # the epoch-wise bump's rise and fall: each at least 1 point and beyond NOISE_MULTIPLE s.e. over seeds
 
 
@@ -142,12 +143,6 @@ def double_descent_verdict(numbers: dict[str, float], mode: str = "uniform") -> 
                    numbers | {"peak_rise": rise, "peak_fall": fall, "peak_params_over_n": ratio})
 
 
-def _smooth(values: list[float]) -> list[float]:
-    """A centred moving average over SMOOTH points (shorter at the ends)."""
-    half = SMOOTH // 2
-    return [statistics.fmean(values[max(0, i - half):i + half + 1]) for i in range(len(values))]
-
-
 def epoch_wise_numbers(records: list[dict[str, Any]]) -> dict[str, float]:
     """The epoch-wise curve's landmarks and the bump's size per seed.
 
@@ -157,7 +152,7 @@ def epoch_wise_numbers(records: list[dict[str, Any]]) -> dict[str, float]:
     (peak - final); their mean and standard error over the runs are ``rise``/``rise_se``, ``fall``/``fall_se``.
     """
     epochs = [point["epoch"] for point in records[0]["curve"]]
-    runs = [_smooth([point["test_error"] for point in r["curve"]]) for r in records]
+    runs = [smooth([point["test_error"] for point in r["curve"]]) for r in records]
     mean = [statistics.fmean(run[i] for run in runs) for i in range(len(epochs))]
     peak, first_min = _peak(mean)
     rise, rise_se = mean_se([run[peak] - run[first_min] for run in runs])
@@ -267,8 +262,13 @@ def run(folder: Path, quick: bool, seed: int) -> StudyOutput:
     cnn_records = run_sweep(cnn_tasks(settings, seed), executor, folder / "records.jsonl") if settings.cnn_channels else []
     cnn = sorted(summarize(cnn_records, ["width", "params"], metrics), key=lambda row: row["width"])
     tables = [write_tables(folder, model_records + sample_records + epoch_records + cnn_records, summary | {"cnn": cnn}, samples, references)]
-    caption = (f"Double descent on MNIST-1D, MLP 40-h-h-10, {LABEL_NOISE:.0%} label noise, n={settings.n_train}, "
-               f"{settings.epochs} epochs, mean ± std over {settings.seeds} seeds; batched training (deepwell.sweep).")
+    caption = (f"Double descent on MNIST-1D, MLP 40-h-h-10, batched training (deepwell.sweep). Model-wise: {LABEL_NOISE:.0%} "
+               f"label noise, n={settings.n_train}, {settings.epochs} epochs, mean ± std over {settings.seeds} seeds. "
+               + (f"Epoch-wise: two of those runs, and h={settings.epoch_width} on n={settings.epoch_n_train} with "
+                  f"{EPOCH_NOISE:.0%} label noise at lr {settings.epoch_lr:g} for {settings.epoch_epochs} epochs, "
+                  f"{settings.epoch_seeds} seeds (inset: its smoothed test error ± s.e.). " if settings.epoch_width else "")
+               + f"Sample-wise: h={settings.sample_width} "
+               f"on n = {', '.join(map(str, settings.sample_sizes))}, {settings.sample_epochs} epochs, {settings.seeds} seeds.")
     figures = [(figure, caption)]
     if cnn:
         numbers = curve_numbers(cnn, settings.n_train)

@@ -14,7 +14,15 @@ import math
 from pathlib import Path
 
 from deepwell.studies.base import Verdict, write_table
-from deepwell.studies.double_descent_settings import EPOCH_NOISE, INTERPOLATED, LABEL_NOISE, NOISE_MODES, Settings, mlp_params
+from deepwell.studies.double_descent_settings import (
+    EPOCH_NOISE,
+    INTERPOLATED,
+    LABEL_NOISE,
+    NOISE_MODES,
+    Settings,
+    mlp_params,
+    smooth,
+)
 from deepwell.studies.evidence import mean_se
 from deepwell.studies.figures import COLORS, new_figure, save_figure
 
@@ -57,7 +65,8 @@ def _epoch_wise_inset(ax, runs: list[dict], marks: dict) -> None:
     """The epoch-wise run's test error zoomed in (a bump of 2 points is flat on the 0..0.9 axis): mean +- s.e. over
     seeds, and the landmarks (first minimum, peak, final) of the smoothed mean curve that the verdict reads."""
     epochs = [p["epoch"] for p in runs[0]["curve"]]
-    mean, se = zip(*(mean_se([r["curve"][i]["test_error"] for r in runs]) for i in range(len(epochs))))
+    curves = [smooth([p["test_error"] for p in r["curve"]]) for r in runs]   # each run's curve as the verdict reads it
+    mean, se = zip(*(mean_se([curve[i] for curve in curves]) for i in range(len(epochs))))
     start = next((i for i, e in enumerate(epochs) if e >= marks["first_min_epoch"] / 2), 0)  # from before the first minimum
     inset = ax.inset_axes((0.07, 0.05, 0.36, 0.28))  # the empty corner: few epochs, low error
     color = COLORS[4]
@@ -67,7 +76,8 @@ def _epoch_wise_inset(ax, runs: list[dict], marks: dict) -> None:
     keys = ("first_min", "peak", "final")
     inset.plot([marks[f"{k}_epoch"] for k in keys], [marks[f"{k}_error"] for k in keys], marker="v", color="black", ms=5,
                linestyle="none")
-    inset.set_title(f"h={marks['width']:g}: test ± s.e., {len(runs)} seeds", fontsize=6, pad=2)
+    inset.set_title(f"h={marks['width']:g}, n={marks['n_train']:g}: test (smoothed) ± s.e., {len(runs)} seeds",
+                    fontsize=6, pad=2)
     inset.tick_params(labelsize=6)
     inset.grid(alpha=0.3)
 
@@ -81,14 +91,15 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
         params = [r["params"] for r in rows]
         test = [r["test_error_mean"] for r in rows]
         spread = [r["test_error_std"] for r in rows]
-        ax.plot(params, test, marker="o", ms=3, color=color, label=f"test, noise '{mode}'")
+        ax.plot(params, test, marker="o", ms=3, color=color, label=f"test, label noise '{mode}'")
         ax.fill_between(params, [t - s for t, s in zip(test, spread)], [t + s for t, s in zip(test, spread)], color=color, alpha=0.2)
-        ax.plot(params, [r["train_error_mean"] for r in rows], linestyle="--", color=color, label=f"train, noise '{mode}'")
+        ax.plot(params, [r["train_error_mean"] for r in rows], linestyle="--", color=color,
+                label=f"train, label noise '{mode}'")
     numbers = verdicts[0].regimes[0].numbers if verdicts[0].regimes else verdicts[0].numbers
     ax.axvline(settings.n_train, color="black", linestyle=":", label=f"params = n ({settings.n_train})")
     if math.isfinite(numbers["interpolation_width"]):
         ax.axvline(mlp_params(int(numbers["interpolation_width"])), color="gray", linestyle="-.",
-                   label=f"train error reaches 0 (h={numbers['interpolation_width']:g})")
+                   label=f"train error ≤ {INTERPOLATED:.1%} (h={numbers['interpolation_width']:g})")
     ax.plot([numbers["peak_params"]], [numbers["peak_error"]], marker="v", color="black", ms=9, linestyle="none", label="peak")
     if references:
         ax.plot([mlp_params(r["reference_width"]) for r in references], [r["reference"] for r in references], marker="x", color="black",
@@ -113,7 +124,7 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
     epoch_wise = [r for r in (verdicts[0].regimes if verdicts else ()) if r.name.startswith("epoch-wise")]
     if epoch_wise:
         _epoch_wise_inset(ax, [r for r in records if r["experiment"] == "epoch_wise"], epoch_wise[0].numbers)
-    ax.set(xscale="log", xlabel="epoch (log)", ylabel="error", title="Epoch-wise: error during training (noise 'uniform')",
+    ax.set(xscale="log", xlabel="epoch (log)", ylabel="error", title="Epoch-wise: error during training (label noise 'uniform')",
            ylim=(-0.02, 0.9))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -129,11 +140,14 @@ def main_figure(folder: Path, settings: Settings, summary: dict, records: list[d
         ax.axvline(params, color="black", linestyle=":", label=f"n = params ({params})")
     fitted = [r["n_train"] for r in samples if r["train_error_mean"] <= INTERPOLATED]
     if fitted and fitted[-1] < sizes[-1]:  # the interpolation threshold in n lies inside the sizes measured
-        ax.axvline(fitted[-1], color="gray", linestyle="-.", label=f"train error 0 up to n={fitted[-1]}")
+        ax.axvline(fitted[-1], color="gray", linestyle="-.",
+                   label=f"train error ≤ {INTERPOLATED:.1%} up to n={fitted[-1]}")
     ax.set(xlabel="training examples n" + ("" if inside else f" (n = params = {params} lies beyond)"), ylabel="error",
            ylim=(-0.02, 0.9),
            title=f"Sample-wise: fixed width h={settings.sample_width}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()   # matplotlib lists the errorbar (test) last: put it first
+    order = sorted(range(len(labels)), key=lambda i: labels[i] != "test")
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=7)
     save_figure(figure, folder / "double_descent.png")
     return "double_descent.png"

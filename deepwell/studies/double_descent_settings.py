@@ -7,19 +7,28 @@ verdicts and ``run`` live there; the figures in :mod:`deepwell.studies.double_de
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 from deepwell.config import DataSpec, ModelSpec, TrainSpec
 from deepwell.models import build_model
 from deepwell.sweep import SweepTask
 
-__all__ = ["Settings", "QUICK", "FULL", "LABEL_NOISE", "EPOCH_NOISE", "NOISE_MODES", "INTERPOLATED", "geometric_widths",
-           "notebook_widths", "mlp_params", "model_wise_tasks", "sample_wise_tasks", "epoch_wise_tasks", "cnn_tasks"]
+__all__ = ["Settings", "QUICK", "FULL", "LABEL_NOISE", "EPOCH_NOISE", "NOISE_MODES", "INTERPOLATED", "SMOOTH", "smooth",
+           "geometric_widths", "notebook_widths", "mlp_params", "model_wise_tasks", "sample_wise_tasks", "epoch_wise_tasks",
+           "cnn_tasks"]
 
 LABEL_NOISE = 0.15
 NOISE_MODES = ("uniform", "incorrect")
 EPOCH_NOISE = 0.2       # the epoch-wise run: Nakkiran et al.'s 20% label noise
 INTERPOLATED = 1e-3     # training error at or below this counts as interpolating (fits every noisy label)
+SMOOTH = 3              # the epoch-wise curve's moving average (evaluations), as the verdict and the figure read it
+
+
+def smooth(values: list[float]) -> list[float]:
+    """A centred moving average over SMOOTH points (shorter at the ends)."""
+    half = SMOOTH // 2
+    return [statistics.fmean(values[max(0, i - half):i + half + 1]) for i in range(len(values))]
 
 
 @dataclass(frozen=True)
