@@ -113,3 +113,22 @@ def test_play_pause_and_resume_with_changed_lr_continues_the_same_run(tmp_path) 
     assert all(torch.equal(seen["weights"][k], weights[k]) for k in weights)  # the weights carried over
     assert seen["lr"] == 0.001  # the new setting applies from the next step
     assert result.epochs_run == 6 and [row["epoch"] for row in result.history] == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_resume_applies_the_specs_momentum_with_or_without_a_schedule(tmp_path, schedule) -> None:
+    """The snapshot's optimiser state comes back, but a changed optimiser setting that no schedule sets applies."""
+    model, data, spec = _setup(epochs=2)
+    spec = spec.model_copy(update={"schedule": TrainSpec(schedule=schedule).schedule,
+                                   "optimizer": TrainSpec(optimizer="sgd:momentum=0.9").optimizer})
+    fit(model, data, spec, callbacks=[CheckpointSaver(tmp_path / "last.safetensors", every=1)])
+    seen = {}
+
+    class Look(Callback):
+        def on_fit_start(self, state) -> None:
+            seen["momentum"] = state.optimizer.param_groups[0]["momentum"]
+
+    resumed = build_model(ModelSpec(hidden=[8], norm="none"), (4,), 2)
+    fit(resumed, data, spec.model_copy(update={"epochs": 4, "optimizer": TrainSpec(optimizer="sgd:momentum=0.5").optimizer}),
+        callbacks=[Look()], resume_from=tmp_path / "last.safetensors")
+    assert seen["momentum"] == 0.5

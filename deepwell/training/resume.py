@@ -1,6 +1,7 @@
 """Resuming ``fit`` from a saved snapshot: the live model, optimiser, schedule, generators and callbacks
-take the saved state, and a changed ``train.lr`` applies where no schedule owns the learning rate
-(or becomes a LambdaLR schedule's new peak).
+take the saved state; the spec's optimiser settings (weight decay, momentum, ...) apply except those a
+schedule sets itself, and a changed ``train.lr`` applies where no schedule owns the learning rate (or
+becomes a LambdaLR schedule's new peak).
 
 ``fit`` (deepwell.training.loop) writes the snapshots; this module reads one back into a fit that is
 about to start.
@@ -36,15 +37,27 @@ def _rescale_schedule(scheduler, peaks: list[float]) -> None:
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
+def _schedule_owned(scheduler) -> set[str]:
+    """The optimiser settings a schedule sets itself (a resume keeps them from the snapshot; the spec's others win)."""
+    if scheduler is None:
+        return set()
+    owned = {"lr", "initial_lr"}
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        owned |= {"max_lr", "min_lr"}
+        if scheduler.cycle_momentum:
+            owned |= {"momentum", "betas", "max_momentum", "base_momentum"}
+    return owned
+
+
 def restore(saved: dict[str, Any], state: FitState, scheduler, shuffle: torch.Generator,
              callbacks: Sequence[Callback], device: torch.device) -> int:
     """Load a snapshot into the live objects; return the epoch to start from."""
     state.model.load_state_dict(saved["model"])
     settings = [{k: v for k, v in group.items() if k != "params"} for group in state.optimizer.param_groups]
     state.optimizer.load_state_dict(saved["optimizer"])
-    if scheduler is None:  # no schedule owns the lr: the spec's settings win (a resume with --set train.lr=... applies it)
-        for group, setting in zip(state.optimizer.param_groups, settings):
-            group.update(setting)
+    owned = _schedule_owned(scheduler)
+    for group, setting in zip(state.optimizer.param_groups, settings):  # the spec's settings win (a resume with
+        group.update({k: v for k, v in setting.items() if k not in owned})  # --set train.weight_decay=... applies it)
     if scheduler is not None and saved["scheduler"] is not None:
         scheduler.load_state_dict(saved["scheduler"])
         _rescale_schedule(scheduler, [setting.get("initial_lr", setting["lr"]) for setting in settings])
