@@ -176,28 +176,30 @@ def gradient_histograms(grads: list[torch.Tensor]) -> dict[str, list]:
     """
     finite = [g.detach().float().nan_to_num(0.0, 0.0, 0.0) for g in grads]
     tops = torch.stack([g.abs().max() for g in finite]).tolist() if finite else []  # one sync for all layers
-    edges, counts = [], []
-    for grad, top in zip(finite, tops):
-        top = max(top, 1e-30)
-        counts.append(torch.histc(grad.cpu(), HISTOGRAM_BINS, -top, top).tolist())  # on the CPU: see _histograms
-        edges.append(_edges(-top, top))
-    return {"edges": edges, "counts": counts}
+    return _histogram_rows(finite, [(-max(top, 1e-30), max(top, 1e-30)) for top in tops])
 
 
 def _histograms(layers: list[_Layer], captured: dict[str, torch.Tensor]) -> dict[str, list]:
     ranges = [_histogram_range(layer.kind, captured[layer.name]) for layer in layers]
     dynamic = [r for r in ranges if isinstance(r, torch.Tensor)]
     maxima = iter(torch.stack(dynamic).tolist()) if dynamic else iter(())  # one sync for all layers
-    edges, counts = [], []
-    for layer, bounds in zip(layers, ranges):
-        if isinstance(bounds, torch.Tensor):
+    bounds = []
+    for layer, bound in zip(layers, ranges):
+        if isinstance(bound, torch.Tensor):
             top = max(next(maxima), 1e-12)
-            bounds = (-top, top) if layer.kind != "relu" else (0.0, top)
-        # On the CPU: a few histograms per epoch, and CUDA's histc has no deterministic kernel.
-        post = captured[layer.name].detach().float().cpu()
-        counts.append(torch.histc(post, HISTOGRAM_BINS, *bounds).tolist())
-        edges.append(_edges(*bounds))
-    return {"edges": edges, "counts": counts}
+            bound = (-top, top) if layer.kind != "relu" else (0.0, top)
+        bounds.append(bound)
+    return _histogram_rows([captured[layer.name] for layer in layers], bounds)
+
+
+def _histogram_rows(tensors: list[torch.Tensor], bounds: list[tuple[float, float]]) -> dict[str, list]:
+    """HISTOGRAM_BINS counts of each tensor over its (low, high), and the bin edges.
+
+    On the CPU: a few histograms per epoch, and CUDA's histc has no deterministic kernel.
+    """
+    counts = [torch.histc(t.detach().float().cpu(), HISTOGRAM_BINS, low, high).tolist()
+              for t, (low, high) in zip(tensors, bounds)]
+    return {"edges": [_edges(low, high) for low, high in bounds], "counts": counts}
 
 
 class Probes(Callback):
