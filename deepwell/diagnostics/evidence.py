@@ -137,7 +137,8 @@ class RunEvidence:
         Going back through one layer the signal is rounded twice (the matmul's output, then the
         product with the activation's derivative), each time by at most the unit roundoff u
         (half the machine epsilon of ``train.precision``): (1 + u)^(2 (layers - 1)). fp32: 1 + 2e-6
-        for 20 layers (nothing); bf16 (u = 2^-8): 1.16 for 20 layers. Rounding only ever perturbs a
+        for 20 layers (nothing; on CUDA, torch's default TF32 convolutions round more, which this
+        factor does not include); bf16 (u = 2^-8): 1.16 for 20 layers. Rounding only ever perturbs a
         reading by this factor (bf16 keeps float32's exponent range: no underflow to zero).
         """
         unit = resolution(self.precision) / 2

@@ -24,9 +24,8 @@ The step's loss lives in the graph's output memory, which the next replay overwr
 keeps a copy of it. Where graphs apply, ``train.compile`` adds nothing (the step is compiled
 already) and is not applied on top.
 
-Not measured yet (written without a GPU): the speed-up, and whether torch captures every step of
-the default nets (bench/gpu.py prints torch's "skipping cudagraphs" hints). The probes' fired-unit
-masks are marked static (``torch._dynamo.mark_static_address``) because the graphed steps update
+bench/gpu.py measures the speed-up and prints torch's "skipping cudagraphs" hints where a step of
+the default nets is not captured. The probes' fired-unit masks are marked static (``torch._dynamo.mark_static_address``) because the graphed steps update
 them in place, which torch captures only for inputs that stay at one address.
 
 Example::
