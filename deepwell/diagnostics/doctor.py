@@ -78,13 +78,15 @@ class Findings(list):
         return findings_text(self)
 
 
-def diagnose(run_path: str | Path) -> Findings:
+def diagnose(run_path: str | Path | RunEvidence) -> Findings:
     """Run every rule on a run folder, write its findings.json, and return the findings (errors first).
+
+    ``run_path`` may also be the folder's evidence already loaded (:meth:`RunEvidence.load`): it is not read again.
 
     Raises:
         CheckpointError: the folder is not a run folder, or one of its files is corrupt.
     """
-    evidence = RunEvidence.load(run_path)
+    evidence = run_path if isinstance(run_path, RunEvidence) else RunEvidence.load(run_path)
     findings = examine(evidence)
     record = {"healthy": findings.healthy, "checked": list(findings.checked), "not_checked": findings.not_checked,
               "vitals": findings.vitals, "findings": [f.to_dict() for f in findings]}

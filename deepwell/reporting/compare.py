@@ -67,7 +67,7 @@ class _RunFiles(RunEvidence):
         if not (path / "findings.json").is_file() and (path / "summary.json").is_file():
             from deepwell.diagnostics.doctor import diagnose
 
-            diagnose(path)  # a run trained with output.report=false has not been diagnosed yet
+            diagnose(evidence)  # a run trained with output.report=false has not been diagnosed yet
         return cls(**{f.name: getattr(evidence, f.name) for f in fields(RunEvidence)}, name=name, findings=_findings(path))
 
     @property
