@@ -53,23 +53,22 @@ QUICK_CPU_SECONDS: dict[str, float] = {
 }
 
 
-def _finished(folder: Path, quick: bool, seed: int) -> dict | None:
-    path = folder / "study.json"
-    if not path.is_file():
-        return None
+def _study_record(folder: Path) -> dict:
+    """A study folder's study.json ({} when it is missing or torn)."""
     try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return record if (record.get("quick"), record.get("seed")) == (quick, seed) else None
+        return json.loads((folder / "study.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _finished(folder: Path, quick: bool, seed: int) -> dict | None:
+    record = _study_record(folder)
+    return record if record and (record.get("quick"), record.get("seed")) == (quick, seed) else None
 
 
 def _expected_cpu(name: str, folder: Path, quick: bool) -> float:
     """The CPU seconds ``name`` is expected to take: its last run in ``folder`` (same mode), else the table."""
-    try:
-        record = json.loads((folder / "study.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        record = {}
+    record = _study_record(folder)
     if record.get("quick") == quick and isinstance(record.get("cpu_seconds"), (int, float)):
         return float(record["cpu_seconds"])
     return QUICK_CPU_SECONDS.get(name, float("inf"))
