@@ -68,21 +68,26 @@ def tidy(figure: Figure) -> Figure:
                 axis.set_minor_formatter(ticker.NullFormatter())
             elif axis.get_scale() == "linear" and type(locator) is ticker.AutoLocator:
                 axis.set_major_locator(ticker.MaxNLocator("auto", steps=[1, 2, 2.5, 5, 10]))
-    pending = [ax for ax in figure.axes if ax.get_legend() is not None]
-    for place in ("best", "outside"):   # a legend over the data: matplotlib's least-covered corner, else outside
-        if not pending:
+    # A legend over the data moves to matplotlib's least-covered corner, else outside. Moving one outside makes
+    # constrained layout resize every panel, which can put another legend over its data: look again, at most 3 times.
+    # The legend itself moves (set_loc), so its entries and every setting of its author stay.
+    tried: dict[Axes, str] = {}
+    for _ in range(3):
+        legended = [ax for ax in figure.axes if ax.get_legend() is not None and tried.get(ax) != "outside"]
+        if not legended:
             break
         _draw(figure)
-        pending = [ax for ax in pending if _covered(ax, figure.canvas.get_renderer())]
-        for ax in pending:
+        covered = [ax for ax in legended if _covered(ax, figure.canvas.get_renderer())]
+        if not covered:
+            break
+        for ax in covered:
             legend = ax.get_legend()
-            entries = {"handles": legend.legend_handles, "labels": [t.get_text() for t in legend.get_texts()],
-                       "fontsize": legend.prop.get_size(), "ncols": legend._ncols,
-                       "title": legend.get_title().get_text() or None}
-            if place == "best":
-                ax.legend(loc="best", **entries)
+            if ax not in tried and legend._loc != 0:   # 0: matplotlib's code for "best", which is where it already is
+                legend.set_loc("best")
+                tried[ax] = "best"
             else:
-                legend_outside(ax, **entries)
+                _place_outside(legend)
+                tried[ax] = "outside"
     return figure
 
 
@@ -93,7 +98,13 @@ def _draw(figure: Figure) -> None:
 
 def legend_outside(ax: Axes, **kwargs: Any) -> None:
     """The axes' legend to its right, outside the data (constrained layout makes room)."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+    _place_outside(ax.legend(**kwargs))
+
+
+def _place_outside(legend: Any) -> None:
+    legend.set_loc("upper left")
+    legend.set_bbox_to_anchor((1.01, 1.0))
+    legend.borderaxespad = 0.0
 
 
 def _texts(figure: Figure) -> list[Text]:
