@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) native
 
-# The batched sweep's compiled step (deepwell/sweep/native.py): built once with g++ and ninja into ~/.cache/deepwell,
-# ~15 s; a sweep builds it itself when this did not, and runs the Python step where it cannot.
+# The compiled kernels (deepwell/native.py: the batched sweep's step, the loss landscape's chain MLPs): built once
+# with g++ and ninja into ~/.cache/deepwell, ~15 s each; first use builds one this did not, and the Python path runs where
+# none can be built.
 native: $(STAMP)
-	$(PY) -c 'from deepwell.sweep import native; native.main()'
+	$(PY) -c 'from deepwell import native; native.main()'
 
 run: $(STAMP)
 	$(VENV)/bin/deepwell train

@@ -38,7 +38,8 @@ import torch
 
 from deepwell.runtime import resolve_device, torch_threads
 from deepwell.studies.double_descent import FULL, mlp_params, reference_rows
-from deepwell.sweep import BatchedExecutor, InProcessExecutor, SweepTask, native, run_sweep
+from deepwell import native
+from deepwell.sweep import BatchedExecutor, InProcessExecutor, SweepTask, run_sweep
 from deepwell.sweep.ensemble import COMPILED_BUCKET_OVERHEAD, CPU_BUCKET_OVERHEAD
 
 SPEEDUP_TARGET = 4.0
@@ -66,7 +67,7 @@ def step_matmuls(device: str) -> list[tuple]:
         calls.append((a, b, out))
         return real(a, b, out=out)
 
-    overhead = COMPILED_BUCKET_OVERHEAD if native.padded_step() is not None else CPU_BUCKET_OVERHEAD  # the sweep's plan
+    overhead = COMPILED_BUCKET_OVERHEAD if native.extension("padded_step") is not None else CPU_BUCKET_OVERHEAD  # the sweep's plan
     # the Python step makes the same calls as the compiled one, where they can be recorded
     with torch_threads(1), mock.patch("torch.bmm", record), mock.patch.dict(os.environ, {"DEEPWELL_NATIVE": "off"}):
         run_sweep(tasks(1, device), BatchedExecutor(workers=1, bucket_overhead=overhead))
@@ -128,8 +129,8 @@ def main() -> None:
     shards = torch.get_num_threads() if device.type == "cpu" else 1  # the batched executor's shards: one a core
     print(f"device {device}, torch threads {torch.get_num_threads()}, widths {list(FULL.widths)}")
     started = time.perf_counter()
-    cached = native.is_built()
-    compiled = native.padded_step() is not None  # built here when not cached: its time is printed, not hidden
+    cached = native.is_built("padded_step")
+    compiled = native.extension("padded_step") is not None  # built here when not cached: its time is printed, not hidden
     state = "loaded from the cache" if cached else "built"
     print(f"compiled step: {state if compiled else 'off or unavailable: the Python step runs'} "
           f"in {time.perf_counter() - started:.1f} s")

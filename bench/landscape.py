@@ -1,15 +1,18 @@
 """Benchmark: the loss landscape's paths on one 2-D plane, same model, data, directions and points.
 
-- ``slice_2d``: what users call; an MLP takes PointBatch (the points as the batch, the first
-  layer computed once per plane, the class-major head and cross-entropy).
+- ``slice_2d``: what users call; this chain MLP under cross-entropy takes ChainLosses (compiled,
+  one point per thread in the core's cache, oneDNN's linear with the ReLU fused).
+- PointBatch: the Python path every other MLP takes (the points as the batch, the first layer
+  computed once per plane, the class-major head and cross-entropy), here with the compiled
+  kernels switched off (``DEEPWELL_NATIVE=off``).
 - vmap: ``vmap`` of ``functional_call`` over stacked parameter sets (``evaluate_parameter_sets``,
   the path every non-MLP network takes, and the MLP's path before PointBatch).
 - per-point: one plain forward per point (``slice_2d(..., batched=False)``), the reference values.
 
-All run interleaved in one process (slice_2d, vmap, per-point, slice_2d, ...) after one warm-up
+All run interleaved in one process (slice_2d, PointBatch, vmap, per-point, slice_2d, ...) after one warm-up
 each, so they see the same machine state; printed are median seconds, the ratios of medians
 (> 1: slice_2d wins) and the largest difference from the per-point values (target <= 1e-5).
-``--chunk`` times slice_2d at several chunk sizes (points per call) against its default.
+``--chunk`` times PointBatch at several chunk sizes (points per call) against its default.
 
     python bench/landscape.py [--steps 40] [--repeats 5] [--chunk 4 8 16]
 """
@@ -17,6 +20,7 @@ each, so they see the same machine state; printed are median seconds, the ratios
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -61,12 +65,20 @@ def main() -> None:
                 for name, value in center.items()}
         return landscape.evaluate_parameter_sets(model, sets, x, y, F.cross_entropy, chunk=64).view(args.steps, args.steps)
 
+    def point_batch(chunk: int | None = None) -> torch.Tensor:   # the compiled kernels off for this call only
+        before = os.environ.get("DEEPWELL_NATIVE")
+        os.environ["DEEPWELL_NATIVE"] = "off"
+        try:
+            return landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy, alphas, alphas, chunk=chunk)
+        finally:
+            os.environ.pop("DEEPWELL_NATIVE") if before is None else os.environ.update(DEEPWELL_NATIVE=before)
+
     paths = {"slice_2d": lambda: landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy, alphas, alphas),
+             "PointBatch": point_batch,
              "vmap (chunk 64)": vmap_path,
              "per-point": lambda: landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy, alphas, alphas, batched=False)}
     for chunk in args.chunk:
-        paths[f"slice_2d chunk {chunk}"] = (lambda chunk=chunk: landscape.slice_2d(model, dx, dy, x, y, F.cross_entropy,
-                                                                                 alphas, alphas, chunk=chunk))
+        paths[f"PointBatch chunk {chunk}"] = (lambda chunk=chunk: point_batch(chunk))
     for path in paths.values():
         path()  # warm-up: vmap's tracing, the allocator
     seconds = {name: [] for name in paths}
@@ -87,6 +99,7 @@ def main() -> None:
         print(f"{name:22s} {statistics.median(times):7.3f} s (median)  {statistics.median(times) / fast:5.2f}x slice_2d's  "
               f"max |diff| vs per-point {diff[name]:.2e} ({verdict}, target <= {MAX_DIFF:g})")
     print(f"speed-up per-point/slice_2d {statistics.median(seconds['per-point']) / fast:.2f}x, "
+          f"PointBatch/slice_2d {statistics.median(seconds['PointBatch']) / fast:.2f}x, "
           f"vmap/slice_2d {statistics.median(seconds['vmap (chunk 64)']) / fast:.2f}x")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,8 +11,8 @@ from deepwell.config import ModelSpec
 from deepwell.diagnostics.landscape import interpolate, random_direction, slice_1d, slice_2d
 from deepwell.diagnostics.point_batch import PointBatch
 from deepwell.models import build_model
+from landscape_reference import TOLERANCE, moving_directions, one_forward_per_point, toy_data
 
-TOLERANCE = 1e-5   # the landscape's promise: batched and per-point losses agree within this
 
 
 def _deepwell_mlp(**options) -> nn.Module:
@@ -81,45 +79,17 @@ MLPS = {"deepwell mlp": _deepwell_mlp, "no bias": _no_bias_mlp, "dropout (eval)"
         "in-place after head": _InPlaceAfterHead, "reads again after relu": _ReadsAgainAfterReLU}
 
 
-def _data(outputs: int = 3, n: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(2)
-    return torch.randn(n, 1, 16, generator=generator), torch.randint(0, outputs, (n,), generator=generator)
-
-
-def _directions(model: nn.Module, count: int = 2) -> list[dict[str, torch.Tensor]]:
-    generator = torch.Generator().manual_seed(1)
-    directions = [random_direction(model, generator) for _ in range(count)]
-    for direction in directions:  # random_direction zeroes biases; move them too, so they are tested
-        for name, p in model.named_parameters():
-            if p.dim() == 1:
-                direction[name] = 0.3 * torch.randn(p.shape, generator=generator)
-    return directions
-
-
-def _one_forward_per_point(model: nn.Module, center: dict[str, torch.Tensor], directions: list[dict[str, torch.Tensor]],
-                           coefficients: torch.Tensor, x: torch.Tensor, y: torch.Tensor, loss) -> torch.Tensor:
-    """The reference: a fresh copy per point, its parameters set to center + sum_k a_k d_k, one plain forward."""
-    losses = []
-    for row in coefficients:
-        moved = copy.deepcopy(model).eval()
-        with torch.no_grad():
-            for name, p in moved.named_parameters():
-                p.copy_(center[name] + sum(a * d[name] for a, d in zip(row.tolist(), directions)))
-            losses.append(loss(moved(x), y))
-    return torch.stack(losses)
-
-
 @pytest.mark.parametrize("name", list(MLPS))
 @pytest.mark.parametrize("loss", [F.cross_entropy, lambda out, y: F.nll_loss(F.log_softmax(out, 1), y)], ids=["ce", "other"])
-def test_point_batch_matches_one_forward_per_point(name, loss):
+def test_point_batch_matchesone_forward_per_point(name, loss):
     model = MLPS[name]()
-    x, y = _data()
+    x, y = toy_data()
     center = {n: p.detach().clone() for n, p in model.named_parameters()}
-    directions = _directions(model)
+    directions = moving_directions(model)
     coefficients = torch.tensor([[0.0, 0.0], [1.0, -0.5], [-0.7, 0.9], [0.25, 0.25], [2.0, 1.0]])
     batch = PointBatch.build(model, x, center, directions)
     assert batch is not None, name
-    expected = _one_forward_per_point(model, center, directions, coefficients, x, y, loss)
+    expected = one_forward_per_point(model, center, directions, coefficients, x, y, loss)
     for chunk in (1, 2, 5):  # one chunk of several points, and chunks that split the list
         got = torch.cat([batch.losses(coefficients[i:i + chunk], y, loss) for i in range(0, len(coefficients), chunk)])
         torch.testing.assert_close(got, expected, atol=TOLERANCE, rtol=0)
@@ -127,12 +97,12 @@ def test_point_batch_matches_one_forward_per_point(name, loss):
 
 def test_cross_entropy_ignores_targets_as_torch_does():
     model = _deepwell_mlp()
-    x, y = _data()
+    x, y = toy_data()
     y[::3] = -100  # F.cross_entropy's ignore_index: the mean runs over the other targets
     center = {n: p.detach().clone() for n, p in model.named_parameters()}
-    directions = _directions(model, 1)
+    directions = moving_directions(model, 1)
     coefficients = torch.tensor([[0.0], [0.8], [-1.5]])
-    expected = _one_forward_per_point(model, center, directions, coefficients, x, y, F.cross_entropy)
+    expected = one_forward_per_point(model, center, directions, coefficients, x, y, F.cross_entropy)
     got = PointBatch.build(model, x, center, directions).losses(coefficients, y, F.cross_entropy)
     torch.testing.assert_close(got, expected, atol=TOLERANCE, rtol=0)
 
@@ -143,9 +113,9 @@ def test_regression_mse_matches():
     generator = torch.Generator().manual_seed(3)
     x, y = torch.randn(30, 5, generator=generator), torch.randn(30, 2, generator=generator)
     center = {n: p.detach().clone() for n, p in model.named_parameters()}
-    directions = _directions(model)
+    directions = moving_directions(model)
     coefficients = torch.tensor([[0.0, 0.0], [0.5, -1.0], [-1.0, 1.0]])
-    expected = _one_forward_per_point(model, center, directions, coefficients, x, y, F.mse_loss)
+    expected = one_forward_per_point(model, center, directions, coefficients, x, y, F.mse_loss)
     got = PointBatch.build(model, x, center, directions).losses(coefficients, y, F.mse_loss)
     torch.testing.assert_close(got, expected, atol=TOLERANCE, rtol=0)
 
@@ -161,9 +131,9 @@ def test_regression_mse_matches():
 ], ids=["tied weights", "batchnorm mlp", "cnn", "dropconnect mlp"])
 def test_models_that_do_not_qualify_are_refused_and_the_slice_still_matches(model):
     model.eval()
-    x, y = _data()
+    x, y = toy_data()
     center = {n: p.detach().clone() for n, p in model.named_parameters()}
-    assert PointBatch.build(model, x, center, _directions(model)) is None
+    assert PointBatch.build(model, x, center, moving_directions(model)) is None
     generator = torch.Generator().manual_seed(1)
     dx, dy = random_direction(model, generator), random_direction(model, generator)
     alphas, betas = torch.linspace(-1, 1, 4), torch.linspace(-0.5, 0.5, 3)
@@ -178,7 +148,7 @@ def test_slices_and_paths_match_the_per_point_reference(chunk):
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.5 * torch.randn_like(p))
-    x, y = _data()
+    x, y = toy_data()
     generator = torch.Generator().manual_seed(1)
     dx, dy = random_direction(model, generator), random_direction(model, generator)
     alphas, betas = torch.linspace(-1, 1, 5), torch.linspace(-0.5, 0.5, 3)   # 15 points: no chunk divides them but 1
@@ -201,7 +171,7 @@ def test_slices_and_paths_match_the_per_point_reference(chunk):
 
 def test_slice_2d_matches_moved_copies_and_takes_the_point_batch_path():
     model = _deepwell_mlp(residual=True)
-    x, y = _data()
+    x, y = toy_data()
     generator = torch.Generator().manual_seed(1)
     dx, dy = random_direction(model, generator), random_direction(model, generator)
     center = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -209,16 +179,16 @@ def test_slice_2d_matches_moved_copies_and_takes_the_point_batch_path():
     alphas, betas = torch.tensor([-1.0, 0.0, 0.6]), torch.tensor([-0.4, 0.9])
     grid = slice_2d(model, dx, dy, x, y, F.cross_entropy, alphas, betas)
     a, b = torch.meshgrid(alphas, betas, indexing="ij")
-    expected = _one_forward_per_point(model, center, [dx, dy], torch.stack([a.reshape(-1), b.reshape(-1)], 1), x, y,
+    expected = one_forward_per_point(model, center, [dx, dy], torch.stack([a.reshape(-1), b.reshape(-1)], 1), x, y,
                                       F.cross_entropy)
     torch.testing.assert_close(grid, expected.view(3, 2), atol=TOLERANCE, rtol=0)
 
 
 def test_relus_run_in_place_only_where_that_changes_nothing():
-    x, _ = _data()
+    x, _ = toy_data()
     for model, in_place in ((_deepwell_mlp(), True), (_ReadsAgainAfterReLU(), False)):
         center = {n: p.detach().clone() for n, p in model.named_parameters()}
-        batch = PointBatch.build(model, x, center, _directions(model))
+        batch = PointBatch.build(model, x, center, moving_directions(model))
         relus = [m for m in batch.frozen.modules() if isinstance(m, nn.ReLU)]
         assert relus and all(m.inplace is in_place for m in relus), type(model).__name__
         assert not any(m.inplace for m in model.modules() if isinstance(m, nn.ReLU))   # the caller's model keeps its own
@@ -227,7 +197,7 @@ def test_relus_run_in_place_only_where_that_changes_nothing():
 def test_the_model_is_left_unmodified():
     model = _deepwell_mlp(dropout="dropout:0.3").train()   # train mode on purpose: the copy runs in eval mode
     other = _deepwell_mlp()
-    x, y = _data()
+    x, y = toy_data()
     x_before = x.clone()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     modules_before = [type(m) for m in model.modules()]

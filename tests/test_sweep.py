@@ -243,11 +243,12 @@ def test_balanced_shards_split_work_evenly() -> None:
 def test_batched_workers_give_the_records_of_one_process(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # Sharded over two threads (the compiled step holds no GIL) or two spawned processes (the Python
     # step), each member trains exactly as it would in one ensemble.
-    from deepwell.sweep import executors, native
+    from deepwell import native
+    from deepwell.sweep import executors
 
     monkeypatch.setenv("DEEPWELL_NATIVE", "auto" if compiled else "off")
     if compiled:
-        if native.padded_step() is None:
+        if native.extension("padded_step") is None:
             pytest.skip(NATIVE_MISSING)
         monkeypatch.setattr(executors, "worker_pool", None)  # threads only: starting a process would fail
     tasks = _tasks(widths=(3, 8, 20), seeds=(0,), epochs=2)
@@ -264,10 +265,10 @@ NATIVE_MISSING = "no C++ compiler or ninja to build the compiled sweep step (mak
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu", "identity"])
 @pytest.mark.parametrize("shared", [True, False], ids=["one-batch", "own-batches"])
 def test_compiled_step_gives_the_python_steps_numbers_bit_for_bit(activation: str, shared: bool) -> None:
-    from deepwell.sweep import native
+    from deepwell import native
     from deepwell.sweep.padded import _Padded
 
-    if native.padded_step() is None:
+    if native.extension("padded_step") is None:
         pytest.skip(NATIVE_MISSING)
     models = [_mlp(w, k, activation) for k, w in enumerate((3, 8, 30, 64))]
     source = None if shared else torch.tensor([0, 1, 1, 0])
@@ -303,9 +304,10 @@ def test_a_stopped_shard_ends_at_its_next_epoch() -> None:
 
 @pytest.mark.parametrize("width", [3, 20])  # in this thread's shard, or in the other's
 def test_an_error_in_a_thread_shard_stops_the_sweep_and_is_raised(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deepwell.sweep import executors, native
+    from deepwell import native
+    from deepwell.sweep import executors
 
-    if native.padded_step() is None:
+    if native.extension("padded_step") is None:
         pytest.skip(NATIVE_MISSING)
     real = executors.train_ensemble
 
@@ -321,10 +323,10 @@ def test_an_error_in_a_thread_shard_stops_the_sweep_and_is_raised(width: int, mo
 
 
 def test_without_the_compiled_step_the_python_step_runs(monkeypatch: pytest.MonkeyPatch, data: TensorData) -> None:
-    from deepwell.sweep import native
+    from deepwell import native
 
     monkeypatch.setenv("DEEPWELL_NATIVE", "off")
-    assert native.padded_step() is None
+    assert native.extension("padded_step") is None
     _assert_same_as_fit([3, 20], [0, 1], TrainSpec(epochs=2, batch_size=32, optimizer="sgd:momentum=0.9",
                                                    schedule="constant"), data)
 

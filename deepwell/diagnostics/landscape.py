@@ -3,10 +3,12 @@ Nets", NeurIPS 2018): filter-normalised random directions, 1-D and 2-D slices, i
 between two weight vectors, and a measure of how non-convex a 2-D slice is.
 
 The caller's model is never modified: every evaluation runs on a deep copy in eval mode, many grid
-points per call, in chunks. A slice or path of an MLP (every parameter in an ``nn.Linear``) takes
-:class:`~deepwell.diagnostics.point_batch.PointBatch` (the points become the batch, the first layer
-is computed once per slice); any other network ``vmap`` of ``torch.func.functional_call`` over
-stacked parameter sets. ``batched=False`` is the per-point reference (one plain forward per point);
+points per call, in chunks. A slice or path of a chain MLP under cross-entropy (linear, activation,
+..., linear head) takes :class:`~deepwell.diagnostics.chain_losses.ChainLosses` (compiled, one point
+per thread, each point's activations in the core's cache); any other MLP (every parameter in an
+``nn.Linear``) :class:`~deepwell.diagnostics.point_batch.PointBatch` (the points become the batch,
+the first layer is computed once per slice); any other network ``vmap`` of
+``torch.func.functional_call`` over stacked parameter sets. ``batched=False`` is the per-point reference (one plain forward per point);
 bench/landscape.py times the paths (same values within 1e-5).
 
 Example::
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from deepwell.diagnostics.chain_losses import ChainLosses
 from deepwell.diagnostics.point_batch import PointBatch
 from deepwell.runtime import keep_freed_memory
 from deepwell.training.callbacks import Callback, FitState
@@ -153,6 +156,9 @@ def _evaluate(model: nn.Module, count: int, make: ChunkMaker, x: torch.Tensor, y
         keep_freed_memory()   # same-sized chunk temporaries stay in the heap (see keep_freed_memory)
     fast = None
     if family is not None and not make(0, 1)[1]:
+        fused = ChainLosses.build(frozen, x, y, loss, family.center, family.directions)
+        if fused is not None:   # every point at once: the kernel's threads take whole points
+            return fused.losses(family.coefficients)
         fast = PointBatch.build(frozen, x, family.center, family.directions)
     if fast is not None:
         chunk = chunk or _chunk_size(activation, count, POINT_BATCH_ELEMENTS)

@@ -47,7 +47,7 @@ __all__ = ["train_ensemble", "EnsembleResult", "bucket_cost"]
 EVAL_ELEMENTS = 1 << 24  # hidden activations per evaluation chunk (K x examples x width); bounds memory only
 CPU_BUCKET_OVERHEAD = 20_000      # per-bucket cost in parameter-equivalents on a CPU (measured: ~0.12 ms a step a bucket,
                                   # ~10 ns a padded parameter; 1e4 and 2e4 give equally fast plans)
-COMPILED_BUCKET_OVERHEAD = 1_000  # the same with the compiled step (deepwell.sweep.native): the double-descent sweep's
+COMPILED_BUCKET_OVERHEAD = 1_000  # the same with the compiled step (deepwell.native): the double-descent sweep's
                                   # step 10% faster with 12 buckets than with 2e4's 6 (paired, one thread; 500-2000 alike)
 GPU_BUCKET_OVERHEAD = 10_000_000  # on a GPU padding is nearly free and every launch counts: one bucket
 

@@ -153,7 +153,7 @@ class BatchedExecutor:
     trained as its own ensemble with one torch thread, the first in this process: the batched
     matmuls of small networks gain nothing from a second BLAS thread (the whole double-descent
     sweep in one process on 2 threads: 3.3 ms a step, against ~2.2 ms for each of two one-thread
-    shards). MLPs whose step runs compiled (:mod:`deepwell.sweep.native`, which holds no GIL) train
+    shards). MLPs whose step runs compiled (:mod:`deepwell.native`, which holds no GIL) train
     their other shards in threads of this process: they start at once and share the data. Other
     networks step in Python, where two threads serialise on the GIL (3.75 ms a step against 2.7),
     so their other shards train in spawned processes (a forked worker deadlocks in torch's thread

@@ -15,7 +15,7 @@ from torch import nn
 
 from deepwell.errors import ConfigError
 from deepwell.models.network import Network
-from deepwell.sweep import native
+from deepwell import native
 from deepwell.sweep.layouts import aligned_numel, ensemble_layout
 
 __all__ = ["compiled_step"]
@@ -31,7 +31,7 @@ def compiled_step(models: Sequence[nn.Module]) -> bool:
     except ConfigError:
         return False
     activation = models[0].dense[0].activation if len(models[0].dense) else nn.Identity()
-    return padded and type(activation) in ACTIVATIONS and native.padded_step() is not None
+    return padded and type(activation) in ACTIVATIONS and native.extension("padded_step") is not None
 
 
 class _Padded(nn.Module):
@@ -93,8 +93,8 @@ class _Padded(nn.Module):
         if [k for bucket in buckets for k in bucket] != list(range(starts[-1])):
             raise ValueError(f"_Padded needs buckets of consecutive members in order (train_ensemble's slots); got {buckets}")
         self.ranges = [slice(a, b) for a, b in zip(starts, starts[1:])]  # bucket -> its members, as a slice
-        self.compiled = True  # train_step runs the C++ build when it is available (deepwell.sweep.native)
-        self._native = native.padded_step() if self.kind >= 0 else None  # looked up once, not at every step
+        self.compiled = True  # train_step runs the C++ build when it is available (deepwell.native)
+        self._native = native.extension("padded_step") if self.kind >= 0 else None  # looked up once, not at every step
 
     def _blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Per bucket and layer (bucket-major), the (G, out, in + 1) [weight | bias] views of a flat tensor."""
@@ -139,7 +139,7 @@ class _Padded(nn.Module):
         from step to step) by the matmuls' ``out=``; activations, logits and their views live in a
         workspace kept between steps (:class:`_Workspace`). Only activations whose derivative is known
         in closed form take this path (``self.manual``); others use autograd. When the C++ build of
-        this step is available (:mod:`deepwell.sweep.native`; ``compiled``, on by default) it runs
+        this step is available (:mod:`deepwell.native`; ``compiled``, on by default) it runs
         instead: the same calls, the same numbers.
         """
         flat = self.flat
