@@ -25,7 +25,9 @@ Example::
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import importlib.util
 import logging
 import os
 import platform
@@ -53,16 +55,51 @@ class Extension:
     fallback: str
     cflags: tuple[str, ...] = ("-O3",)
     ldflags: tuple[str, ...] = field(default=())
+    openblas: bool = False   # links scipy-openblas32 (see _openblas_flags)
 
 
 # -fopenmp: chain_losses spreads its points over torch's threads with at::parallel_for, whose OpenMP
 # pragma compiles to one thread without it (the process then shares torch's own libgomp).
 EXTENSIONS = {
     "padded_step": Extension(HERE / "sweep" / "padded_step.cpp", "compiled sweep step",
-                             "the Python step runs, its sweep shards in worker processes"),
+                             "the Python step runs, its sweep shards in worker processes", openblas=True),
     "chain_losses": Extension(HERE / "diagnostics" / "chain_losses.cpp", "compiled loss-landscape kernel",
                               "the landscape's batched Python path runs", ("-O3", "-fopenmp"), ("-fopenmp",)),
 }
+
+
+def _openblas_folder() -> Path | None:
+    """scipy-openblas32's package folder, found without importing it (its import loads the library)."""
+    found = importlib.util.find_spec("scipy_openblas32")
+    return Path(found.submodule_search_locations[0]) if found and found.submodule_search_locations else None
+
+
+def _openblas_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(cflags, ldflags) that compile against scipy-openblas32 and load it from where pip put it; empty without it.
+
+    torch's own float32 GEMM is MKL's, which on AMD CPUs runs its AVX2 path whatever the CPU has,
+    and is slower than OpenBLAS at the sweep's small shapes even then: on this 2-core AMD EPYC the
+    double-descent sweep's batched matmuls, replayed, ran at 79 GFLOP/s a core through ``torch.bmm``,
+    93 through OpenBLAS with the AVX2 (Haswell) kernels this machine's environment pins
+    (``OPENBLAS_CORETYPE``), and 148 with the AVX-512 (SkylakeX) kernels OpenBLAS picks by itself here.
+    OpenBLAS reads ``OPENBLAS_CORETYPE`` when it loads; deepwell leaves it to the user.
+    """
+    folder = _openblas_folder()
+    libraries = sorted((folder / "lib").glob("libscipy_openblas*.so")) if folder else []
+    if not libraries:
+        return (), ()
+    lib = folder / "lib"
+    return ((f"-I{folder / 'include'}", "-DDEEPWELL_OPENBLAS"),
+            (f"-L{lib}", f"-l{libraries[0].name[3:-3]}", f"-Wl,-rpath,{lib}"))
+
+
+def _load_openblas() -> None:
+    """Load scipy-openblas32 (its import does) before the kernel that links it, and keep it to one thread a call."""
+    import scipy_openblas32
+
+    library = ctypes.CDLL(str(Path(scipy_openblas32.get_lib_dir()) / scipy_openblas32.get_library(fullname=True)),
+                          mode=ctypes.RTLD_GLOBAL)   # loaded already: a handle to it
+    library.scipy_openblas_set_num_threads(1)   # called from torch's threads and the sweep's shards: one thread each
 
 
 def enabled() -> bool:
@@ -73,11 +110,18 @@ def enabled() -> bool:
 def cache_folder(name: str) -> Path:
     """Where ``name``'s build lives: one folder per (source, flags, torch, Python, machine)."""
     spec = EXTENSIONS[name]
+    cflags, ldflags = _flags(spec)
     root = Path(os.environ.get("DEEPWELL_NATIVE_CACHE") or Path.home() / ".cache" / "deepwell" / "native")
-    key = hashlib.sha256(b"\0".join([spec.source.read_bytes(), " ".join(spec.cflags + spec.ldflags).encode(),
+    key = hashlib.sha256(b"\0".join([spec.source.read_bytes(), " ".join(cflags + ldflags).encode(),
                                      torch.__version__.encode(), sys.version.encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
     return root / key
+
+
+def _flags(spec: Extension) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The compiler and linker flags, OpenBLAS's included where the kernel links it and it is installed."""
+    extra_c, extra_ld = _openblas_flags() if spec.openblas else ((), ())
+    return spec.cflags + extra_c, spec.ldflags + extra_ld
 
 
 def is_built(name: str) -> bool:
@@ -114,8 +158,11 @@ def _build(name: str) -> ModuleType | None:
         from torch.utils.cpp_extension import load
 
         folder.mkdir(parents=True, exist_ok=True)
-        return load(f"deepwell_{name}", [str(spec.source)], extra_cflags=list(spec.cflags),
-                    extra_ldflags=list(spec.ldflags), build_directory=str(folder), verbose=False)
+        cflags, ldflags = _flags(spec)
+        if "-DDEEPWELL_OPENBLAS" in cflags:
+            _load_openblas()
+        return load(f"deepwell_{name}", [str(spec.source)], extra_cflags=list(cflags), extra_ldflags=list(ldflags),
+                    build_directory=str(folder), verbose=False)
     except (OSError, RuntimeError, ImportError) as error:  # a compiler error, a read-only home, a broken toolchain
         _log.warning("deepwell's %s could not be built (%s); %s. Set DEEPWELL_NATIVE=off to skip the attempt.",
                      spec.what, str(error).strip().splitlines()[-1][:300], spec.fallback)

@@ -105,7 +105,8 @@ def test_play_makes_the_loss_fall_and_the_boundary_change(open_page) -> None:
     after = _dw(page, "Array.from(s.frame.view.conf)")
     moved = sum(abs(a - b) for a, b in zip(before, after)) / len(after)
     assert moved > 10, f"the boundary's confidence moved only {moved:.2f}/255 per cell"
-    assert page.inner_text("#epoch") == str(_dw(page, "s.frame.epoch"))
+    # the page draws on its next animation frame: frames still in flight when pause was pressed land after it
+    _wait(page, "document.getElementById('epoch').textContent === String(s.frame.epoch)", "the epoch shown to be the last frame's")
     red = _dw(page, "(() => { const c = document.getElementById('grad-histograms'), d = c.getContext('2d').getImageData(0, 0, c.width, "
                     "c.height).data; let n = 0; for (let i = 0; i < d.length; i += 4) n += d[i] > 180 && d[i + 1] < 100; return n; })()")
     assert red > 100 and len(_dw(page, "s.frame.grad_hist.counts")) == 2, f"gradient histograms: {red} red pixels drawn"

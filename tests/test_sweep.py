@@ -372,3 +372,29 @@ def _members_alone_and_together(data: TensorData) -> None:
         trained = _trained(members, data, spec)
         for k in [k for k, (_, seed) in enumerate(members) if seed == 1]:
             assert all(torch.equal(a, b) for a, b in zip(padded, trained[k])), f"member {k} of {members}"
+
+
+@pytest.mark.parametrize("layout", ["row-major", "transposed", "shared (stride 0)", "float64", "strided rows"])
+def test_the_compiled_steps_bmm_is_torchs(layout: str) -> None:
+    # The compiled step multiplies through its own sgemm (OpenBLAS where linked); it must read every
+    # layout the step hands it as torch.bmm does, and hand anything else to torch.bmm.
+    from deepwell import native
+
+    step = native.extension("padded_step")
+    if step is None:
+        pytest.skip(NATIVE_MISSING)
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 10, 37, generator=generator), torch.randn(3, 37, 41, generator=generator)
+    if layout == "transposed":
+        a, b = torch.randn(3, 37, 10, generator=generator).transpose(1, 2), torch.randn(3, 41, 37, generator=generator).transpose(1, 2)
+    elif layout == "shared (stride 0)":
+        a = torch.randn(1, 10, 37, generator=generator).expand(3, 10, 37)
+    elif layout == "float64":
+        a, b = a.double(), b.double()
+    elif layout == "strided rows":
+        a = torch.randn(3, 10, 80, generator=generator)[:, :, 5:42]
+    expected = torch.bmm(a, b)
+    torch.testing.assert_close(step.bmm(a, b), expected, rtol=1e-5, atol=1e-5)
+    out = torch.full_like(expected, float("nan"))
+    assert step.bmm(a, b, out=out) is not None
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

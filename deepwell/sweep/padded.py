@@ -95,6 +95,7 @@ class _Padded(nn.Module):
         self.ranges = [slice(a, b) for a, b in zip(starts, starts[1:])]  # bucket -> its members, as a slice
         self.compiled = True  # train_step runs the C++ build when it is available (deepwell.native)
         self._native = native.extension("padded_step") if self.kind >= 0 else None  # looked up once, not at every step
+        self._bmm = self._native.bmm if self._native is not None else torch.bmm      # the compiled step's own sgemm
 
     def _blocks(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """Per bucket and layer (bucket-major), the (G, out, in + 1) [weight | bias] views of a flat tensor."""
@@ -140,7 +141,8 @@ class _Padded(nn.Module):
         workspace kept between steps (:class:`_Workspace`). Only activations whose derivative is known
         in closed form take this path (``self.manual``); others use autograd. When the C++ build of
         this step is available (:mod:`deepwell.native`; ``compiled``, on by default) it runs
-        instead: the same calls, the same numbers.
+        instead: the same calls, the same numbers; this Python step then multiplies through its
+        ``bmm`` too (OpenBLAS's sgemm where linked), so the two stay equal bit for bit.
         """
         flat = self.flat
         blocks, weights_t = self._split(flat)
@@ -162,7 +164,7 @@ class _Padded(nn.Module):
             inputs, hidden = work.inputs[index], work.hidden[index]
             for layer in range(self.depth):
                 last = layer == self.depth - 1
-                h = torch.bmm(blocks[index * self.depth + layer], inputs[layer], out=work.logits[index] if last else None)
+                h = self._bmm(blocks[index * self.depth + layer], inputs[layer], out=work.logits[index] if last else None)
                 if not last:
                     self._activate_into(h, hidden[layer + 1], index, layer)
         # cross-entropy, mean over the batch, per member, all buckets at once: d loss / d logits = (softmax - onehot) / B
@@ -173,9 +175,9 @@ class _Padded(nn.Module):
         for index in range(len(self.ranges)):                           # backward, output layer first
             delta, transposed, hidden = work.log_p[index], work.transposed[index], work.hidden[index]  # delta: (G, out, B)
             for layer in range(self.depth - 1, -1, -1):
-                torch.bmm(delta, transposed[layer], out=grads[index * self.depth + layer])        # [dW | db]
+                self._bmm(delta, transposed[layer], out=grads[index * self.depth + layer])        # [dW | db]
                 if layer:
-                    back = torch.bmm(weights_t[index * self.depth + layer], delta)                 # d loss / d activation
+                    back = self._bmm(weights_t[index * self.depth + layer], delta)                 # d loss / d activation
                     delta = self._derivative(back, hidden[layer], index, layer - 1)
         return losses
 

@@ -1,17 +1,80 @@
 // The padded layout's training step (deepwell/sweep/padded.py, _Padded.train_step) in C++.
 //
-// The same ATen calls in the same order as the Python step, so the same numbers bit for bit; what
-// goes is the interpreter between them (~90 calls a step: ~4% of a double-descent sweep step on a
-// CPU) and the GIL, released for the whole step, so a sweep's shards can be threads. Built on demand
-// by deepwell/sweep/native.py and cached on disk; without a compiler the Python step runs.
+// The same calls in the same order as the Python step, so the same numbers bit for bit; what goes
+// is the interpreter between them (~90 calls a step: ~4% of a double-descent sweep step on a CPU)
+// and the GIL, released for the whole step, so a sweep's shards can be threads. The batched matmuls
+// are OpenBLAS's sgemm where deepwell/native.py links it (faster than torch's MKL at the sweep's small
+// shapes: 1.17x with the AVX2 kernels, ~1.9x with the AVX-512 ones on an AMD EPYC; see native.py);
+// the Python step calls the same `bmm` through this module. Built on demand by deepwell/native.py
+// and cached on disk; without a compiler the Python step runs with torch.bmm.
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/utils/pybind.h>
 #include <pybind11/stl.h>
 
+#include <optional>
 #include <vector>
 
+#ifdef DEEPWELL_OPENBLAS
+#include <cblas.h>
+#endif
+
 namespace {
+
+#ifdef DEEPWELL_OPENBLAS
+// How sgemm reads a (G, rows, cols) operand's matrices: row-major or transposed, and the leading dimension.
+bool blas_layout(const at::Tensor& t, CBLAS_TRANSPOSE& trans, blasint& ld) {
+  const int64_t rows = t.size(1), cols = t.size(2);
+  if (t.stride(2) == 1 && t.stride(1) >= std::max<int64_t>(1, cols)) {
+    trans = CblasNoTrans;
+    ld = static_cast<blasint>(std::max<int64_t>(1, t.stride(1)));
+    return true;
+  }
+  if (t.stride(1) == 1 && t.stride(2) >= std::max<int64_t>(1, rows)) {
+    trans = CblasTrans;
+    ld = static_cast<blasint>(std::max<int64_t>(1, t.stride(2)));
+    return true;
+  }
+  return false;
+}
+#endif
+
+// out (G, M, N) = a (G, M, K) @ b (G, K, N): one sgemm a member through OpenBLAS for float32 operands
+// it can read in place (row-major or transposed matrices, any batch stride), torch's bmm otherwise.
+at::Tensor& batched_mm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
+#ifdef DEEPWELL_OPENBLAS
+  CBLAS_TRANSPOSE ta, tb, tc;
+  blasint lda, ldb, ldc;
+  const int64_t members = a.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
+  if (a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat &&
+      a.is_cpu() && b.is_cpu() && out.is_cpu() && members > 0 && m > 0 && n > 0 && k > 0 &&
+      b.size(0) == members && b.size(1) == k && out.dim() == 3 && out.size(0) == members && out.size(1) == m &&
+      out.size(2) == n && blas_layout(a, ta, lda) && blas_layout(b, tb, ldb) && blas_layout(out, tc, ldc) &&
+      tc == CblasNoTrans) {
+    const float* pa = a.data_ptr<float>();
+    const float* pb = b.data_ptr<float>();
+    float* pc = out.data_ptr<float>();
+    for (int64_t g = 0; g < members; ++g) {
+      scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, 1.0f, pa + g * a.stride(0), lda, pb + g * b.stride(0), ldb, 0.0f,
+                        pc + g * out.stride(0), ldc);
+    }
+    return out;
+  }
+#endif
+  return at::bmm_out(out, a, b);
+}
+
+at::Tensor batched_mm(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor out = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+  return batched_mm_out(out, a, b);
+}
+
+// The module's own bmm for the Python step: torch.bmm's signature (out optional), the same sgemm as the C++ step.
+at::Tensor bmm_call(const at::Tensor& a, const at::Tensor& b, std::optional<at::Tensor> out) {
+  pybind11::gil_scoped_release no_gil;
+  if (!out) return batched_mm(a, b);
+  return batched_mm_out(*out, a, b);
+}
 
 enum Activation : int64_t { kIdentity = 0, kRelu = 1, kLeakyRelu = 2, kTanh = 3, kSigmoid = 4 };
 
@@ -69,9 +132,9 @@ at::Tensor train_step(const std::vector<at::Tensor>& blocks, const std::vector<a
     for (int64_t l = 0; l < depth; ++l) {
       const int64_t i = b * depth + l;
       if (l == depth - 1) {
-        at::bmm_out(logits[b], blocks[i], inputs[i]);
+        batched_mm_out(logits[b], blocks[i], inputs[i]);
       } else {
-        activate_into(at::bmm(blocks[i], inputs[i]), hidden[i + 1], mask(b, l), activation, slope);
+        activate_into(batched_mm(blocks[i], inputs[i]), hidden[i + 1], mask(b, l), activation, slope);
       }
     }
   }
@@ -83,9 +146,9 @@ at::Tensor train_step(const std::vector<at::Tensor>& blocks, const std::vector<a
     at::Tensor delta = log_p[b];
     for (int64_t l = depth - 1; l >= 0; --l) {
       const int64_t i = b * depth + l;
-      at::bmm_out(grads[i], delta, transposed[i]);
+      batched_mm_out(grads[i], delta, transposed[i]);
       if (l > 0) {
-        delta = derivative(at::bmm(weights_t[i], delta), hidden[i], mask(b, l - 1), activation, slope);
+        delta = derivative(batched_mm(weights_t[i], delta), hidden[i], mask(b, l - 1), activation, slope);
       }
     }
   }
@@ -96,4 +159,6 @@ at::Tensor train_step(const std::vector<at::Tensor>& blocks, const std::vector<a
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("train_step", &train_step, "The padded layout's training step (see deepwell/sweep/padded.py)");
+  m.def("bmm", &bmm_call, "torch.bmm through the step's own sgemm", pybind11::arg("a"), pybind11::arg("b"),
+        pybind11::kw_only(), pybind11::arg("out") = pybind11::none());
 }
