@@ -3,10 +3,12 @@
 Two kernels, each a registry entry (:data:`EXTENSIONS`) built and loaded the same way:
 
 - ``padded_step`` (deepwell/sweep/padded_step.cpp): :meth:`deepwell.sweep.padded._Padded.train_step`
-  written against ATen: the same calls in the same order, so the same numbers bit for bit, without
-  the interpreter between them (~4% of a double-descent sweep step, measured paired on one thread)
-  and without the GIL, which is what it is for: a sweep's shards can then be threads of one process
-  instead of spawned workers (deepwell.sweep.executors). bench/double_descent.py measures it.
+  in C++: the same calls in the same order, so the same numbers bit for bit, without the
+  interpreter between them (~4% of a double-descent sweep step, measured paired on one thread) and
+  without the GIL, which is what it is for: a sweep's shards can then be threads of one process
+  instead of spawned workers (deepwell.sweep.executors). Its batched matmuls are OpenBLAS's sgemm
+  (scipy-openblas32; :func:`_openblas_flags` says why), which the Python step then calls too.
+  bench/double_descent.py measures it.
 - ``chain_losses`` (deepwell/diagnostics/chain_losses.cpp): a chain MLP's cross-entropy at many
   parameter points, one point per thread, each point's activations kept in the core's cache
   (deepwell.diagnostics.chain_losses; bench/landscape.py and bench/peers.py measure it).
@@ -79,9 +81,10 @@ def _openblas_flags() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
     torch's own float32 GEMM is MKL's, which on AMD CPUs runs its AVX2 path whatever the CPU has,
     and is slower than OpenBLAS at the sweep's small shapes even then: on this 2-core AMD EPYC the
-    double-descent sweep's batched matmuls, replayed, ran at 79 GFLOP/s a core through ``torch.bmm``,
-    93 through OpenBLAS with the AVX2 (Haswell) kernels this machine's environment pins
-    (``OPENBLAS_CORETYPE``), and 148 with the AVX-512 (SkylakeX) kernels OpenBLAS picks by itself here.
+    double-descent sweep's batched matmuls, replayed, ran at 58-79 GFLOP/s a core through
+    ``torch.bmm``, 79-93 through OpenBLAS with the AVX2 (Haswell) kernels this machine's environment
+    pins (``OPENBLAS_CORETYPE``) and ~150 with the AVX-512 (SkylakeX) kernels OpenBLAS picks by
+    itself here (bench/double_descent.py prints both in one run).
     OpenBLAS reads ``OPENBLAS_CORETYPE`` when it loads; deepwell leaves it to the user.
     """
     folder = _openblas_folder()

@@ -5,10 +5,11 @@ between two weight vectors, and a measure of how non-convex a 2-D slice is.
 The caller's model is never modified: every evaluation runs on a deep copy in eval mode, many grid
 points per call, in chunks. A slice or path of a chain MLP under cross-entropy (linear, activation,
 ..., linear head) takes :class:`~deepwell.diagnostics.chain_losses.ChainLosses` (compiled, one point
-per thread, each point's activations in the core's cache); any other MLP (every parameter in an
-``nn.Linear``) :class:`~deepwell.diagnostics.point_batch.PointBatch` (the points become the batch,
-the first layer is computed once per slice); any other network ``vmap`` of
-``torch.func.functional_call`` over stacked parameter sets. ``batched=False`` is the per-point reference (one plain forward per point);
+per thread, each point's activations in the core's cache; all points in one call, so ``chunk``
+applies only to the Python paths); any other MLP (every parameter in an ``nn.Linear``)
+:class:`~deepwell.diagnostics.point_batch.PointBatch` (the points become the batch, the first layer
+is computed once per slice); any other network ``vmap`` of ``torch.func.functional_call`` over
+stacked parameter sets. ``batched=False`` is the per-point reference (one plain forward per point);
 bench/landscape.py times the paths (same values within 1e-5).
 
 Example::
