@@ -475,6 +475,31 @@ def test_evaluate_matches_torch_and_restores_the_mode(training) -> None:
     assert result["acc"] == pytest.approx((logits.argmax(1) == data.y_val).float().mean().item())
 
 
+def test_evaluate_sizes_its_forwards_to_the_cache_and_matches_one_forward() -> None:
+    # On a CPU the first forward's activations set the others' size: a CNN's wide activations take
+    # forwards of a few hundred examples, an MLP's small ones forwards of thousands; same numbers either way.
+    from deepwell.training import evaluation
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(1500, 1, 40, generator=generator), torch.randint(0, 10, (1500,), generator=generator)
+    for spec, wide in ((ModelSpec(arch="cnn1d", channels=[32, 64], kernel_size=5), True),
+                       (ModelSpec(arch="mlp", hidden=[100, 100], norm="none"), False)):
+        model = build_model(spec, (1, 40), 10, generator=torch.Generator().manual_seed(1)).eval()
+        batches: list[int] = []
+        handle = model.register_forward_pre_hook(lambda m, args: batches.append(len(args[0])))
+        result = evaluate(model, x, y, "classification")
+        handle.remove()
+        with torch.no_grad():
+            logits = model(x)
+        largest = 40 * 64 if wide else 100   # values per example in the largest layer output (conv: channels x length)
+        expected = max(evaluation.FIRST_BATCH, min(evaluation.EVAL_BATCH, evaluation.CACHE_ELEMENTS // largest))
+        rest = len(x) - evaluation.FIRST_BATCH
+        assert batches == [evaluation.FIRST_BATCH] + [expected] * (rest // expected) + ([rest % expected] if rest % expected else [])
+        assert (expected < 500) is wide, (spec.arch, expected)
+        assert result["loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
+        assert result["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
 def test_evaluate_regression_is_the_mean_squared_error() -> None:
     model, data = mlp(outputs=2), linear_targets()
     with torch.no_grad():

@@ -20,7 +20,13 @@ from deepwell.training.precision import autocast_factory
 __all__ = ["EVAL_BATCH", "Task", "evaluate", "loss_function"]
 
 Task = Literal["classification", "regression"]
-EVAL_BATCH = 4096  # examples per forward pass when evaluating (bounds memory, not results)
+EVAL_BATCH = 4096  # at most this many examples per forward pass when evaluating (bounds memory, not results)
+# On a CPU, fewer where that many examples' largest activation would leave the core's cache. Measured on
+# this 2-core machine: the default 1-D CNN evaluated 1024 examples in 25.6 ms as one forward and in
+# 11.2 ms as forwards of 256; the MLPs' small activations keep large forwards (40-100-100-10: 3.8 ms for
+# 12,000 examples in forwards of 4096, 8.2 ms in forwards of 256).
+CACHE_ELEMENTS = 1 << 18   # numbers in one forward's largest activation: ~1 MiB of float32
+FIRST_BATCH = 32           # the first forward's examples: its activations' sizes set the other forwards'
 
 
 def loss_function(task: Task, spec: TrainSpec) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -61,11 +67,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
     # Regression, per target column: sum |error|, sum error^2, sum y, sum y^2 (float64: R^2 subtracts near-equal sums).
     moments = torch.zeros(4 * columns, device=x.device, dtype=torch.float64)
     autocast = autocast_factory(precision, x.device)
-    for start in range(0, len(x), EVAL_BATCH):
+    start, batch = 0, EVAL_BATCH if x.device.type != "cpu" else FIRST_BATCH
+    while start < len(x):
+        stop = start + batch
         with autocast():
-            out = model(x[start:start + EVAL_BATCH])
+            if start == 0 and x.device.type == "cpu":
+                out, largest = _forward_measuring(model, x[:stop])
+                batch = max(FIRST_BATCH, min(EVAL_BATCH, CACHE_ELEMENTS * len(out) // max(1, largest)))
+            else:
+                out = model(x[start:stop])
         out = out.float()  # bf16 logits: the loss and the comparisons in float32 (a no-op in fp32)
-        target = y[start:start + EVAL_BATCH]
+        target = y[start:stop]
+        start = stop
         total += loss_fn(out, target, reduction="sum") / (out.shape[1] if task == "regression" else 1)
         if task == "classification":
             correct += (out.argmax(1) == target).sum()
@@ -82,6 +95,18 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
     else:
         result |= _regression_metrics(moments.view(4, columns), count, target_scale)
     return result
+
+
+def _forward_measuring(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``model(x)`` and the number of values in its largest module output (the evaluation's batch size follows it)."""
+    sizes = [x.numel()]
+    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() if isinstance(out, torch.Tensor) else 0))
+             for m in model.modules()]
+    try:
+        return model(x), max(sizes)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def _regression_metrics(moments: torch.Tensor, count: int, target_scale: torch.Tensor | None) -> dict[str, float]:
