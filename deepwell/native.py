@@ -35,7 +35,7 @@ import os
 import platform
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -56,7 +56,7 @@ class Extension:
     what: str
     fallback: str
     cflags: tuple[str, ...] = ("-O3",)
-    ldflags: tuple[str, ...] = field(default=())
+    ldflags: tuple[str, ...] = ()
     openblas: bool = False   # links scipy-openblas32 (see _openblas_flags)
 
 

@@ -10,7 +10,8 @@ import torch
 
 from deepwell.errors import ConfigError
 
-__all__ = ["resolve_device", "configure_cpu", "keep_freed_memory", "set_deterministic", "torch_threads", "usable_cores"]
+__all__ = ["resolve_device", "configure_cpu", "keep_freed_memory", "set_deterministic", "torch_threads", "usable_cores",
+           "forward_measuring"]
 
 _configured = False
 # glibc's malloc on 64-bit: the most its mmap threshold rises to by itself (DEFAULT_MMAP_THRESHOLD_MAX, 32 MiB)
@@ -60,6 +61,24 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def forward_measuring(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``model(x)`` and the number of values in its largest module output (or ``x``): what a batch's
+    activations take, for sizing the batches of a pass that should stay near the core's cache.
+
+    Example::
+
+        out, largest = forward_measuring(model, x[:32])   # then batches of ~(1 << 18) * 32 // largest examples
+    """
+    sizes = [x.numel()]
+    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() if isinstance(out, torch.Tensor) else 0))
+             for m in model.modules()]
+    try:
+        return model(x), max(sizes)
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def keep_freed_memory() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deepwell.config import load_spec, rejoin_options
+from deepwell.config import load_spec
+from deepwell.options import rejoin_options
 from deepwell.sweep.grid import parse_over
 
 

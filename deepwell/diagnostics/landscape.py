@@ -33,7 +33,7 @@ from torch.func import functional_call, vmap
 
 from deepwell.diagnostics.chain_losses import ChainLosses
 from deepwell.diagnostics.point_batch import PointBatch
-from deepwell.runtime import keep_freed_memory
+from deepwell.runtime import forward_measuring, keep_freed_memory
 from deepwell.training.callbacks import Callback, FitState
 
 __all__ = ["Direction", "random_direction", "evaluate_parameter_sets", "slice_1d", "slice_2d", "interpolate",
@@ -121,19 +121,6 @@ CHUNK_ELEMENTS = 1 << 21
 POINT_BATCH_ELEMENTS = 1 << 19
 
 
-def _largest_activation(frozen: nn.Module, x: torch.Tensor) -> int:
-    """Numbers in the largest module output for all of ``x`` (from one forward of a single example)."""
-    sizes = [x[:1].numel()]
-    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() if isinstance(out, torch.Tensor) else 0))
-             for m in frozen.modules()]
-    try:
-        frozen(x[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return len(x) * max(sizes)
-
-
 def _chunk_size(activation: int, count: int, budget: int) -> int:
     """Points per call so that one call's largest activation holds about ``budget`` numbers (>= 1 point).
 
@@ -152,7 +139,6 @@ def _evaluate(model: nn.Module, count: int, make: ChunkMaker, x: torch.Tensor, y
     frozen = _frozen_copy(model)
     if not batched:
         return _evaluate_per_point(frozen, count, make, x, y, loss)
-    activation = _largest_activation(frozen, x)
     if x.device.type == "cpu":
         keep_freed_memory()   # same-sized chunk temporaries stay in the heap (see keep_freed_memory)
     fast = None
@@ -161,6 +147,7 @@ def _evaluate(model: nn.Module, count: int, make: ChunkMaker, x: torch.Tensor, y
         if fused is not None:   # every point at once: the kernel's threads take whole points
             return fused.losses(family.coefficients)
         fast = PointBatch.build(frozen, x, family.center, family.directions)
+    activation = len(x) * forward_measuring(frozen, x[:1])[1]   # numbers in the largest layer output for all of x
     if fast is not None:
         chunk = chunk or _chunk_size(activation, count, POINT_BATCH_ELEMENTS)
         return torch.cat([fast.losses(family.coefficients[start:start + chunk], y, loss) for start in range(0, count, chunk)])

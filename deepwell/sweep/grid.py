@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 
 from deepwell.config import RunSpec, apply_overrides, check_folder_name, did_you_mean
-from deepwell.options import rejoin_options
 from deepwell.errors import ConfigError, Interrupted
+from deepwell.options import rejoin_options
 from deepwell.sweep.executors import EXECUTORS, Executor
 from deepwell.sweep.store import run_sweep, summarize, write_csv
 from deepwell.sweep.tasks import Record, SweepTask

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from deepwell import native
 from deepwell.errors import ConfigError
 from deepwell.models.network import Network
-from deepwell import native
 from deepwell.sweep.layouts import aligned_numel, ensemble_layout
 
 __all__ = ["compiled_step"]

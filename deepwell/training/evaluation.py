@@ -14,6 +14,7 @@ from torch import nn
 
 from deepwell.config import TrainSpec
 from deepwell.errors import ConfigError
+from deepwell.runtime import forward_measuring
 from deepwell.training.distributed import DataParallel
 from deepwell.training.precision import autocast_factory
 
@@ -72,7 +73,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
         stop = start + batch
         with autocast():
             if start == 0 and x.device.type == "cpu":
-                out, largest = _forward_measuring(model, x[:stop])
+                out, largest = forward_measuring(model, x[:stop])
                 batch = max(FIRST_BATCH, min(EVAL_BATCH, CACHE_ELEMENTS * len(out) // max(1, largest)))
             else:
                 out = model(x[start:stop])
@@ -95,18 +96,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: Task,
     else:
         result |= _regression_metrics(moments.view(4, columns), count, target_scale)
     return result
-
-
-def _forward_measuring(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``model(x)`` and the number of values in its largest module output (the evaluation's batch size follows it)."""
-    sizes = [x.numel()]
-    hooks = [m.register_forward_hook(lambda m, i, out: sizes.append(out.numel() if isinstance(out, torch.Tensor) else 0))
-             for m in model.modules()]
-    try:
-        return model(x), max(sizes)
-    finally:
-        for hook in hooks:
-            hook.remove()
 
 
 def _regression_metrics(moments: torch.Tensor, count: int, target_scale: torch.Tensor | None) -> dict[str, float]:

@@ -25,8 +25,9 @@ keeps a copy of it. Where graphs apply, ``train.compile`` adds nothing (the step
 already) and is not applied on top.
 
 bench/gpu.py measures the speed-up and prints torch's "skipping cudagraphs" hints where a step of
-the default nets is not captured. The probes' fired-unit masks are marked static (``torch._dynamo.mark_static_address``) because the graphed steps update
-them in place, which torch captures only for inputs that stay at one address.
+the default nets is not captured. The probes' fired-unit masks are marked static
+(``torch._dynamo.mark_static_address``) because the graphed steps update them in place, which torch
+captures only for inputs that stay at one address.
 
 Example::
 
