@@ -134,8 +134,9 @@ def _evaluate(model: nn.Module, count: int, make: ChunkMaker, x: torch.Tensor, y
     """Losses at ``count`` points whose stacked (parameters, buffers) ``make(start, stop)`` builds chunk by chunk.
 
     Building each chunk on demand keeps memory at chunk x parameters (not points x parameters).
-    An affine ``family`` of an MLP without per-point buffers takes :class:`PointBatch` (points as
-    the batch); anything else ``vmap`` of ``functional_call``."""
+    An affine ``family`` without per-point buffers takes :class:`ChainLosses` (a chain MLP under
+    cross-entropy, every point in one compiled call) or :class:`PointBatch` (any other MLP, points
+    as the batch); anything else ``vmap`` of ``functional_call``."""
     frozen = _frozen_copy(model)
     if not batched:
         return _evaluate_per_point(frozen, count, make, x, y, loss)
