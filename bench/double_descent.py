@@ -43,6 +43,7 @@ from deepwell import native
 from deepwell.runtime import resolve_device, torch_threads
 from deepwell.studies.double_descent import FULL, mlp_params, reference_rows
 from deepwell.sweep import BatchedExecutor, InProcessExecutor, SweepTask, run_sweep
+from deepwell.sweep.store import summarize
 from deepwell.sweep.ensemble import COMPILED_BUCKET_OVERHEAD, CPU_BUCKET_OVERHEAD
 
 SPEEDUP_TARGET = 4.0
@@ -116,18 +117,14 @@ def verdict(ok: bool) -> str:
 
 def tasks(epochs: int, device: str, seed: int = 0) -> list[SweepTask]:
     train = FULL.train(epochs).model_copy(update={"eval_every": epochs})
-    return [SweepTask(FULL.data("uniform"), FULL.model(w), train, seed=seed, params={"width": w}, device=device)
+    return [SweepTask(FULL.data("uniform"), FULL.model(w), train, seed=seed, params={"width": w, "params": mlp_params(w)},
+                      device=device)
             for w in FULL.widths]
 
 
 def curve_rows(records: list[dict]) -> list[dict]:
-    """The curve as reference_rows reads it: per width, the mean (and spread) of the records' test errors."""
-    by_width: dict[int, list[dict]] = {}
-    for record in records:
-        by_width.setdefault(record["width"], []).append(record)
-    return [{"width": w, "params": mlp_params(w), "test_error_mean": statistics.mean(r["test_error"] for r in rs),
-             "test_error_std": statistics.pstdev(r["test_error"] for r in rs),
-             "train_error_mean": statistics.mean(r["train_error"] for r in rs)} for w, rs in sorted(by_width.items())]
+    """The curve as reference_rows reads it: per width, the mean and spread of the records' errors (sorted by width)."""
+    return sorted(summarize(records, ["width", "params"], ["test_error", "train_error"]), key=lambda row: row["width"])
 
 
 def timed(executor, work: list[SweepTask]) -> tuple[float, list[dict]]:
