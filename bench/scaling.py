@@ -4,8 +4,8 @@ Measured in one run on this machine (ratios and exponents, not absolute times):
 
 1. ``fit`` seconds per epoch against n_train, width and depth (MLP, Adam, batch 100, no
    validation, clean-train metric on 1 example so the epoch is the steps); the landscape plane
-   against its resolution (``slice_2d``, points = resolution^2). Each is a log-log panel of
-   bench/scaling.png with the least-squares exponent (time ~ work^k). Targets: k <= 1.15 in data,
+   against its resolution (``slice_2d`` of a batch-norm MLP: the vmap path; points = resolution^2).
+   Each is a log-log panel of bench/scaling.png with the least-squares exponent (time ~ work^k). Targets: k <= 1.15 in data,
    in depth and in grid points (linear); width is judged by GFLOP/s (its FLOPs grow as width^2).
 2. For width: achieved GFLOP/s of the training step (6 x MACs per example: forward, input and weight
    gradients) against a plain ``torch.mm`` loop over the same matrix shapes, timed in the same run.
@@ -165,7 +165,8 @@ def scaling(grid: dict) -> tuple[dict[str, tuple[list, list, float]], list[str]]
     panels["fit epoch vs depth (width 100, 4000 examples)"] = (depths, seconds, exponent(depths, seconds))
     points = [r * r for r in grid["resolution"]]
     seconds = [landscape_seconds(r) for r in grid["resolution"]]
-    panels["landscape plane vs grid points (resolution^2)"] = (points, seconds, exponent(points, seconds))
+    # a batch-norm MLP (the default norm): the vmap path every network but a plain MLP takes (the default CNN too)
+    panels["landscape plane vs points (batch-norm MLP, vmap)"] = (points, seconds, exponent(points, seconds))
     for title, (_, _, k) in panels.items():
         if title.startswith("fit epoch vs width"):  # FLOPs grow as width^2 once the matmuls dominate: judged by GFLOP/s above, not by k
             lines.append(f"exponent of {title}: {k:.3g} (FLOPs ~ width^2 for large widths; small widths are overhead-bound)")
